@@ -1,0 +1,6 @@
+"""Configs: attrs field helpers, strict structuring, recipes."""
+
+from .fields import check, choice, component, field, real, size
+from .spec import ComponentSpec
+
+__all__ = ["ComponentSpec", "check", "choice", "component", "field", "real", "size"]

@@ -1,0 +1,372 @@
+"""The component interfaces every plugin implements.
+
+Data flows one way::
+
+    waveform [B, S] --Encoder--> local features [B, T, C] (+ lengths)
+    local --Quantizer--> codes [B, T, G] + code vectors [B, T, D] (+ aux loss, stats)
+    local (masked or not, maybe quantized) --Aggregator--> context [B, T, D], every layer reachable
+    Objective(batch, model, step) --> loss + stats   (owns masking decisions, targets, negatives)
+    Decoder(emissions [B, T, V], lengths) --> hypotheses
+
+Each component states what it *produces* as a :class:`Signal` (width, frame
+rate, receptive field, causality, kind) and is built from its config plus the
+upstream component's :class:`Signal`; derived sizes never come from the user's
+YAML. Mixing components is the point: :func:`w2v.build.check_fit` rejects a
+combination that cannot work before any training starts.
+
+Conventions: ``lengths`` is a ``[B]`` long tensor of valid steps, or ``None``
+when the batch has no padding. Padded positions hold zeros.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from typing import Any, ClassVar, Iterator, Literal, Mapping, Sequence
+
+import attrs
+import torch
+from torch import Tensor, nn
+
+SignalKind = Literal["waveform", "frames", "tokens", "features"]
+
+
+@attrs.frozen(kw_only=True)
+class Signal:
+    """What a component produces (or a data source provides).
+
+    Attributes:
+        kind: ``waveform`` (samples), ``frames`` (learned frame features),
+            ``tokens`` (discrete ids), ``features`` (precomputed vectors).
+        dim: channels per step (1 for waveform; vocabulary size for tokens).
+        sample_rate: input samples per second the chain started from.
+        stride: input samples per output step (320 for wav2vec 2.0's encoder).
+        receptive_field: input samples one output step sees (400 for wav2vec 2.0).
+        causal: True when no output step depends on later input.
+    """
+
+    kind: SignalKind
+    dim: int
+    sample_rate: int = 16000
+    stride: int = 1
+    receptive_field: int = 1
+    causal: bool = True
+
+    @property
+    def frame_rate(self) -> float:
+        """Output steps per second."""
+        return self.sample_rate / self.stride
+
+    def frames_to_ms(self, frames: float) -> float:
+        return 1000.0 * frames * self.stride / self.sample_rate
+
+    def then(self, *, kind: SignalKind | None = None, dim: int | None = None, stride: int = 1,
+             receptive_field: int = 1, causal: bool = True) -> "Signal":
+        """The signal after a layer with the given stride/receptive field (in steps of self)."""
+        return Signal(
+            kind=kind or self.kind,
+            dim=self.dim if dim is None else dim,
+            sample_rate=self.sample_rate,
+            stride=self.stride * stride,
+            receptive_field=self.receptive_field + (receptive_field - 1) * self.stride,
+            causal=self.causal and causal,
+        )
+
+    def describe(self) -> str:
+        rate = f"{self.frame_rate:g} Hz" if self.kind != "waveform" else f"{self.sample_rate} Hz"
+        rf = f", receptive field {1000 * self.receptive_field / self.sample_rate:.1f} ms" \
+            if self.kind != "waveform" else ""
+        return f"{self.kind}, dim {self.dim}, {rate}{rf}, {'causal' if self.causal else 'non-causal'}"
+
+
+def waveform_signal(sample_rate: int = 16000) -> Signal:
+    """The signal a raw-audio data source provides."""
+    return Signal(kind="waveform", dim=1, sample_rate=sample_rate, stride=1, receptive_field=1,
+                  causal=True)
+
+
+# --------------------------------------------------------------------------- records
+
+
+@attrs.define(kw_only=True)
+class EncoderOutput:
+    """Local features from a waveform.
+
+    Attributes:
+        features: ``[B, T, C]`` local features as quantizers and targets see them
+            (wav2vec 2.0: after the feature LayerNorm; wav2vec 1.0: z).
+        lengths: ``[B]`` valid frames, or None.
+        penalty: scalar feature penalty (wav2vec 2.0's mean squared conv output), or None.
+    """
+
+    features: Tensor
+    lengths: Tensor | None = None
+    penalty: Tensor | None = None
+
+
+@attrs.define(kw_only=True)
+class QuantizerOutput:
+    """Discrete codes and their vectors.
+
+    Attributes:
+        vectors: ``[B, T, D]`` code vectors (straight-through in training).
+        codes: ``[B, T, G]`` long code index per group.
+        aux_loss: scalar loss the quantizer wants added (k-means commitment), or None.
+        diversity: scalar ``(G*V - prob_perplexity) / (G*V)`` (Gumbel), or None.
+        stats: scalars to log (``code_perplexity``, ``prob_perplexity``, ``temp``, ...).
+    """
+
+    vectors: Tensor
+    codes: Tensor
+    aux_loss: Tensor | None = None
+    diversity: Tensor | None = None
+    stats: dict[str, float | Tensor] = attrs.field(factory=dict)
+
+
+@attrs.define(kw_only=True)
+class AggregatorOutput:
+    """Context features.
+
+    Attributes:
+        output: ``[B, T, D]`` final output, final LayerNorm included where the
+            architecture has one.
+        layers: raw output of each block in order, ``[B, T, D]`` each (up to the
+            last layer asked for).
+        lengths: ``[B]`` valid frames, or None.
+    """
+
+    output: Tensor
+    layers: list[Tensor] = attrs.field(factory=list)
+    lengths: Tensor | None = None
+
+
+@attrs.define(kw_only=True)
+class ObjectiveOutput:
+    """What one objective forward returns to the trainer.
+
+    Attributes:
+        loss: scalar to backpropagate, a *sum* over ``sample_size`` units
+            (masked frames, target tokens, utterances) as fairseq does; the
+            trainer divides gradients by the global sample size.
+        sample_size: number of units the loss is summed over.
+        stats: scalars to log; tensors are detached and reduced by the trainer.
+        group: for composite (multi-optimizer) training, the parameter group
+            this loss updates (``generator`` / ``discriminator``), else None.
+    """
+
+    loss: Tensor
+    sample_size: int | Tensor
+    stats: dict[str, float | Tensor] = attrs.field(factory=dict)
+    group: str | None = None
+
+
+@attrs.define(kw_only=True)
+class Hypothesis:
+    """One decoded utterance: ``tokens`` (label ids), ``text``, optional ``words`` and ``score``."""
+
+    tokens: list[int]
+    text: str
+    words: list[str] = attrs.field(factory=list)
+    score: float = 0.0
+
+
+@attrs.define(kw_only=True)
+class Batch:
+    """A training or evaluation batch.
+
+    Attributes:
+        source: ``[B, S]`` waveform (or ``[B, T, C]`` precomputed features, or
+            ``[B, T]`` token ids, per the data source's :class:`Signal` kind).
+        lengths: ``[B]`` valid steps of ``source``, or None when padding-free.
+        ids: ``[B]`` long row index of each utterance in its manifest (drives
+            per-sample randomness so resumed runs repeat exactly).
+        targets: label ids ``[B, L]`` padded with ``pad_id``, or None.
+        target_lengths: ``[B]``, or None.
+        extra: anything else a stage's data source provides (alignments, units).
+    """
+
+    source: Tensor
+    lengths: Tensor | None = None
+    ids: Tensor | None = None
+    targets: Tensor | None = None
+    target_lengths: Tensor | None = None
+    extra: dict[str, Any] = attrs.field(factory=dict)
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> "Batch":
+        def move(x):
+            return x.to(device, non_blocking=non_blocking) if isinstance(x, Tensor) else x
+
+        return Batch(source=move(self.source), lengths=move(self.lengths), ids=move(self.ids),
+                     targets=move(self.targets), target_lengths=move(self.target_lengths),
+                     extra={k: move(v) for k, v in self.extra.items()})
+
+    @property
+    def size(self) -> int:
+        return int(self.source.shape[0])
+
+
+# --------------------------------------------------------------------------- components
+
+
+class Component:
+    """Mixin for everything the registry builds.
+
+    Subclasses declare ``Config`` (an attrs class) and implement
+    :meth:`from_config`. ``kind`` is set by the registry.
+    """
+
+    Config: ClassVar[type]
+    kind: ClassVar[str] = ""
+
+    @classmethod
+    def from_config(cls, config: Any, upstream: Signal | None = None, **context: Any):
+        """Build from a structured config and the upstream component's signal."""
+        raise NotImplementedError(f"{cls.__name__}.from_config")
+
+
+class Encoder(nn.Module, Component, abc.ABC):
+    """Waveform (or features) to local frame features.
+
+    ``forward(source [B, S], lengths [B] | None) -> EncoderOutput``.
+    """
+
+    kind = "encoder"
+
+    @abc.abstractmethod
+    def forward(self, source: Tensor, lengths: Tensor | None = None) -> EncoderOutput: ...
+
+    @abc.abstractmethod
+    def produces(self) -> Signal:
+        """The signal this encoder outputs."""
+
+    def output_lengths(self, lengths: Tensor) -> Tensor:
+        """Valid output frames for ``lengths`` valid input steps."""
+        s = self.produces()
+        return torch.div(lengths - (s.receptive_field - s.stride), s.stride,
+                         rounding_mode="floor").clamp(min=0)
+
+
+class Quantizer(nn.Module, Component, abc.ABC):
+    """Continuous frames to discrete codes and code vectors.
+
+    ``forward(x [B, T, C], lengths) -> QuantizerOutput``; ``num_updates`` is
+    set by the trainer before each step (temperature schedules read it).
+    """
+
+    kind = "quantizer"
+    groups: int
+    num_vars: int
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.num_updates = 0
+
+    @abc.abstractmethod
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> QuantizerOutput: ...
+
+    @abc.abstractmethod
+    def produces(self) -> Signal: ...
+
+    def set_num_updates(self, num_updates: int) -> None:
+        self.num_updates = num_updates
+
+
+class Aggregator(nn.Module, Component, abc.ABC):
+    """Frames to context (Transformer, causal conv, GRU, Conformer).
+
+    ``forward(x [B, T, input_dim], lengths, layers=None) -> AggregatorOutput``.
+    ``layers`` (an int or list of block indices) lets the forward stop after
+    the last block asked for.
+    """
+
+    kind = "aggregator"
+    input_dim: int
+
+    @abc.abstractmethod
+    def forward(self, x: Tensor, lengths: Tensor | None = None,
+                layers: int | Sequence[int] | None = None) -> AggregatorOutput: ...
+
+    @abc.abstractmethod
+    def produces(self) -> Signal: ...
+
+    @property
+    def num_layers(self) -> int:
+        return 1
+
+
+class Objective(nn.Module, Component, abc.ABC):
+    """A training loss over a model; owns only loss-time parameters.
+
+    ``forward(batch, model, step) -> ObjectiveOutput``. The objective decides
+    masking, targets and negatives using the model's parts (``model.masker``,
+    ``model.quantizer``, ...). ``requires`` lists constraints on the model
+    (checked by :meth:`check_model` before training: e.g. a future-prediction
+    objective needs a causal aggregator).
+    """
+
+    kind = "objective"
+
+    @abc.abstractmethod
+    def forward(self, batch: Batch, model: nn.Module, step: int) -> ObjectiveOutput: ...
+
+    def check_model(self, model: nn.Module) -> None:
+        """Raise :class:`w2v.errors.FitError` if ``model`` cannot be trained by this objective."""
+
+    def parameter_groups(self, model: nn.Module) -> Mapping[str, Iterator[nn.Parameter]] | None:
+        """Named parameter groups for composite training (GANs), or None for one group."""
+        return None
+
+    def group_for_step(self, step: int) -> str | None:
+        """Which parameter group the update at ``step`` trains (composite mode)."""
+        return None
+
+    def valid_metrics(self) -> Sequence[str]:
+        """Stats that make sense to select checkpoints on (lower is better unless listed in
+        ``higher_is_better``)."""
+        return ("loss",)
+
+    higher_is_better: ClassVar[tuple[str, ...]] = ("accuracy",)
+
+
+class Decoder(Component, abc.ABC):
+    """Emissions to hypotheses (greedy CTC, beam search with LM, Viterbi)."""
+
+    kind = "decoder"
+
+    @abc.abstractmethod
+    def decode(self, emissions: Tensor, lengths: Tensor | None = None) -> list[Hypothesis]:
+        """``emissions`` [B, T, V] log-probabilities; returns one hypothesis per row."""
+
+
+class Stage(Component, abc.ABC):
+    """One step of a recipe (pretrain, finetune, featurize, cluster, ...)."""
+
+    kind = "stage"
+
+    @abc.abstractmethod
+    def run(self, context: Any) -> None:
+        """Run the stage; ``context`` is a :class:`w2v.stages.StageContext`."""
+
+
+#: The five component kinds of the core and the base class each must subclass.
+CORE_KINDS: dict[str, type] = {
+    "encoder": Encoder,
+    "quantizer": Quantizer,
+    "aggregator": Aggregator,
+    "objective": Objective,
+    "decoder": Decoder,
+    "stage": Stage,
+}
+
+
+def lengths_to_padding_mask(lengths: Tensor | None, max_len: int) -> Tensor | None:
+    """``[B, T]`` bool, True at padded positions; None when ``lengths`` is None."""
+    if lengths is None:
+        return None
+    steps = torch.arange(max_len, device=lengths.device)
+    return steps[None, :] >= lengths[:, None]
+
+
+def conv_output_length(length: int, kernel: int, stride: int) -> int:
+    """Frames a valid (unpadded) convolution yields from ``length`` inputs."""
+    return max(0, math.floor((length - kernel) / stride) + 1)

@@ -1,0 +1,212 @@
+"""The registry of components, keyed by (kind, name).
+
+Plugins never touch it directly: their hooks receive a :class:`Registrar`
+bound to the plugin, and everything they add is recorded with the plugin
+that added it (so errors and ``w2vrun plugins`` can say who provides what).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable, Mapping
+
+import attrs
+
+from .errors import ConfigError, did_you_mean
+from .interfaces import CORE_KINDS
+
+#: Version of the registration API. A plugin declares the version it was
+#: written for (``W2V_PLUGIN_API`` in its module); a different major is refused.
+PLUGIN_API_VERSION = (1, 0)
+
+
+@attrs.frozen(kw_only=True)
+class PluginInfo:
+    """Who registered something: entry-point name, module, distribution and version."""
+
+    name: str
+    module: str
+    dist: str = "w2v"
+    version: str = ""
+
+    def describe(self) -> str:
+        return f"{self.name} ({self.dist} {self.version}, {self.module})".replace("  ", " ")
+
+
+@attrs.frozen(kw_only=True)
+class Registration:
+    """One registered component.
+
+    Attributes:
+        kind: component kind (``encoder``, ``quantizer``, ..., or a plugin-declared kind).
+        name: the name recipes use (``name: gumbel``).
+        cls: the class; built with ``cls.from_config(config, upstream, **context)``.
+        config_cls: attrs class its YAML section is structured into.
+        plugin: who registered it.
+        smoke: a small config mapping (without ``name``) the automatic
+            component test builds and runs; None for components that need
+            external resources.
+        help: one line for ``w2vrun list``.
+    """
+
+    kind: str
+    name: str
+    cls: type
+    config_cls: type
+    plugin: PluginInfo
+    smoke: Mapping[str, Any] | None = None
+    help: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class KindInfo:
+    name: str
+    base: type | None
+    help: str
+    plugin: PluginInfo | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Importer:
+    """A checkpoint format: ``detect(path) -> bool``, ``load(path, **kw) -> model``."""
+
+    name: str
+    detect: Callable[[Any], bool]
+    load: Callable[..., Any]
+    plugin: PluginInfo
+    help: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class Command:
+    """A ``w2vrun`` sub-command: ``configure(argparse parser)``, ``run(args) -> int``."""
+
+    name: str
+    configure: Callable[[Any], None]
+    run: Callable[[Any], int | None]
+    plugin: PluginInfo
+    help: str = ""
+
+
+class Registry:
+    """Components, kinds, checkpoint importers and commands registered by plugins."""
+
+    def __init__(self) -> None:
+        self.kinds: dict[str, KindInfo] = {
+            k: KindInfo(name=k, base=b, help=(b.__doc__ or "").strip().splitlines()[0])
+            for k, b in CORE_KINDS.items()
+        }
+        self.components: dict[tuple[str, str], Registration] = {}
+        self.importers: dict[str, Importer] = {}
+        self.commands: dict[str, Command] = {}
+
+    # ---------------------------------------------------------------- adding
+    def add_kind(self, name: str, base: type | None, help: str, plugin: PluginInfo) -> None:
+        if name in self.kinds:
+            if self.kinds[name].base is base:
+                return
+            raise ConfigError(
+                f"Component kind `{name}` is declared twice: by {self._owner(self.kinds[name].plugin)} "
+                f"and by {plugin.describe()}.")
+        self.kinds[name] = KindInfo(name=name, base=base, help=help, plugin=plugin)
+
+    def add(self, reg: Registration) -> None:
+        if reg.kind not in self.kinds:
+            raise ConfigError(
+                f"Plugin {reg.plugin.describe()} registers {reg.kind} `{reg.name}`, but no plugin "
+                f"declares the component kind `{reg.kind}`.",
+                hint=did_you_mean(reg.kind, list(self.kinds), "kinds"))
+        base = self.kinds[reg.kind].base
+        if base is not None and not issubclass(reg.cls, base):
+            raise ConfigError(
+                f"Plugin {reg.plugin.describe()} registers {reg.kind} `{reg.name}` as "
+                f"{reg.cls.__module__}.{reg.cls.__qualname__}, which does not subclass "
+                f"{base.__module__}.{base.__qualname__}.")
+        if not attrs.has(reg.config_cls):
+            raise ConfigError(
+                f"Plugin {reg.plugin.describe()} registers {reg.kind} `{reg.name}` with config "
+                f"{reg.config_cls!r}, which is not an attrs class.")
+        key = (reg.kind, reg.name)
+        if key in self.components:
+            old = self.components[key]
+            raise ConfigError(
+                f"Two plugins register the {reg.kind} `{reg.name}`: "
+                f"{old.plugin.describe()} ({old.cls.__module__}.{old.cls.__qualname__}) and "
+                f"{reg.plugin.describe()} ({reg.cls.__module__}.{reg.cls.__qualname__}).",
+                hint="Rename one of them, or disable one plugin with W2V_DISABLE_PLUGINS=name.")
+        self.components[key] = reg
+
+    # -------------------------------------------------------------- looking up
+    def names(self, kind: str) -> list[str]:
+        return sorted(n for k, n in self.components if k == kind)
+
+    def of_kind(self, kind: str) -> list[Registration]:
+        return [self.components[(kind, n)] for n in self.names(kind)]
+
+    def get(self, kind: str, name: str, *, where: str | None = None, key: str | None = None
+            ) -> Registration:
+        """The registration of ``kind`` ``name``, or a ConfigError with suggestions."""
+        if kind not in self.kinds:
+            raise ConfigError(f"unknown component kind `{kind}`.", where=where, key=key,
+                              hint=did_you_mean(kind, list(self.kinds), "kinds"))
+        reg = self.components.get((kind, name))
+        if reg is not None:
+            return reg
+        names = self.names(kind)
+        providers = "; ".join(f"`{r.name}` from {r.plugin.name}" for r in self.of_kind(kind))
+        hint = did_you_mean(name, names, f"{kind} names")
+        if providers:
+            hint += f" Provided by: {providers}."
+        raise ConfigError(f"unknown {kind} `{name}`.", where=where, key=key, hint=hint)
+
+    def all(self) -> Iterable[Registration]:
+        return (self.components[k] for k in sorted(self.components))
+
+    @staticmethod
+    def _owner(plugin: PluginInfo | None) -> str:
+        return plugin.describe() if plugin else "the core"
+
+
+class Registrar:
+    """What a plugin's hook receives: adds things to the registry on its behalf."""
+
+    def __init__(self, registry: Registry, plugin: PluginInfo) -> None:
+        self._registry = registry
+        self.plugin = plugin
+
+    def add_kind(self, name: str, base: type | None = None, help: str = "") -> None:
+        """Declare a component kind beyond the core five (``masker``, ``generator``, ...)."""
+        self._registry.add_kind(name, base, help, self.plugin)
+
+    def add_component(self, kind: str, name: str, cls: type, config: type | None = None, *,
+                      smoke: Mapping[str, Any] | None = None, help: str = "") -> None:
+        """Register ``cls`` as ``kind`` ``name``; ``config`` defaults to ``cls.Config``."""
+        config_cls = config if config is not None else getattr(cls, "Config", None)
+        if config_cls is None:
+            raise ConfigError(f"Plugin {self.plugin.describe()} registers {kind} `{name}` "
+                              f"without a config class (set `{cls.__name__}.Config`).")
+        doc = help or ((cls.__doc__ or "").strip().splitlines() or [""])[0]
+        self._registry.add(Registration(kind=kind, name=name, cls=cls, config_cls=config_cls,
+                                        plugin=self.plugin, smoke=smoke, help=doc))
+
+    def add_stage(self, name: str, cls: type, config: type | None = None, *, help: str = "") -> None:
+        self.add_component("stage", name, cls, config, smoke=None, help=help)
+
+    def add_importer(self, name: str, detect: Callable[[Any], bool], load: Callable[..., Any], *,
+                     help: str = "") -> None:
+        """Register a checkpoint format for :func:`w2v.load_pretrained`."""
+        if name in self._registry.importers:
+            old = self._registry.importers[name]
+            raise ConfigError(f"Two plugins register the checkpoint format `{name}`: "
+                              f"{old.plugin.describe()} and {self.plugin.describe()}.")
+        self._registry.importers[name] = Importer(name=name, detect=detect, load=load,
+                                                  plugin=self.plugin, help=help)
+
+    def add_command(self, name: str, configure: Callable[[Any], None],
+                    run: Callable[[Any], int | None], *, help: str = "") -> None:
+        """Register a ``w2vrun NAME ...`` sub-command."""
+        if name in self._registry.commands:
+            old = self._registry.commands[name]
+            raise ConfigError(f"Two plugins register the command `w2vrun {name}`: "
+                              f"{old.plugin.describe()} and {self.plugin.describe()}.")
+        self._registry.commands[name] = Command(name=name, configure=configure, run=run,
+                                                plugin=self.plugin, help=help)
