@@ -1,0 +1,160 @@
+"""From structured recipe sections to built components, with fit checks.
+
+:func:`structure_sections` turns a stage's raw sections into :class:`Sections`;
+:func:`build_model` builds each component from its config plus the upstream
+component's :class:`~w2v.interfaces.Signal`; :func:`build_objective` checks the
+objective against the model. Every mismatch is a :class:`~w2v.errors.FitError`
+naming both components, raised before any training starts.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import attrs
+import torch
+from torch import nn
+
+from .config import ComponentSpec, component, field, real
+from .config.source import SourceMap
+from .config.structure import structure
+from .errors import FitError, UserError
+from .interfaces import Signal, waveform_signal
+from .model import SpeechModel
+
+
+@attrs.define(kw_only=True)
+class ModelConfig:
+    """The recipe's ``model:`` section: which component fills each slot, and how they are wired."""
+
+    encoder: ComponentSpec | None = component("encoder", help="waveform -> local features")
+    quantizer: ComponentSpec | None = component("quantizer", help="local features -> discrete codes")
+    aggregator: ComponentSpec | None = component("aggregator", help="context network")
+    masker: ComponentSpec | None = component("masker", help="time/channel masking with a learned "
+                                             "mask embedding (pretraining and fine-tuning)")
+    quantize: Literal["targets", "input", "both", "none"] = field(
+        "targets", "where the quantizer is wired: `targets` (wav2vec 2.0), `input` (vq-wav2vec: "
+        "quantized features feed the aggregator), `both`, or `none`")
+    normalize: bool = field(False, "zero-mean unit-variance waveform normalisation per utterance "
+                            "(wav2vec 2.0 LARGE); stored with the model")
+    dropout_input: float = real(0.0, 0.0, 1.0, "dropout after the feature projection")
+    dropout_features: float = real(0.0, 0.0, 1.0, "dropout on the unmasked features used as targets")
+
+
+def _data_config_cls():
+    from .data.config import DataConfig
+    return DataConfig
+
+
+def _trainer_config_cls():
+    from .train.config import TrainerConfig
+    return TrainerConfig
+
+
+@attrs.define(kw_only=True)
+class Sections:
+    """One stage's structured sections."""
+
+    data: Any
+    model: ModelConfig
+    objective: ComponentSpec | None
+    decoder: ComponentSpec | None
+    trainer: Any
+
+
+def structure_sections(raw: dict[str, Any], srcmap: SourceMap, prefix: tuple[str, ...] = ()
+                       ) -> Sections:
+    """Structure the five sections strictly (errors carry file, line and key path)."""
+    from .config.structure import structure_component
+
+    def sub(name: str, cls: Any) -> Any:
+        return structure(raw.get(name) or {}, cls, srcmap=srcmap, path=prefix + (name,))
+
+    def comp(name: str) -> ComponentSpec | None:
+        value = raw.get(name)
+        if value is None:
+            return None
+        return structure_component(name, value, srcmap=srcmap, path=prefix + (name,))
+
+    return Sections(data=sub("data", _data_config_cls()), model=sub("model", ModelConfig),
+                    objective=comp("objective"), decoder=comp("decoder"),
+                    trainer=sub("trainer", _trainer_config_cls()))
+
+
+# ------------------------------------------------------------------ building
+def _build(spec: ComponentSpec, upstream: Signal | None, **context: Any):
+    return spec.build(upstream, **context)
+
+
+def build_model(cfg: ModelConfig, sample_rate: int = 16000) -> SpeechModel:
+    """Build a :class:`SpeechModel` slot by slot, each from its upstream's signal."""
+    if cfg.encoder is None:
+        raise FitError("the model has no encoder.", key="model.encoder",
+                       hint="Add `model: {encoder: {name: ...}}` (see `w2vrun list encoder`).")
+    encoder = _build(cfg.encoder, waveform_signal(sample_rate))
+    local = encoder.produces()
+    quantizer = None
+    if cfg.quantizer is not None:
+        quantizer = _build(cfg.quantizer, local)
+        q = quantizer.produces()
+        if cfg.quantize in ("input", "both") and q.dim != local.dim and cfg.aggregator is None:
+            raise FitError(f"quantizer `{cfg.quantizer.name}` produces width {q.dim} but encoder "
+                           f"`{cfg.encoder.name}` produces {local.dim}.", key="model.quantizer")
+    elif cfg.quantize in ("input", "both"):
+        raise FitError(f"`model.quantize: {cfg.quantize}` needs a quantizer, but `model.quantizer` "
+                       f"is not set.", key="model.quantize",
+                       hint="Add a quantizer or set `model.quantize: none`.")
+    upstream = quantizer.produces() if quantizer is not None and cfg.quantize in ("input", "both") \
+        else local
+    aggregator = _build(cfg.aggregator, upstream) if cfg.aggregator is not None else None
+    masker = None
+    if cfg.masker is not None:
+        width = aggregator.input_dim if aggregator is not None else upstream.dim
+        masker = _build(cfg.masker, attrs.evolve(upstream, dim=width))
+    return SpeechModel(encoder, aggregator, quantizer=quantizer, masker=masker,
+                       quantize=cfg.quantize, normalize=cfg.normalize,
+                       dropout_input=cfg.dropout_input, dropout_features=cfg.dropout_features,
+                       sample_rate=sample_rate)
+
+
+def build_objective(spec: ComponentSpec, model: SpeechModel, **context: Any) -> nn.Module:
+    """Build the objective for ``model`` and check that they fit."""
+    objective = spec.build(model.context_signal(), model=model, **context)
+    try:
+        objective.check_model(model)
+    except UserError as exc:
+        raise exc.located(where=spec.where, key=spec.key) from None
+    return objective
+
+
+def count_parameters(module: nn.Module | None) -> int:
+    if module is None:
+        return 0
+    return sum(p.numel() for p in module.parameters())
+
+
+def describe_model(model: SpeechModel, cfg: ModelConfig) -> list[str]:
+    """Lines for ``--dry-run``: each component, its parameters and what it produces."""
+    lines = []
+    for slot in ("encoder", "quantizer", "aggregator", "masker"):
+        part = getattr(model, slot, None)
+        spec = getattr(cfg, slot)
+        if part is None or spec is None:
+            continue
+        produces = part.produces().describe() if hasattr(part, "produces") else ""
+        lines.append(f"  {slot:<11}{spec.name:<26}{count_parameters(part):>13,} params  {produces}")
+    proj = count_parameters(model.projection)
+    if proj:
+        lines.append(f"  {'projection':<11}{'linear':<26}{proj:>13,} params")
+    local = model.local_signal()
+    masker = cfg.masker
+    if masker is not None and hasattr(masker.config, "mask_length"):
+        ms = local.frames_to_ms(masker.config.mask_length)
+        lines.append(f"  mask_length {masker.config.mask_length} frames = {ms:g} ms at "
+                     f"{local.frame_rate:g} Hz")
+    return lines
+
+
+def on_meta():
+    """Build on the meta device: LARGE models cost nothing in ``--dry-run``."""
+    return torch.device("meta")

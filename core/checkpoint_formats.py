@@ -1,0 +1,141 @@
+"""w2v model files and :func:`load_pretrained` dispatch.
+
+A w2v model file (``model.pt``) holds the model's resolved config, its state
+dict, the sample rate, the dictionary (for CTC models) and the plugin
+distributions and versions that built it, so it can be rebuilt anywhere the
+same plugins are installed. Foreign formats (fairseq ``.pt``, Hugging Face
+directories, torchaudio state dicts) are registered by plugins through
+``registrar.add_importer`` and auto-detected.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .errors import UserError
+
+FORMAT = "w2v-model"
+FORMAT_VERSION = 1
+MODEL_FILE = "model.pt"
+
+
+def save_model(model, model_config, path: str | Path, *, dictionary: list[str] | None = None,
+               extra: dict[str, Any] | None = None) -> Path:
+    """Write a w2v model file atomically (temp file + rename)."""
+    from .config.structure import unstructure
+    from .plugin_manager import plugins
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    blob = {
+        "format": FORMAT, "format_version": FORMAT_VERSION,
+        "model_config": unstructure(model_config),
+        "sample_rate": getattr(model, "sample_rate", 16000),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "dictionary": dictionary,
+        "plugins": plugins().versions(),
+        "extra": extra or {},
+    }
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(blob, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def read_blob(path: Path) -> dict[str, Any]:
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise UserError(f"cannot read `{path}` as a w2v model file ({type(exc).__name__}: "
+                        f"{str(exc).splitlines()[0] if str(exc) else ''}).",
+                        hint="The file may be truncated or not a w2v checkpoint.") from None
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise UserError(f"`{path}` is not a w2v model file.")
+    return blob
+
+
+def load_w2v(path: str | Path, *, dictionary=None):
+    """Rebuild a model from a w2v model file, in eval mode."""
+    from .build import ModelConfig, build_model
+    from .config.structure import structure
+
+    blob = read_blob(Path(path))
+    cfg = structure(blob["model_config"], ModelConfig, path=("model",))
+    model = build_model(cfg, blob.get("sample_rate", 16000))
+    missing, unexpected = model.load_state_dict(blob["state_dict"], strict=False)
+    if missing or unexpected:
+        raise UserError(f"`{path}` does not match the model its config describes: missing "
+                        f"{sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}.",
+                        hint="Were different plugin versions used? Saved with: "
+                             f"{blob.get('plugins')}.")
+    model.dictionary = blob.get("dictionary")
+    model.model_config = cfg
+    return model.eval()
+
+
+def find_model_file(path: Path) -> Path | None:
+    """A model file inside a run or stage directory (the last stage that wrote one)."""
+    if path.is_file():
+        return path
+    direct = path / MODEL_FILE
+    if direct.exists():
+        return direct
+    candidates = sorted(path.glob(f"*/{MODEL_FILE}"), key=lambda p: p.stat().st_mtime)
+    return candidates[-1] if candidates else None
+
+
+def is_w2v(path: Path) -> bool:
+    found = find_model_file(path) if path.exists() else None
+    if found is None or not found.is_file():
+        return False
+    try:
+        with open(found, "rb") as fh:
+            head = fh.read(4)
+        return head[:2] == b"PK" and FORMAT.encode() in _peek(found)
+    except OSError:
+        return False
+
+
+def _peek(path: Path) -> bytes:
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = [n for n in zf.namelist() if n.endswith("data.pkl")]
+            return zf.read(names[0]) if names else b""
+    except (zipfile.BadZipFile, OSError, KeyError):
+        return b""
+
+
+def load_pretrained(path: str | Path, dictionary=None, **kwargs):
+    """Load any supported checkpoint (auto-detected) and return the model in eval mode."""
+    from .plugin_manager import registry
+
+    path = Path(path)
+    if not path.exists():
+        raise UserError(f"`{path}` does not exist.")
+    if is_w2v(path):
+        return load_w2v(find_model_file(path), dictionary=dictionary)
+    importers = registry().importers
+    for imp in importers.values():
+        try:
+            ok = imp.detect(path)
+        except Exception:
+            ok = False
+        if ok:
+            model = imp.load(path, dictionary=dictionary, **kwargs)
+            return model.eval() if hasattr(model, "eval") else model
+    known = ", ".join(["w2v"] + sorted(importers)) or "w2v"
+    raise UserError(f"`{path}` is not a checkpoint format w2v recognises.",
+                    hint=f"Known formats: {known}. A run directory must contain a stage that "
+                         f"wrote {MODEL_FILE}.")

@@ -1,0 +1,96 @@
+"""Reading one audio file into a checked mono float32 waveform.
+
+``soundfile`` (libsndfile) decodes WAV, FLAC and OGG; stereo is averaged to
+mono; a file at another rate is resampled with
+``torchaudio.functional.resample``. Every problem raises
+:class:`~w2v.data.skips.BadInput` (the dataset applies the bad-input policy).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from .skips import BadInput
+
+
+def _wav_truncated(path: str) -> bool:
+    """True when a RIFF/WAVE header promises more bytes than the file holds."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return False
+        (riff_size,) = struct.unpack("<I", head[4:8])
+        return riff_size != 0xFFFFFFFF and riff_size + 8 > os.path.getsize(path)
+    except OSError:
+        return False
+
+
+def audio_info(path: str) -> sf._SoundFileInfo:
+    """``soundfile.info`` of ``path``; BadInput if missing or undecodable."""
+    if not os.path.isfile(path):
+        raise BadInput("missing", path)
+    try:
+        return sf.info(path)
+    except (RuntimeError, sf.LibsndfileError) as exc:
+        raise BadInput("unreadable", path, str(exc).replace(f"'{path}'", "").strip(" :")) \
+            from None
+
+
+def read_audio(path: str, *, sample_rate: int, min_samples: int = 0,
+               expected_samples: int | None = None) -> tuple[torch.Tensor, int]:
+    """Read ``path`` as a mono waveform at ``sample_rate``.
+
+    Args:
+        path: audio file.
+        sample_rate: target rate; other rates are resampled.
+        min_samples: fewest samples (at ``sample_rate``) the caller can use, e.g.
+            the encoder's receptive field.
+        expected_samples: the manifest's count (at the file's own rate), checked
+            when given.
+
+    Returns:
+        ``(wave [S] float32, file_rate)``.
+
+    Raises:
+        BadInput: missing, unreadable, truncated, empty, size mismatch,
+            non-finite, all-zero, or shorter than ``min_samples``.
+    """
+    info = audio_info(path)
+    if info.frames == 0:
+        raise BadInput("empty", path, "0 samples")
+    if path.lower().endswith(".wav") and _wav_truncated(path):
+        raise BadInput("truncated", path, f"the header promises more data than the "
+                                          f"{os.path.getsize(path)} bytes present")
+    try:
+        data, rate = sf.read(path, dtype="float32", always_2d=True)
+    except (RuntimeError, sf.LibsndfileError) as exc:
+        raise BadInput("truncated" if info.frames > 0 else "unreadable", path,
+                       str(exc).replace(f"'{path}'", "").strip(" :")) from None
+    if data.shape[0] != info.frames:
+        raise BadInput("truncated", path, f"decoded {data.shape[0]} of {info.frames} samples")
+    if data.shape[0] == 0:
+        raise BadInput("empty", path, "0 samples")
+    if expected_samples is not None and data.shape[0] != expected_samples:
+        raise BadInput("size-mismatch", path, f"the manifest says {expected_samples} samples, "
+                                              f"the file has {data.shape[0]}; remake the manifest")
+    wave = torch.from_numpy(data.mean(axis=1) if data.shape[1] > 1 else data[:, 0])
+    finite = np.isfinite(data)
+    if not finite.all():
+        first = int(np.argmin(finite.all(axis=1)))
+        raise BadInput("non-finite", path, f"first at sample {first}")
+    if not data.any():
+        raise BadInput("silent", path, f"{data.shape[0]} zero samples")
+    if rate != sample_rate:
+        import torchaudio.functional as AF
+
+        wave = AF.resample(wave, rate, sample_rate)
+    if wave.shape[0] < min_samples:
+        raise BadInput("too-short", path, f"{wave.shape[0]} samples at {sample_rate} Hz, the "
+                                          f"model needs at least {min_samples}")
+    return wave.contiguous(), int(rate)

@@ -1,0 +1,78 @@
+"""The recipe's ``data:`` section."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import attrs
+
+from ..config import check, choice, field, size
+
+LabelKind = Literal["ltr", "wrd", "phn"]
+BadInputPolicy = Literal["fail", "skip"]
+
+#: Largest audio length (samples) a size field accepts: 2**31, about 37 hours at 16 kHz.
+_MAX_SAMPLES = 1 << 31
+
+
+@attrs.define(kw_only=True)
+class DataConfig:
+    """Manifests, audio format, batching and the bad-input policy.
+
+    A manifest is a fairseq ``.tsv`` (first line the audio root, then
+    ``relative/path<TAB>num_samples``); labels and the dictionary sit beside it
+    (``train.tsv`` -> ``train.ltr``, ``dict.ltr.txt``).
+    """
+
+    train: str | None = field(
+        None, "training manifest (.tsv); a directory means `<dir>/train.tsv`. "
+              "Make one with `w2vrun manifest AUDIO_DIR --dest DIR`.")
+    valid: str | None = field(
+        None, "validation manifest (.tsv); a directory means `<dir>/valid.tsv`")
+    test: str | None = field(
+        None, "test manifest (.tsv); a directory means `<dir>/test.tsv`")
+    labels: LabelKind | None = choice(
+        None, "label file extension beside each manifest (`train.ltr`): letters `ltr`, "
+              "words `wrd`, phones `phn`; null for unlabelled audio")
+    dictionary: str | None = field(
+        None, "label dictionary (fairseq `symbol count` lines); "
+              "null means `dict.<labels>.txt` beside the manifest")
+    sample_rate: int = size(16000, 1000, 192000, "audio sample rate in Hz; files at another "
+                                                 "rate are resampled (and logged)")
+    max_tokens: int = size(1_400_000, 1, _MAX_SAMPLES,
+                           "audio samples per device batch (max length x batch size)")
+    max_sample_size: int = size(250_000, 1, _MAX_SAMPLES,
+                                "longest utterance in samples: longer ones are randomly cropped "
+                                "(unlabelled) or left out (labelled)")
+    min_sample_size: int = size(0, 0, _MAX_SAMPLES,
+                                "utterances shorter than this many samples are left out")
+    pad: bool = field(False, "False: crop every batch to its shortest utterance (pretraining, "
+                             "no padding); True: zero-pad to the longest and carry lengths "
+                             "(fine-tuning, needed with labels)")
+    num_batch_buckets: int = size(0, 0, 1024, "group lengths into this many buckets (by "
+                                               "percentile) and pad to the bucket edge; 0: off")
+    num_workers: int = size(0, 0, 64, "DataLoader worker processes per device")
+    bad_input: BadInputPolicy = choice(
+        "fail", "what to do with a missing, unreadable, empty, silent, non-finite or too short "
+                "file, or a label with symbols outside the dictionary: `fail` stops naming the "
+                "file and manifest line, `skip` leaves it out and lists it in "
+                "`<run_dir>/skipped.tsv`")
+    shuffle: bool = field(True, "shuffle the batch order each epoch (training only)")
+    seed: int = size(1, 0, (1 << 31) - 1, "seed of batch shuffling and random crops "
+                                          "(each epoch uses seed + epoch)")
+
+    def __attrs_post_init__(self) -> None:
+        check(self.min_sample_size <= self.max_sample_size, "min_sample_size",
+              f"must not exceed max_sample_size ({self.max_sample_size}), "
+              f"found {self.min_sample_size}.")
+        check(self.max_tokens >= self.max_sample_size, "max_tokens",
+              f"must be at least max_sample_size ({self.max_sample_size}) so that one utterance "
+              f"fits a batch, found {self.max_tokens}.",
+              hint="Raise `max_tokens` or lower `max_sample_size`.")
+        check(self.dictionary is None or self.labels is not None, "dictionary",
+              "is set but `labels` is null, so there is nothing to encode.",
+              hint="Set `labels: ltr` (or `wrd`, `phn`), or remove `dictionary`.")
+
+    def manifest(self, split: str) -> str | None:
+        """The manifest path configured for ``split`` (``train``, ``valid``, ``test``)."""
+        return getattr(self, split)

@@ -1,0 +1,195 @@
+"""Running a recipe's stages: validation, dry runs, completion markers, hand-over.
+
+Each stage runs in ``RUN_DIR/<stage id>/`` and marks completion there with a
+``DONE`` file; a later stage reaches an earlier one's outputs through
+:meth:`StageContext.output_of` (``init: {from: pretrain}``), never by
+re-creating components. ``--stages``, ``--from`` and ``--force`` choose what
+runs again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import attrs
+import yaml
+
+from .build import Sections, build_model, build_objective, describe_model, on_meta, \
+    structure_sections, count_parameters
+from .config import ComponentSpec
+from .config.recipe import RawRecipe, stage_sections
+from .config.source import SourceMap
+from .config.structure import structure_component, unstructure
+from .errors import ConfigError, did_you_mean
+
+log = logging.getLogger("w2v")
+
+DONE = "DONE"
+
+
+@attrs.define(kw_only=True)
+class StagePlan:
+    """A validated stage: its id, spec (name + own config) and structured sections."""
+
+    stage_id: str
+    spec: ComponentSpec
+    sections: Sections
+    srcmap: SourceMap
+
+
+@attrs.define(kw_only=True)
+class StageContext:
+    """What a running stage gets.
+
+    Attributes:
+        stage_id: the stage's id in the recipe.
+        run_dir: the run directory (``resolved.yaml``, ``metrics.jsonl``, ``checkpoints/``).
+        stage_dir: ``run_dir / stage_id``, where the stage writes its outputs.
+        sections: the stage's structured data/model/objective/decoder/trainer.
+        config: the stage's own config (its registration's config class).
+        plans: every stage of the recipe by id (for ``init: {from: ...}``).
+        resume: continue from the stage's last checkpoint when there is one.
+    """
+
+    stage_id: str
+    run_dir: Path
+    stage_dir: Path
+    sections: Sections
+    config: Any
+    plans: dict[str, StagePlan]
+    resume: bool = True
+    recipe_path: Path | None = None
+
+    def output_of(self, stage_id: str) -> Path:
+        """The directory of an earlier stage, which must have completed."""
+        if stage_id not in self.plans:
+            raise ConfigError(f"unknown stage `{stage_id}`.", key=f"stages.{self.stage_id}.init.from",
+                              hint=did_you_mean(stage_id, list(self.plans), "stage ids"))
+        out = self.run_dir / stage_id
+        if not (out / DONE).exists():
+            raise ConfigError(f"stage `{self.stage_id}` needs the output of stage `{stage_id}`, "
+                              f"which has not completed in {self.run_dir}.",
+                              hint=f"Run it first (`--stages {stage_id}`) or run the whole recipe.")
+        return out
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.run_dir / "metrics.jsonl"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.run_dir / "checkpoints" / self.stage_id
+
+
+def plan_stages(raw: RawRecipe) -> dict[str, StagePlan]:
+    """Structure every stage of the recipe (all errors surface before anything runs)."""
+    from .build import _data_config_cls  # noqa: F401  (fail early if the data layer is missing)
+
+    plans: dict[str, StagePlan] = {}
+    # the top-level sections are validated on their own first, so an error
+    # there is reported at its own key path, not under a stage
+    top = {k: v for k, v in raw.data.items() if k in ("data", "model", "objective", "decoder",
+                                                     "trainer")}
+    structure_sections(top, raw.srcmap)
+    for sid, (sections, own, smap) in stage_sections(raw).items():
+        prefix = ("stages", sid)
+        own_map = SourceMap({p[2:]: w for p, w in smap.entries.items() if p[:2] == prefix})
+        if "name" not in own:
+            own = {"name": sid, **own}
+        spec = structure_component("stage", own, srcmap=smap, path=prefix)
+        sec = structure_sections(sections, smap, ())
+        plans[sid] = StagePlan(stage_id=sid, spec=spec, sections=sec, srcmap=smap)
+        del own_map
+    return plans
+
+
+def select(plans: dict[str, StagePlan], stages: Sequence[str] | None, from_: str | None
+           ) -> tuple[list[str], set[str]]:
+    """Stage ids to run, in order, and those forced by ``--from``."""
+    ids = list(plans)
+    for sid in list(stages or []) + ([from_] if from_ else []):
+        if sid not in plans:
+            raise ConfigError(f"unknown stage `{sid}`.", where="command line",
+                              hint=did_you_mean(sid, ids, "stage ids"))
+    chosen = [s for s in ids if not stages or s in stages]
+    forced: set[str] = set()
+    if from_:
+        start = ids.index(from_)
+        chosen = [s for s in chosen if ids.index(s) >= start]
+        forced = set(chosen)
+    return chosen, forced
+
+
+def resolved(raw: RawRecipe, plans: dict[str, StagePlan]) -> dict[str, Any]:
+    """The fully resolved recipe: every stage with its sections, defaults filled in."""
+    out: dict[str, Any] = {"stages": {}}
+    for sid, plan in plans.items():
+        sec = plan.sections
+        out["stages"][sid] = {
+            **unstructure(plan.spec),
+            "data": unstructure(sec.data), "model": unstructure(sec.model),
+            "objective": unstructure(sec.objective), "decoder": unstructure(sec.decoder),
+            "trainer": unstructure(sec.trainer),
+        }
+    return out
+
+
+def dry_run(raw: RawRecipe, plans: dict[str, StagePlan], echo=print) -> None:
+    """Build every stage's components on the meta device and print what they are."""
+    echo(yaml.safe_dump(resolved(raw, plans), sort_keys=False, width=100).rstrip())
+    echo("")
+    for sid, plan in plans.items():
+        sec = plan.sections
+        echo(f"stage `{sid}` ({plan.spec.name}):")
+        if sec.model.encoder is None:
+            echo("  (no model)")
+            continue
+        with on_meta():
+            sample_rate = getattr(sec.data, "sample_rate", 16000)
+            model = build_model(sec.model, sample_rate)
+            for line in describe_model(model, sec.model):
+                echo(line)
+            if sec.objective is not None:
+                objective = build_objective(sec.objective, model)
+                echo(f"  {'objective':<11}{sec.objective.name:<26}"
+                     f"{count_parameters(objective):>13,} params")
+        total = count_parameters(model)
+        echo(f"  total model parameters: {total:,}")
+
+
+def run_stages(raw: RawRecipe, plans: dict[str, StagePlan], run_dir: Path, *,
+               stages: Sequence[str] | None = None, from_: str | None = None,
+               force: bool = False, resume: bool = True, echo=print) -> list[str]:
+    """Run the chosen stages in order; returns the ids that ran."""
+    chosen, forced = select(plans, stages, from_)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "resolved.yaml").write_text(
+        yaml.safe_dump(resolved(raw, plans), sort_keys=False, width=100))
+    ran = []
+    for sid in chosen:
+        plan = plans[sid]
+        stage_dir = run_dir / sid
+        marker = stage_dir / DONE
+        if marker.exists() and not (force or sid in forced):
+            echo(f"[w2v] stage `{sid}` already done ({marker}); skipping (use --force to rerun).")
+            continue
+        if marker.exists():
+            marker.unlink()
+        stage_dir.mkdir(parents=True, exist_ok=True)
+        context = StageContext(stage_id=sid, run_dir=run_dir, stage_dir=stage_dir,
+                               sections=plan.sections, config=plan.spec.config, plans=plans,
+                               resume=resume and not (force or sid in forced),
+                               recipe_path=raw.path)
+        echo(f"[w2v] stage `{sid}` ({plan.spec.name}) -> {stage_dir}")
+        started = time.time()
+        stage = plan.spec.build(None)
+        stage.run(context)
+        marker.write_text(json.dumps({"stage": sid, "name": plan.spec.name,
+                                      "seconds": round(time.time() - started, 1),
+                                      "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
+        ran.append(sid)
+    return ran
