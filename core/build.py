@@ -32,6 +32,8 @@ class ModelConfig:
     aggregator: ComponentSpec | None = component("aggregator", help="context network")
     masker: ComponentSpec | None = component("masker", help="time/channel masking with a learned "
                                              "mask embedding (pretraining and fine-tuning)")
+    head: ComponentSpec | None = component("head", help="output layer on the context (CTC); its "
+                                           "size comes from the label dictionary")
     quantize: Literal["targets", "input", "both", "none"] = field(
         "targets", "where the quantizer is wired: `targets` (wav2vec 2.0), `input` (vq-wav2vec: "
         "quantized features feed the aggregator), `both`, or `none`")
@@ -86,8 +88,11 @@ def _build(spec: ComponentSpec, upstream: Signal | None, **context: Any):
     return spec.build(upstream, **context)
 
 
-def build_model(cfg: ModelConfig, sample_rate: int = 16000) -> SpeechModel:
-    """Build a :class:`SpeechModel` slot by slot, each from its upstream's signal."""
+def build_model(cfg: ModelConfig, sample_rate: int = 16000, *, dictionary=None) -> SpeechModel:
+    """Build a :class:`SpeechModel` slot by slot, each from its upstream's signal.
+
+    ``dictionary`` (a :class:`w2v.data.dictionary.Dictionary`) sizes the head.
+    """
     if cfg.encoder is None:
         raise FitError("the model has no encoder.", key="model.encoder",
                        hint="Add `model: {encoder: {name: ...}}` (see `w2vrun list encoder`).")
@@ -111,7 +116,15 @@ def build_model(cfg: ModelConfig, sample_rate: int = 16000) -> SpeechModel:
     if cfg.masker is not None:
         width = aggregator.input_dim if aggregator is not None else upstream.dim
         masker = _build(cfg.masker, attrs.evolve(upstream, dim=width))
-    return SpeechModel(encoder, aggregator, quantizer=quantizer, masker=masker,
+    context = aggregator.produces() if aggregator is not None else upstream
+    head = None
+    if cfg.head is not None:
+        if dictionary is None:
+            raise FitError(f"head `{cfg.head.name}` needs a label dictionary to size its output, "
+                           "but this stage has none.", key="model.head",
+                           hint="Set `data.labels` (and `data.dictionary`), or remove `model.head`.")
+        head = _build(cfg.head, context, dictionary=dictionary)
+    return SpeechModel(encoder, aggregator, quantizer=quantizer, masker=masker, head=head,
                        quantize=cfg.quantize, normalize=cfg.normalize,
                        dropout_input=cfg.dropout_input, dropout_features=cfg.dropout_features,
                        sample_rate=sample_rate)
@@ -136,7 +149,7 @@ def count_parameters(module: nn.Module | None) -> int:
 def describe_model(model: SpeechModel, cfg: ModelConfig) -> list[str]:
     """Lines for ``--dry-run``: each component, its parameters and what it produces."""
     lines = []
-    for slot in ("encoder", "quantizer", "aggregator", "masker"):
+    for slot in ("encoder", "quantizer", "aggregator", "masker", "head"):
         part = getattr(model, slot, None)
         spec = getattr(cfg, slot)
         if part is None or spec is None:

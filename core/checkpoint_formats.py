@@ -69,16 +69,23 @@ def load_w2v(path: str | Path, *, dictionary=None):
     from .build import ModelConfig, build_model
     from .config.structure import structure
 
+    from .data.dictionary import Dictionary
+
     blob = read_blob(Path(path))
     cfg = structure(blob["model_config"], ModelConfig, path=("model",))
-    model = build_model(cfg, blob.get("sample_rate", 16000))
+    symbols = blob.get("dictionary")
+    if dictionary is not None and not isinstance(dictionary, Dictionary):
+        dictionary = Dictionary.load(dictionary)
+    if dictionary is None and symbols:
+        dictionary = Dictionary.from_symbols(symbols)
+    model = build_model(cfg, blob.get("sample_rate", 16000), dictionary=dictionary)
     missing, unexpected = model.load_state_dict(blob["state_dict"], strict=False)
     if missing or unexpected:
         raise UserError(f"`{path}` does not match the model its config describes: missing "
                         f"{sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}.",
                         hint="Were different plugin versions used? Saved with: "
                              f"{blob.get('plugins')}.")
-    model.dictionary = blob.get("dictionary")
+    model.dictionary = dictionary
     model.model_config = cfg
     return model.eval()
 

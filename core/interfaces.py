@@ -338,6 +338,20 @@ class Decoder(Component, abc.ABC):
         """``emissions`` [B, T, V] log-probabilities; returns one hypothesis per row."""
 
 
+class Head(nn.Module, Component, abc.ABC):
+    """An output layer on the context network: ``[B, T, D] -> [B, T, V]`` (CTC letters, phones).
+
+    Built with ``from_config(config, upstream, dictionary=...)``: the output size
+    comes from the label dictionary, never from the YAML.
+    """
+
+    kind = "head"
+    vocab_size: int
+
+    @abc.abstractmethod
+    def forward(self, x: Tensor) -> Tensor: ...
+
+
 class Stage(Component, abc.ABC):
     """One step of a recipe (pretrain, finetune, featurize, cluster, ...)."""
 
@@ -355,6 +369,7 @@ CORE_KINDS: dict[str, type] = {
     "aggregator": Aggregator,
     "objective": Objective,
     "decoder": Decoder,
+    "head": Head,
     "stage": Stage,
 }
 

@@ -156,7 +156,8 @@ def _structure_attrs(value: Any, cls: type, path: tuple[str, ...], ctx: _Ctx) ->
     if not isinstance(value, Mapping):
         raise ctx.error(path, f"expected a mapping of {cls.__name__} fields, found {_show(value)}.")
     attrs.resolve_types(cls)
-    fields = {f.name: f for f in attrs.fields(cls) if f.init}
+    # a field named `from_` is written `from` in YAML (Python keywords need the underscore)
+    fields = {yaml_name(f.name): f for f in attrs.fields(cls) if f.init}
     kwargs = {}
     for key, raw in value.items():
         if key not in fields:
@@ -204,6 +205,11 @@ def _structure_component(kind: str, value: Any, path: tuple[str, ...], ctx: _Ctx
                          where=ctx.srcmap.where(full))
 
 
+def yaml_name(field_name: str) -> str:
+    """The YAML key of an attrs field: ``from_`` is written ``from``."""
+    return field_name[:-1] if field_name.endswith("_") else field_name
+
+
 def structure(value: Any, cls: Any, *, srcmap: SourceMap | None = None,
               path: tuple[str, ...] = ()) -> Any:
     """Structure raw YAML data into ``cls`` (an attrs class or a type), strictly."""
@@ -223,7 +229,8 @@ def unstructure(value: Any) -> Any:
     if isinstance(value, ComponentSpec):
         return {"name": value.name, **unstructure(value.config)}
     if attrs.has(type(value)):
-        return {f.name: unstructure(getattr(value, f.name)) for f in attrs.fields(type(value))}
+        return {yaml_name(f.name): unstructure(getattr(value, f.name))
+                for f in attrs.fields(type(value))}
     if isinstance(value, (list, tuple)):
         return [unstructure(v) for v in value]
     if isinstance(value, dict):

@@ -31,7 +31,7 @@ def _wav_truncated(path: str) -> bool:
         return False
 
 
-def audio_info(path: str) -> sf._SoundFileInfo:
+def audio_info(path: str):
     """``soundfile.info`` of ``path``; BadInput if missing or undecodable."""
     if not os.path.isfile(path):
         raise BadInput("missing", path)

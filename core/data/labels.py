@@ -15,11 +15,9 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from ..errors import DataError
+from .dictionary import WORD_BOUNDARY
 from .manifest import Manifest
 from .skips import BadInput
-
-#: Word boundary symbol of letter labels.
-WORD_BOUNDARY = "|"
 
 
 def label_path(manifest_path: str, ext: str) -> str:

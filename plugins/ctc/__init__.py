@@ -1,3 +1,37 @@
-"""Built-in plugin family `ctc`."""
+"""Built-in plugin family `ctc`: CTC fine-tuning head and objective, greedy and
+lexicon + KenLM beam-search decoders, Kneser-Ney ARPA language models, WER/CER.
+
+Build context the registered components take:
+
+* objective ``ctc``: ``dictionary=`` (a Dictionary or a ``dict.ltr.txt`` path;
+  optional: without it the blank is 0 and no word errors are reported). Its
+  forward needs a model with a :class:`~w2v.plugins.ctc.head.CTCHead` as
+  ``model.head`` (:func:`attach_ctc_head`) and batches with ``targets``; with
+  ``apply_mask`` also ``model.masker``.
+* decoders ``ctc_greedy`` / ``ctc_beam``: ``dictionary=`` (required); ``decode``
+  takes emissions ``[B, T, len(dictionary)]``.
+"""
+
+from w2v import hookimpl
+
+from .head import CTCHead, attach_ctc_head, emissions, force_blank
 
 W2V_PLUGIN_API = "1.0"
+
+__all__ = ["CTCHead", "attach_ctc_head", "emissions", "force_blank"]
+
+
+@hookimpl
+def w2v_register_components(registrar):
+    from .decoders import CTCBeamDecoder, CTCGreedyDecoder
+    from .objective import CTCObjective
+
+    registrar.add_component(
+        "objective", "ctc", CTCObjective, smoke={"apply_mask": False},
+        help="CTC loss over the model's CTC head (fairseq wav2vec_ctc fine-tuning)")
+    registrar.add_component(
+        "decoder", "ctc_greedy", CTCGreedyDecoder, smoke={},
+        help="greedy (best-path) CTC decoding")
+    registrar.add_component(
+        "decoder", "ctc_beam", CTCBeamDecoder, smoke={"beam": 4},
+        help="CTC beam search with a lexicon and a KenLM n-gram (flashlight-text)")

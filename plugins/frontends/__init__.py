@@ -1,3 +1,14 @@
-"""Built-in plugin family `frontends`."""
+"""Built-in plugin family `frontends`: hand-crafted feature front ends (the log-mel baseline)."""
+
+from w2v import hookimpl
 
 W2V_PLUGIN_API = "1.0"
+
+
+@hookimpl
+def w2v_register_components(registrar):
+    from .logmel import LogMelEncoder
+
+    registrar.add_component(
+        "encoder", "logmel", LogMelEncoder, smoke={"num_mel_bins": 8, "dim": 4},
+        help="Kaldi-compatible log-mel filterbanks (80 x 25 ms / 10 ms) with per-utterance CMVN")

@@ -1,3 +1,14 @@
-"""Built-in plugin family `stages`."""
+"""Built-in plugin family `stages`: the training stages and the commands around them."""
+
+from w2v import hookimpl
 
 W2V_PLUGIN_API = "1.0"
+
+
+@hookimpl
+def w2v_register_components(registrar):
+    from .train import FinetuneStage, PretrainStage, TrainStage
+
+    registrar.add_stage("train", TrainStage)
+    registrar.add_stage("pretrain", PretrainStage)
+    registrar.add_stage("finetune", FinetuneStage)

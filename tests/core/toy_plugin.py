@@ -1,4 +1,10 @@
-"""A tiny third-party-style plugin used by the core tests: a toy encoder, quantizer, aggregator."""
+"""A tiny third-party-style plugin used by the core tests.
+
+Components: a toy encoder, quantizer, aggregator, objective, decoder and stage,
+plus a plugin-declared kind ``toy_norm`` (one component, ``toy_scale``, with a
+required field) that the aggregator can reference, so recipes can nest
+component references three deep (``model.quantizer.inner.block``).
+"""
 
 from __future__ import annotations
 
@@ -10,8 +16,10 @@ from torch import nn
 
 from w2v import hookimpl
 from w2v.config import ComponentSpec, check, component, field, real, size
-from w2v.interfaces import (Aggregator, AggregatorOutput, Encoder, EncoderOutput, Quantizer,
-                            QuantizerOutput, Signal)
+from w2v.errors import FitError
+from w2v.interfaces import (Aggregator, AggregatorOutput, Decoder, Encoder, EncoderOutput,
+                            Hypothesis, Objective, ObjectiveOutput, Quantizer, QuantizerOutput,
+                            Signal, Stage)
 
 W2V_PLUGIN_API = "1.0"
 
@@ -76,6 +84,31 @@ class ToyQuantizer(Quantizer):
         return QuantizerOutput(vectors=v, codes=codes)
 
 
+class ToyNorm(nn.Module):
+    """Base class of the plugin-declared ``toy_norm`` kind: ``forward(x [B, T, D]) -> [B, T, D]``."""
+
+
+class ToyScale(ToyNorm):
+    """Scales frames by a learned per-channel factor (has a required config field)."""
+
+    @attrs.define(kw_only=True)
+    class Config:
+        factor: float = real(lo=0.0, hi=100.0, help="initial scale (required)")
+        mode: Literal["mul", "div"] = field("mul", "multiply or divide by the scale")
+
+    def __init__(self, dim: int, factor: float, mode: str):
+        super().__init__()
+        self.scale = nn.Parameter(torch.full((dim,), float(factor)))
+        self.mode = mode
+
+    @classmethod
+    def from_config(cls, config, upstream=None, **context):
+        return cls(upstream.dim, config.factor, config.mode)
+
+    def forward(self, x):
+        return x * self.scale if self.mode == "mul" else x / self.scale
+
+
 class ToyAggregator(Aggregator):
     """A stack of linear layers (bidirectional unless `causal`)."""
 
@@ -84,17 +117,21 @@ class ToyAggregator(Aggregator):
         layers: int = size(2, 1, 64, "blocks")
         dim: int = size(0, 0, 8192, "width (0 = input width)")
         causal: bool = field(False, "causal")
+        block: ComponentSpec | None = component("toy_norm", None, "optional output scaling")
 
-    def __init__(self, in_dim, dim, layers, causal):
+    def __init__(self, in_dim, dim, layers, causal, block=None):
         super().__init__()
         self.input_dim = in_dim
         self.blocks = nn.ModuleList(nn.Linear(in_dim if i == 0 else dim, dim) for i in range(layers))
         self.causal = causal
         self.dim = dim
+        self.block = block
 
     @classmethod
     def from_config(cls, config, upstream=None, **context):
-        return cls(upstream.dim, config.dim or upstream.dim, config.layers, config.causal)
+        dim = config.dim or upstream.dim
+        block = config.block.build(Signal(kind="frames", dim=dim)) if config.block else None
+        return cls(upstream.dim, dim, config.layers, config.causal, block)
 
     def produces(self):
         return Signal(kind="frames", dim=self.dim, causal=self.causal)
@@ -104,7 +141,89 @@ class ToyAggregator(Aggregator):
         for b in self.blocks:
             x = b(x)
             outs.append(x)
+        if self.block is not None:
+            x = self.block(x)
         return AggregatorOutput(output=x, layers=outs, lengths=lengths)
+
+
+class ToyObjective(Objective):
+    """Sum of squared context features (optionally demands a causal aggregator)."""
+
+    @attrs.define(kw_only=True)
+    class Config:
+        weight: float = real(1.0, 0.0, 100.0, "loss weight")
+        needs_causal: bool = field(False, "refuse models whose context network sees the future")
+
+    def __init__(self, weight: float, needs_causal: bool):
+        super().__init__()
+        self.weight = weight
+        self.needs_causal = needs_causal
+        self.bias = nn.Parameter(torch.zeros(()))
+
+    @classmethod
+    def from_config(cls, config, upstream=None, **context):
+        return cls(config.weight, config.needs_causal)
+
+    def check_model(self, model):
+        if self.needs_causal and not model.context_signal().causal:
+            raise FitError("objective `toy_objective` predicts the future, but the model's "
+                           "aggregator is bidirectional (non-causal).",
+                           hint="Set `model.aggregator.causal: true`.")
+
+    def forward(self, batch, model, step):
+        out = model.extract_features(batch.source, batch.lengths).output
+        loss = self.weight * out.pow(2).sum() + self.bias
+        return ObjectiveOutput(loss=loss, sample_size=out.shape[0] * out.shape[1],
+                               stats={"mean_sq": out.detach().pow(2).mean()})
+
+
+class ToyGreedyDecoder(Decoder):
+    """Argmax per frame, repeats and blanks (id 0) removed."""
+
+    @attrs.define(kw_only=True)
+    class Config:
+        blank: int = size(0, 0, 1 << 16, "blank label id")
+
+    def __init__(self, blank: int, dictionary=None):
+        self.blank = blank
+        self.dictionary = dictionary
+
+    @classmethod
+    def from_config(cls, config, upstream=None, **context):
+        return cls(config.blank, context.get("dictionary"))
+
+    def decode(self, emissions, lengths=None):
+        best = emissions.argmax(-1)
+        hyps = []
+        for row in range(best.shape[0]):
+            n = int(lengths[row]) if lengths is not None else best.shape[1]
+            ids = torch.unique_consecutive(best[row, :n]).tolist()
+            ids = [i for i in ids if i != self.blank]
+            hyps.append(Hypothesis(tokens=ids, text=" ".join(str(i) for i in ids)))
+        return hyps
+
+
+class ToyStage(Stage):
+    """Writes its message to ``<stage dir>/toy.txt``."""
+
+    @attrs.define(kw_only=True)
+    class Config:
+        message: str = field("done", "text written to toy.txt")
+
+    def __init__(self, message: str):
+        self.message = message
+
+    @classmethod
+    def from_config(cls, config, upstream=None, **context):
+        return cls(config.message)
+
+    def run(self, context):
+        (context.stage_dir / "toy.txt").write_text(self.message)
+
+
+@hookimpl
+def w2v_register_kinds(registrar):
+    registrar.add_kind("toy_norm", ToyNorm, "a per-frame scaling used by the toy aggregator")
 
 
 @hookimpl
@@ -112,3 +231,7 @@ def w2v_register_components(registrar):
     registrar.add_component("encoder", "toy_encoder", ToyEncoder, smoke={})
     registrar.add_component("quantizer", "toy_quantizer", ToyQuantizer, smoke={})
     registrar.add_component("aggregator", "toy_aggregator", ToyAggregator, smoke={"layers": 1})
+    registrar.add_component("toy_norm", "toy_scale", ToyScale, smoke={"factor": 2.0})
+    registrar.add_component("objective", "toy_objective", ToyObjective, smoke={})
+    registrar.add_component("decoder", "toy_greedy", ToyGreedyDecoder, smoke={})
+    registrar.add_stage("toy_stage", ToyStage)

@@ -1,0 +1,151 @@
+"""``build_loader``: a recipe's ``data:`` section to a DataLoader of :class:`Batch` es."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Iterator
+
+import torch
+from torch.utils.data import DataLoader
+
+from ..errors import ConfigError, DataError, did_you_mean
+from ..interfaces import Batch
+from .collate import Collater, LoaderFailure
+from .config import DataConfig
+from .dataset import AudioDataset
+from .labels import dictionary_path, label_path, load_dictionary
+from .sampler import BucketBatchSampler
+from .skips import SkipRecord
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "valid", "test")
+
+
+def _single_thread_worker(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: one intra-op thread per worker (fairseq #3342)."""
+    torch.set_num_threads(1)
+
+
+class AudioLoader(DataLoader):
+    """A DataLoader that raises bad inputs (``fail``) as a DataError in the main process and
+    gathers skipped inputs (``skip``) in :attr:`skipped`.
+
+    Yields :class:`~w2v.interfaces.Batch`; a batch whose every utterance was
+    skipped has ``size == 0`` (the trainer must still step on it under DDP).
+    """
+
+    def __init__(self, dataset: AudioDataset, **kwargs: Any):
+        super().__init__(dataset, **kwargs)
+        self._read_skips: list[SkipRecord] = []
+
+    @property
+    def skipped(self) -> list[SkipRecord]:
+        """Inputs left out so far: at load time plus while reading (may repeat across epochs)."""
+        return list(self.dataset.skipped) + self._read_skips
+
+    def __iter__(self) -> Iterator[Batch]:
+        batches = super().__iter__()
+        for batch in batches:
+            if isinstance(batch, LoaderFailure):
+                self._stop_workers(batches)
+                raise batch.bad.to_error()
+            self._read_skips.extend(batch.extra.get("skipped", ()))
+            yield batch
+
+    def _stop_workers(self, batches: Any) -> None:
+        """Shut worker processes down now rather than whenever the iterator is collected
+        (collection can happen while an import holds the lock the workers' queue thread needs)."""
+        shutdown = getattr(batches, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
+        if self.persistent_workers:
+            self._iterator = None
+
+
+def resolve_manifest(cfg: DataConfig, split: str) -> str:
+    """The manifest file of ``split``; DataError with how to make one when it is not set."""
+    if split not in SPLITS:
+        raise ConfigError(f"unknown data split `{split}`.", hint=did_you_mean(split, SPLITS))
+    path = cfg.manifest(split)
+    if path is None:
+        raise DataError(f"no `data.{split}` manifest is set.",
+                        key=f"data.{split}",
+                        hint="Make manifests with `w2vrun manifest AUDIO_DIR --dest DIR` and set "
+                             f"`data.{split}: DIR/{split}.tsv`, or run the demo recipe.")
+    if os.path.isdir(path):
+        path = os.path.join(path, f"{split}.tsv")
+    if not os.path.isfile(path):
+        raise DataError(f"manifest `{path}` does not exist.", key=f"data.{split}",
+                        hint="Make it with `w2vrun manifest AUDIO_DIR --dest DIR`, or run the "
+                             "demo recipe.")
+    return path
+
+
+def build_dataset(cfg: DataConfig, split: str, *, min_samples: int = 0, labels: bool = True,
+                  dictionary: Any = None) -> AudioDataset:
+    """The :class:`AudioDataset` of ``split`` (labels when ``labels`` and ``cfg.labels``)."""
+    manifest = resolve_manifest(cfg, split)
+    label_file = None
+    if labels and cfg.labels is not None:
+        if not cfg.pad:
+            raise ConfigError("labelled batches must be padded, not cropped (a crop would cut "
+                              "the audio its label describes).", key="data.pad",
+                              hint="Set `data.pad: true`, or `data.labels: null`.")
+        label_file = label_path(manifest, cfg.labels)
+        if dictionary is None:
+            dictionary = load_dictionary(cfg.dictionary or dictionary_path(manifest, cfg.labels))
+    dataset = AudioDataset(manifest, sample_rate=cfg.sample_rate, min_samples=min_samples,
+                           min_sample_size=cfg.min_sample_size,
+                           max_sample_size=cfg.max_sample_size, labels=label_file,
+                           dictionary=dictionary, bad_input=cfg.bad_input)
+    if len(dataset) == 0:
+        raise DataError(f"manifest `{manifest}` has no usable utterances ({len(dataset.skipped)} "
+                        "left out).", key=f"data.{split}",
+                        hint="Check `data.min_sample_size` / `data.max_sample_size`, and the "
+                             "files listed by the manifest.")
+    return dataset
+
+
+def build_loader(cfg: DataConfig, split: str, *, rank: int = 0, world_size: int = 1,
+                 epoch: int = 0, train: bool = True, min_samples: int = 0, labels: bool = True,
+                 dictionary: Any = None) -> tuple[AudioLoader, BucketBatchSampler]:
+    """A DataLoader over ``split`` and its batch sampler.
+
+    Args:
+        cfg: the ``data:`` section.
+        split: ``train``, ``valid`` or ``test``.
+        rank, world_size: this process's shard.
+        epoch: first epoch (the sampler's :meth:`~BucketBatchSampler.load_state_dict`
+            overrides it on resume).
+        train: shuffled batches and random crops (False: fixed order, offset 0).
+        min_samples: the model's receptive field in samples; shorter audio is a bad input.
+        labels: load ``cfg.labels`` (False for pretraining on a labelled corpus).
+        dictionary: label dictionary; default ``cfg.dictionary`` or
+            ``dict.<labels>.txt`` beside the manifest.
+
+    Returns:
+        ``(loader, sampler)``: call ``sampler.set_epoch(e)`` before each epoch and
+        ``sampler.mark_consumed()`` after each update; save ``sampler.state_dict()``.
+    """
+    dataset = build_dataset(cfg, split, min_samples=min_samples, labels=labels,
+                            dictionary=dictionary)
+    sampler = BucketBatchSampler(dataset.sizes, max_tokens=cfg.max_tokens,
+                                 max_sample_size=cfg.max_sample_size,
+                                 num_buckets=cfg.num_batch_buckets,
+                                 shuffle=train and cfg.shuffle, seed=cfg.seed, rank=rank,
+                                 world_size=world_size, epoch=epoch)
+    collate = Collater(pad=cfg.pad, max_sample_size=cfg.max_sample_size, pad_id=dataset.pad_id,
+                       seed=cfg.seed, train=train,
+                       bucket_edges=sampler.edges if cfg.num_batch_buckets else None,
+                       bad_input=cfg.bad_input)
+    workers = cfg.num_workers
+    loader = AudioLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=workers,
+                         worker_init_fn=_single_thread_worker if workers else None,
+                         persistent_workers=train and workers > 0,
+                         # the pin-memory thread pins a custom type only through its own
+                         # ``pin_memory()`` method
+                         pin_memory=torch.cuda.is_available() and hasattr(Batch, "pin_memory"),
+                         prefetch_factor=2 if workers else None)
+    return loader, sampler

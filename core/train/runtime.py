@@ -1,0 +1,59 @@
+"""Device choice, CPU thread settings and optional ``torch.compile``."""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from ..errors import ConfigError
+
+
+def select_device(name: str, local_rank: int = 0) -> torch.device:
+    """``auto`` -> cuda (this rank's GPU), else mps, else cpu; an explicit choice is checked."""
+    cuda_ok = torch.cuda.is_available()
+    mps_ok = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if name == "auto":
+        name = "cuda" if cuda_ok else "mps" if mps_ok else "cpu"
+    if name == "cuda":
+        if not cuda_ok:
+            raise ConfigError("`device: cuda` was asked for, but torch sees no CUDA GPU.",
+                              key="trainer.device", hint="Use `device: auto` or `cpu`.")
+        index = local_rank % torch.cuda.device_count()
+        torch.cuda.set_device(index)
+        return torch.device("cuda", index)
+    if name == "mps":
+        if not mps_ok:
+            raise ConfigError("`device: mps` was asked for, but this machine has no MPS device.",
+                              key="trainer.device", hint="Use `device: auto` or `cpu`.")
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def configure_threads(num_threads: int, local_world_size: int = 1) -> int:
+    """Set torch's CPU threads (``0``: cpu count / local world size) and keep loader workers'
+    OpenMP at one thread each. Returns the thread count set."""
+    n = num_threads or max(1, (os.cpu_count() or 1) // max(local_world_size, 1))
+    torch.set_num_threads(n)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # inherited by spawned loader workers
+    return n
+
+
+def compile_parts(model: nn.Module, names: Sequence[str] = ("encoder", "aggregator")) -> list[str]:
+    """``torch.compile`` the named children in place (``dynamic=True``: crop lengths vary).
+
+    ``nn.Module.compile`` keeps parameter names, so checkpoints are unaffected.
+    Returns the parts compiled (the whole model when it has none of them).
+    """
+    done = []
+    for name in names:
+        part = getattr(model, name, None)
+        if isinstance(part, nn.Module):
+            part.compile(dynamic=True)
+            done.append(name)
+    if not done:
+        model.compile(dynamic=True)
+        done.append("model")
+    return done

@@ -1,0 +1,98 @@
+"""The CTC output layer and CTC emissions of a model.
+
+The head belongs to the model (inference needs it): fairseq keeps it as
+``w2v_encoder.proj``, Hugging Face as ``lm_head``; here it is
+``model.head.proj`` (``weight`` ``[V, D]``, ``bias`` ``[V]``).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from w2v.interfaces import lengths_to_padding_mask
+
+BlankMode = Literal["add", "set"]
+
+
+def force_blank(logits: Tensor, lengths: Tensor | None, blank: int) -> Tensor:
+    """``logits`` ``[B, T, V]`` with padded frames made certain blanks (fairseq's CTC model):
+    blank logit 0, every other logit the dtype's lowest value."""
+    if lengths is None:
+        return logits
+    pad = lengths_to_padding_mask(lengths, logits.shape[1])
+    forced = torch.full(logits.shape[-1:], torch.finfo(logits.dtype).min, dtype=logits.dtype,
+                        device=logits.device)
+    forced[blank] = 0.0
+    return torch.where(pad[..., None], forced, logits)
+
+
+class CTCHead(nn.Module):
+    """Final dropout + ``Linear(D, V)``: context ``[B, T, D]`` -> logits ``[B, T, V]``.
+
+    Args:
+        input_dim: context width D.
+        vocab_size: dictionary size V.
+        dropout: fairseq ``final_dropout``.
+        blank: blank id (0 for fairseq and Hugging Face vocabularies).
+        blank_weight / blank_mode: fairseq's blank bias: ``add`` adds ``blank_weight``
+            to the blank logit, ``set`` sets it (0 = off for ``add``).
+    """
+
+    def __init__(self, input_dim: int, vocab_size: int, *, dropout: float = 0.0, blank: int = 0,
+                 blank_weight: float = 0.0, blank_mode: BlankMode = "add") -> None:
+        super().__init__()
+        if not 0 <= blank < vocab_size:
+            raise ValueError(f"blank id {blank} outside a vocabulary of {vocab_size}")
+        if blank_mode not in ("add", "set"):
+            raise ValueError(f"blank_mode must be `add` or `set`, found {blank_mode!r}")
+        self.dropout = nn.Dropout(dropout)
+        self.proj = nn.Linear(input_dim, vocab_size)
+        nn.init.xavier_uniform_(self.proj.weight)   # fairseq's Linear()
+        nn.init.zeros_(self.proj.bias)
+        self.blank = blank
+        self.blank_weight = blank_weight
+        self.blank_mode = blank_mode
+
+    @property
+    def vocab_size(self) -> int:
+        return self.proj.out_features
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """``x`` ``[B, T, D]`` -> logits ``[B, T, V]``; frames at or past ``lengths`` are blank."""
+        logits = self.proj(self.dropout(x))
+        if self.blank_mode == "set":
+            is_blank = torch.arange(logits.shape[-1], device=logits.device) == self.blank
+            logits = torch.where(is_blank, torch.as_tensor(self.blank_weight, dtype=logits.dtype,
+                                                           device=logits.device), logits)
+        elif self.blank_weight:
+            bias = torch.zeros(logits.shape[-1], dtype=logits.dtype, device=logits.device)
+            bias[self.blank] = self.blank_weight
+            logits = logits + bias
+        return force_blank(logits, lengths, self.blank)
+
+
+def attach_ctc_head(model: nn.Module, vocab_size: int, dropout: float = 0.0, *, blank: int = 0,
+                    blank_weight: float = 0.0, blank_mode: BlankMode = "add") -> nn.Module:
+    """Give ``model`` (a :class:`w2v.model.SpeechModel`) a fresh :class:`CTCHead` on its
+    context output; returns ``model``. The fine-tuning stage calls this."""
+    dim = model.context_signal().dim
+    model.head = CTCHead(dim, vocab_size, dropout=dropout, blank=blank,
+                         blank_weight=blank_weight, blank_mode=blank_mode)
+    return model
+
+
+@torch.no_grad()
+def emissions(model: nn.Module, wave: Tensor, lengths: Tensor | None = None
+              ) -> tuple[Tensor, Tensor | None]:
+    """CTC log-probabilities of a waveform batch, as decoders take them.
+
+    Returns:
+        ``(log_probs [B, T, V] float32, frame lengths [B] or None)``.
+    """
+    feats = model.extract_features(wave, lengths)
+    logits = model.head(feats.output, feats.lengths)
+    return F.log_softmax(logits.float(), dim=-1), feats.lengths

@@ -1,0 +1,194 @@
+"""CTC fine-tuning (fairseq ``wav2vec_ctc`` model + ``ctc`` criterion).
+
+One step: encode -> project -> (training: mask with the model's masker) ->
+aggregate -> ``model.head`` (padded frames forced to blank) -> log-softmax in
+fp32 -> ``F.ctc_loss(reduction="sum")``. The loss is a sum over target tokens
+and ``sample_size`` is their number (fairseq with ``sentence_avg=False``).
+On validation batches (model in eval mode) greedy decoding gives unit and
+word error counts (``c_errors``/``c_total``, ``w_errors``/``w_total``),
+which sum across batches; ``uer``/``wer`` are those ratios in percent.
+
+Not done here: freezing everything but the head for ``freeze_finetune_updates``
+and ``feature_grad_mult: 0`` (a frozen conv encoder) belong to the trainer and
+the encoder. Masking settings for fine-tuning (fairseq recipes use
+``mask_prob`` 0.5-0.75, ``mask_channel_prob`` 0.1-0.5 with
+``mask_channel_length`` 64) live on ``model.masker``; the ``mask_*`` fields
+below override them when set.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import attrs
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from w2v.config import field, real, size
+from w2v.data.dictionary import Dictionary
+from w2v.errors import FitError
+from w2v.interfaces import Batch, Objective, ObjectiveOutput, Signal
+
+from .decoders import greedy_tokens
+from .head import CTCHead
+from .metrics import token_errors, word_edits
+
+_MASKER_OVERRIDES = ("mask_prob", "mask_length", "mask_channel_prob", "mask_channel_length")
+
+
+@attrs.define(kw_only=True)
+class CTCConfig:
+    apply_mask: bool = field(True, "mask time steps in training with the model's masker and "
+                                   "mask embedding (fairseq apply_mask)")
+    mask_prob: float | None = real(None, 0.0, 1.0, "override the masker's mask_prob while "
+                                                   "fine-tuning (null: keep it)")
+    mask_length: int | None = size(None, 1, 10_000, "override the masker's mask_length")
+    mask_channel_prob: float | None = real(None, 0.0, 1.0, "override the masker's "
+                                                           "mask_channel_prob")
+    mask_channel_length: int | None = size(None, 1, 10_000, "override the masker's "
+                                                            "mask_channel_length")
+    zero_infinity: bool = field(True, "zero losses of utterances too short for their labels")
+    wer_valid: bool = field(True, "greedy-decode validation batches and report unit and word "
+                                  "error counts (uer, wer)")
+
+
+class CTCObjective(Objective):
+    """CTC loss over ``model.head`` logits (fairseq ``ctc`` criterion).
+
+    Build context: ``dictionary`` (a :class:`~w2v.data.dictionary.Dictionary`
+    or a path); without it the blank is 0 and word errors are not computed.
+    """
+
+    Config = CTCConfig
+
+    def __init__(self, config: CTCConfig | None = None, dictionary: Dictionary | None = None
+                 ) -> None:
+        super().__init__()
+        self.config = config or CTCConfig()
+        self.dictionary = dictionary
+        self.blank = dictionary.blank if dictionary is not None else 0
+
+    @classmethod
+    def from_config(cls, config: CTCConfig, upstream: Signal | None = None, **context: Any
+                    ) -> "CTCObjective":
+        d = context.get("dictionary")
+        if d is not None and not isinstance(d, Dictionary):
+            d = Dictionary.load(d)
+        return cls(config, d)
+
+    # ------------------------------------------------------------------ checks
+    def check_model(self, model: nn.Module) -> None:
+        head = getattr(model, "head", None)
+        if not isinstance(head, CTCHead):
+            raise FitError(
+                "the ctc objective needs a model with a CTC head (`model.head`), found "
+                f"{type(head).__name__ if head is not None else 'none'}.",
+                hint="The finetune stage adds one (w2v.plugins.ctc.attach_ctc_head).")
+        if self.dictionary is not None and head.vocab_size != len(self.dictionary):
+            raise FitError(f"the model's CTC head has {head.vocab_size} outputs but the "
+                           f"dictionary has {len(self.dictionary)} symbols.",
+                           hint="Use the dictionary the head was trained with, or attach a new "
+                                "head of the dictionary's size.")
+        if head.blank != self.blank:
+            raise FitError(f"the CTC head's blank id is {head.blank} but the dictionary's is "
+                           f"{self.blank}.")
+        if self.config.apply_mask and getattr(model, "masker", None) is None:
+            raise FitError("the ctc objective masks time steps (apply_mask) but the model has "
+                           "no masker.", hint="Set `objective.apply_mask: false`, or give the "
+                                              "model a masker (model.masker).")
+
+    def valid_metrics(self) -> Sequence[str]:
+        return ("loss", "wer", "uer")
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, batch: Batch, model: nn.Module, step: int) -> ObjectiveOutput:
+        if batch.targets is None:
+            raise FitError("the ctc objective needs labels (`data.labels: ltr`).")
+        log_probs, frames = self.log_probs(batch, model)
+        targets, target_lengths = self._targets(batch)
+        with torch.backends.cudnn.flags(enabled=False):
+            loss = F.ctc_loss(log_probs.transpose(0, 1), targets, frames, target_lengths,
+                              blank=self.blank, reduction="sum",
+                              zero_infinity=self.config.zero_infinity)
+        sample_size = target_lengths.sum()
+        stats: dict[str, Any] = {"ntokens": sample_size.detach(), "nsentences": batch.size}
+        if self.config.wer_valid and not model.training:
+            stats.update(self._error_counts(log_probs.detach(), frames, batch.targets,
+                                            target_lengths))
+        return ObjectiveOutput(loss=loss, sample_size=sample_size, stats=stats)
+
+    def log_probs(self, batch: Batch, model: nn.Module) -> tuple[Tensor, Tensor]:
+        """``(log_probs [B, T, V] float32, frames [B])``; masked when training with apply_mask."""
+        if self.config.apply_mask and model.training:
+            enc = model.encode(batch.source, batch.lengths)
+            x = enc.features
+            if model.quantize_where in ("input", "both") and model.quantizer is not None:
+                x = model.quantizer(x, enc.lengths).vectors
+            x, _ = self._masker(model)(model.project(x), enc.lengths)
+            out = model.aggregate(x, enc.lengths)
+            context, lengths = out.output, out.lengths if out.lengths is not None else enc.lengths
+        else:
+            feats = model.extract_features(batch.source, batch.lengths)
+            context, lengths = feats.output, feats.lengths
+        logits = model.head(context, lengths)
+        B, T = logits.shape[:2]
+        frames = lengths if lengths is not None else torch.full((B,), T, dtype=torch.long,
+                                                                device=logits.device)
+        return F.log_softmax(logits.float(), dim=-1), frames
+
+    def _masker(self, model: nn.Module) -> nn.Module:
+        masker = getattr(model, "masker", None)
+        if masker is None:
+            raise FitError("the ctc objective masks time steps (apply_mask) but the model has "
+                           "no masker.", hint="Set `objective.apply_mask: false`.")
+        changes = {k: getattr(self.config, k) for k in _MASKER_OVERRIDES
+                   if getattr(self.config, k) is not None}
+        if changes:
+            current = getattr(masker, "config", None)
+            if current is None or not all(hasattr(current, k) for k in changes):
+                raise FitError(f"the model's masker ({type(masker).__name__}) has no "
+                               f"{', '.join(changes)} setting to override.",
+                               hint="Remove the objective's mask_* overrides.")
+            if any(getattr(current, k) != v for k, v in changes.items()):
+                masker.config = attrs.evolve(current, **changes)
+        return masker
+
+    def _targets(self, batch: Batch) -> tuple[Tensor, Tensor]:
+        """Flat target ids (padding excluded) and ``[B]`` target lengths."""
+        t = batch.targets
+        if batch.target_lengths is not None:
+            lengths = batch.target_lengths.to(t.device)
+            keep = torch.arange(t.shape[1], device=t.device)[None] < lengths[:, None]
+        else:
+            pad = self.dictionary.pad if self.dictionary is not None else 1
+            eos = self.dictionary.eos if self.dictionary is not None else 2
+            keep = (t != pad) & (t != eos)
+            lengths = keep.sum(dim=1)
+        return t[keep], lengths
+
+    @torch.no_grad()
+    def _error_counts(self, log_probs: Tensor, frames: Tensor, targets: Tensor,
+                      target_lengths: Tensor) -> dict[str, float]:
+        """fairseq's validation counts: unit edits over label ids, word edits over words."""
+        hyps, _ = greedy_tokens(log_probs, frames, self.blank)
+        refs = [row[:n] for row, n in zip(targets.tolist(), target_lengths.tolist())]
+        c_errors, c_total = token_errors(refs, hyps), sum(len(r) for r in refs)
+        stats = {"c_errors": float(c_errors), "c_total": float(c_total),
+                 "uer": 100.0 * c_errors / max(c_total, 1)}
+        if self.dictionary is not None:
+            ref_words = [self.dictionary.words(r) for r in refs]
+            hyp_words = [self.dictionary.words(h) for h in hyps]
+            w_errors, w_total = word_edits(ref_words, hyp_words)
+            stats.update({"w_errors": float(w_errors), "w_total": float(w_total),
+                          "wer": 100.0 * w_errors / max(w_total, 1)})
+        return stats
+
+
+def corpus_error_rates(sums: dict[str, float]) -> dict[str, float]:
+    """``uer``/``wer`` in percent from error and total counts summed over batches."""
+    out = {}
+    for rate, (err, tot) in {"uer": ("c_errors", "c_total"), "wer": ("w_errors", "w_total")}.items():
+        if err in sums and tot in sums:
+            out[rate] = 100.0 * sums[err] / max(sums[tot], 1.0)
+    return out

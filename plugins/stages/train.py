@@ -1,0 +1,116 @@
+"""The training stages: ``train`` (any objective), ``pretrain`` and ``finetune``.
+
+All three are the same loop over the stage's ``data``, ``model``, ``objective``
+and ``trainer`` sections; they differ only in their defaults (``finetune``
+starts from an earlier stage's encoder, context network and masker).
+The trained model is written to ``<stage dir>/model.pt`` for later stages,
+``w2v.load_pretrained`` and ``w2vrun transcribe``.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import attrs
+
+from w2v.build import build_model, build_objective, count_parameters
+from w2v.checkpoint_formats import MODEL_FILE, save_model
+from w2v.config import field
+from w2v.interfaces import Stage
+
+from .handover import InitConfig, initialise
+
+log = logging.getLogger("w2v")
+
+
+def load_stage_dictionary(data):
+    """The label dictionary of a stage's data, or None for unlabelled data."""
+    if data.labels is None:
+        return None
+    from w2v.data.labels import dictionary_path, load_dictionary
+    from w2v.data.loader import resolve_manifest
+
+    return load_dictionary(data.dictionary or dictionary_path(resolve_manifest(data, "train"),
+                                                              data.labels))
+
+
+class TrainStage(Stage):
+    """Train the stage's model with its objective (pretraining, fine-tuning, probes)."""
+
+    @attrs.define(kw_only=True)
+    class Config:
+        init: InitConfig | None = field(None, "start from an earlier stage or a checkpoint: "
+                                              "`{from: pretrain, components: [encoder, aggregator]}`")
+        valid: bool = field(True, "validate on `data.valid` when it is set")
+        save_model: bool = field(True, "write the trained model to `<stage dir>/model.pt`")
+
+    def __init__(self, config):
+        self.config = config
+
+    @classmethod
+    def from_config(cls, config, upstream=None, **context):
+        return cls(config)
+
+    def run(self, context) -> None:
+        from w2v.data.loader import build_loader
+        from w2v.train.distributed import detect
+        from w2v.train.trainer import Trainer
+
+        sec = context.sections
+        data = sec.data
+        if sec.objective is None:
+            from w2v.errors import ConfigError
+            raise ConfigError(f"stage `{context.stage_id}` trains, but no `objective:` is set.",
+                              key=f"stages.{context.stage_id}.objective",
+                              hint="Add `objective: {name: ...}` (see `w2vrun list objective`).")
+        dictionary = load_stage_dictionary(data)
+        model = build_model(sec.model, data.sample_rate, dictionary=dictionary)
+        initialise(model, self.config.init, context)
+        objective = build_objective(sec.objective, model, dictionary=dictionary)
+        log.info("stage `%s`: model %s parameters, objective %s", context.stage_id,
+                 f"{count_parameters(model):,}", f"{count_parameters(objective):,}")
+
+        dist = detect()
+        min_samples = model.encoder.produces().receptive_field
+        labels = dictionary is not None
+
+        def train_data(epoch, sampler_state):
+            loader, sampler = build_loader(data, "train", rank=dist.rank,
+                                           world_size=dist.world_size, epoch=epoch, train=True,
+                                           min_samples=min_samples, labels=labels,
+                                           dictionary=dictionary)
+            if sampler_state is not None:
+                sampler.load_state_dict(sampler_state)
+            return loader, sampler
+
+        valid_data = None
+        if self.config.valid and data.valid is not None:
+            def valid_data():
+                loader, _ = build_loader(data, "valid", rank=dist.rank, world_size=dist.world_size,
+                                         train=False, min_samples=min_samples, labels=labels,
+                                         dictionary=dictionary)
+                return loader
+
+        trainer_cfg = attrs.evolve(sec.trainer, resume=sec.trainer.resume and context.resume)
+        trainer = Trainer(trainer_cfg, model, objective, train_data, run_dir=context.run_dir,
+                          valid_data=valid_data, stage=context.stage_id,
+                          checkpoint_dir=context.checkpoint_dir, metrics_path=context.metrics_path,
+                          max_tokens=data.max_tokens, sample_rate=data.sample_rate)
+        summary = trainer.fit()
+        log.info("stage `%s`: %d updates (%s)", context.stage_id, summary.updates,
+                 summary.stop_reason)
+        if self.config.save_model and dist.rank == 0:
+            path = Path(context.stage_dir) / MODEL_FILE
+            save_model(model, sec.model, path,
+                       dictionary=list(dictionary.symbols) if dictionary is not None else None,
+                       extra={"stage": context.stage_id, "updates": summary.updates})
+            log.info("stage `%s`: model written to %s", context.stage_id, path)
+
+
+class PretrainStage(TrainStage):
+    """Self-supervised pretraining (the `train` stage under its paper name)."""
+
+
+class FinetuneStage(TrainStage):
+    """Fine-tuning (the `train` stage under its paper name; pair it with `init:`)."""

@@ -1,0 +1,73 @@
+"""A unidirectional GRU context network (fairseq wav2vec ``aggregator: gru``)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import attrs
+from torch import Tensor, nn
+
+from w2v.config import real, size
+from w2v.errors import ConfigError
+from w2v.interfaces import Aggregator, AggregatorOutput, Signal
+
+from .aggregator import last_block
+from .norms import valid_mask
+
+
+@attrs.define(kw_only=True)
+class GRUAggregatorConfig:
+    dim: int = size(512, 1, 8192, "hidden width (fairseq gru_dim)")
+    num_layers: int = size(1, 1, 16, "stacked GRU layers")
+    dropout: float = real(0.0, 0.0, 1.0, "dropout between stacked layers")
+
+
+class GRUAggregator(Aggregator):
+    """Unidirectional GRU: ``x [B, T, input_dim] -> c [B, T, dim]``, causal by construction.
+
+    Padded steps come after the valid ones, so a unidirectional recurrence never
+    lets them reach a valid output; no packing is needed, and padded outputs
+    are zeroed. The history is unbounded: :meth:`produces` reports the
+    upstream receptive field.
+    """
+
+    Config = GRUAggregatorConfig
+    structurally_causal = True
+
+    def __init__(self, input_dim: int, *, dim: int = 512, num_layers: int = 1,
+                 dropout: float = 0.0, upstream: Signal | None = None) -> None:
+        super().__init__()
+        self.input_dim = input_dim
+        self.dim = dim
+        self.upstream = upstream or Signal(kind="frames", dim=input_dim)
+        self.layers = nn.ModuleList(
+            nn.GRU(input_dim if i == 0 else dim, dim, batch_first=True) for i in range(num_layers))
+        self.dropout = nn.Dropout(dropout)
+
+    @classmethod
+    def from_config(cls, config: GRUAggregatorConfig, upstream: Signal | None = None,
+                    **context) -> "GRUAggregator":
+        if upstream is None:
+            raise ConfigError("the GRU aggregator needs an upstream component (an encoder) to "
+                              "know its input width.")
+        return cls(upstream.dim, dim=config.dim, num_layers=config.num_layers,
+                   dropout=config.dropout, upstream=upstream)
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    def produces(self) -> Signal:
+        return self.upstream.then(kind="frames", dim=self.dim)
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None,
+                layers: int | Sequence[int] | None = None) -> AggregatorOutput:
+        """``x`` [B, T, input_dim] -> :class:`AggregatorOutput` (``output`` [B, T, dim])."""
+        last = last_block(layers, len(self.layers))
+        mask = None if lengths is None else valid_mask(lengths, x.shape[1]).transpose(1, 2)
+        outputs = []
+        h = x
+        for i, gru in enumerate(self.layers[:last + 1]):
+            h = gru(self.dropout(h) if i else h)[0]
+            outputs.append(h if mask is None else h * mask.to(h.dtype))
+        return AggregatorOutput(output=outputs[-1], layers=outputs, lengths=lengths)

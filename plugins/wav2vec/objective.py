@@ -1,0 +1,249 @@
+"""wav2vec 1.0's future-step contrastive objective (fairseq ``wav2vec`` model + criterion)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import attrs
+import torch
+from torch import Tensor, nn
+
+from w2v.config import check, field, real, size
+from w2v.errors import ConfigError, FitError
+from w2v.interfaces import Batch, Objective, ObjectiveOutput, Signal
+
+from .layers import prediction_offset
+from .negatives import fairseq_negatives, sample_negatives
+from .prediction import StepPredictionHead, contrastive_loss, step_logits
+
+
+@attrs.define(kw_only=True)
+class FutureContrastiveConfig:
+    prediction_steps: int = size(12, 1, 256, "K: future steps predicted from each context frame")
+    num_negatives: int = size(10, 0, 4096, "distractors per target from the same utterance")
+    cross_sample_negatives: int = size(0, 0, 4096, "extra distractors per target from any "
+                                                   "utterance of the batch")
+    sample_distance: int | None = size(None, 1, 1 << 20, "draw same-utterance distractors "
+                                                         "within this many frames of the target "
+                                                         "(null: the whole utterance)")
+    offset: int | None = size(None, 0, 1 << 16, "frames from a context to its first target; null "
+                                                "derives ceil(receptive field / stride) from the "
+                                                "model's encoder (3 for wav2vec base)")
+    infonce: bool = field(False, "cross-entropy over [positive, distractors] instead of binary "
+                                 "cross-entropy")
+    balanced_classes: bool = field(False, "BCE: weight distractors by 1/num_negatives")
+    prediction_dropout: float = real(0.0, 0.0, 1.0, "dropout on the step predictions (fairseq "
+                                                    "dropout, in the prediction model)")
+    context_dropout: float = real(0.0, 0.0, 1.0, "dropout on the context network output "
+                                                 "(fairseq dropout_agg)")
+    aux_loss_weight: float = real(1.0, 0.0, None, "weight of the quantizer's auxiliary loss "
+                                                  "(k-means commitment), times the sample size")
+    diversity_weight: float = real(0.0, 0.0, None, "weight of the Gumbel diversity term G*V - "
+                                                   "prob_perplexity (unnormalised, as fairseq "
+                                                   "wav2vec 1.0), times the sample size")
+    fairseq_compat: bool = field(False, "sample distractors exactly as fairseq does, quirks "
+                                        "included (see the objective's documentation)")
+
+    def __attrs_post_init__(self) -> None:
+        check(self.num_negatives + self.cross_sample_negatives > 0, "num_negatives",
+              "the objective needs at least one distractor per target.",
+              "Set `num_negatives` (or `cross_sample_negatives`) above 0.")
+
+
+def _target_signal(model: nn.Module) -> Signal:
+    if model.quantizer is not None and model.quantize_where in ("targets", "both"):
+        return model.quantizer.produces()
+    return model.local_signal()
+
+
+def _component_name(kind: str, module: nn.Module) -> str:
+    """``kind `name``` of a built component, by registered class (class name as fallback)."""
+    try:
+        from w2v.plugin_manager import registry
+        names = [r.name for r in registry().of_kind(kind) if r.cls is type(module)]
+    except Exception:  # naming is best effort; never hide the real error
+        names = []
+    return f"{kind} `{names[0]}`" if names else f"{kind} {type(module).__name__}"
+
+
+def aggregator_is_causal(aggregator: nn.Module) -> bool:
+    """Whether the aggregator's *wiring* keeps frame t from reading frames after t.
+
+    An aggregator may declare ``structurally_causal`` (the conv and GRU
+    aggregators do): causality of its structure, ignoring normalisation
+    statistics such as wav2vec 1.0's utterance-wide ``GroupNorm(1, C)``, the
+    leak fairseq parity keeps. Otherwise ``produces().causal`` decides.
+    """
+    declared = getattr(aggregator, "structurally_causal", None)
+    return bool(declared) if declared is not None else bool(aggregator.produces().causal)
+
+
+class FutureContrastiveObjective(Objective):
+    """Predict the encoder output ``K`` steps ahead of each context frame, against distractors.
+
+    With z the (optionally quantized) encoder output and c the aggregator
+    output, step ``i = 0..K-1`` of context ``c_t`` scores
+    ``h_i(c_t) . z_{t+offset+i}`` against the same ``h_i(c_t)`` dotted with
+    the distractors of target position ``t+offset+i``: ``num_negatives``
+    frames of the same utterance (with replacement, never the target itself)
+    plus ``cross_sample_negatives`` frames of any utterance, one set per target
+    position shared by every step that scores it. ``offset`` defaults to
+    ``ceil(receptive_field / stride)`` of the model's encoder: the first frame
+    whose receptive field does not overlap the context frame's.
+
+    The loss is summed binary cross-entropy with logits (``balanced_classes``:
+    distractor weight ``1/num_negatives``) or cross-entropy (``infonce``);
+    ``sample_size`` is the number of positives. Stats: ``loss_bits`` (loss
+    per positive in bits, fairseq's logged loss), ``accuracy`` (positives
+    scored above all their distractors), quantizer stats when quantized.
+    With a quantizer, ``aux_loss_weight * aux_loss`` and ``diversity_weight *
+    (G*V - prob_perplexity)``, each times the sample size, are added (fairseq
+    ``loss_weights``).
+
+    Distractor sampling fixes three fairseq quirks by default; with
+    ``fairseq_compat: true`` they are replicated (see
+    :func:`~w2v.plugins.wav2vec.negatives.fairseq_negatives`):
+    ``sample_distance`` draws from the first ``d`` frames (and offsets
+    utterances by ``d``), cross-sample exclusion compares the flat ``B*T``
+    index with the local ``t``, and the drawn index layout is read back
+    transposed so a target can be its own distractor. Compatible sampling
+    ignores padding (fairseq crops batches to one length).
+
+    Tests may inject distractors as ``batch.extra["neg_idx"]``: ``[B, T, N]``
+    long flat indices into the ``B*T`` target frames.
+
+    The model must have an aggregator whose wiring is causal (see
+    :func:`aggregator_is_causal`); :meth:`check_model` raises
+    :class:`~w2v.errors.FitError` otherwise.
+    """
+
+    Config = FutureContrastiveConfig
+
+    def __init__(self, context_dim: int, target_dim: int, *, prediction_steps: int = 12,
+                 num_negatives: int = 10, cross_sample_negatives: int = 0,
+                 sample_distance: int | None = None, offset: int | None = None,
+                 infonce: bool = False, balanced_classes: bool = False,
+                 prediction_dropout: float = 0.0, context_dropout: float = 0.0,
+                 aux_loss_weight: float = 1.0, diversity_weight: float = 0.0,
+                 fairseq_compat: bool = False) -> None:
+        super().__init__()
+        self.head = StepPredictionHead(context_dim, target_dim, prediction_steps)
+        self.num_negatives = num_negatives
+        self.cross_sample_negatives = cross_sample_negatives
+        self.sample_distance = sample_distance
+        self.offset_override = offset
+        self.infonce = infonce
+        self.balanced_classes = balanced_classes
+        self.prediction_dropout = nn.Dropout(prediction_dropout)
+        self.context_dropout = nn.Dropout(context_dropout)
+        self.aux_loss_weight = aux_loss_weight
+        self.diversity_weight = diversity_weight
+        self.fairseq_compat = fairseq_compat
+
+    @classmethod
+    def from_config(cls, config: FutureContrastiveConfig, upstream: Signal | None = None, *,
+                    model: nn.Module | None = None, **context: Any
+                    ) -> "FutureContrastiveObjective":
+        """Head widths come from ``model`` (context and target widths) when given, else both
+        from ``upstream`` (the context signal); :meth:`check_model` runs when ``model`` is given."""
+        if model is not None:
+            context_dim, target_dim = model.context_signal().dim, _target_signal(model).dim
+        elif upstream is not None:
+            context_dim = target_dim = upstream.dim
+        else:
+            raise ConfigError("the future_contrastive objective needs the model (or its context "
+                              "signal) to size its prediction heads.")
+        objective = cls(context_dim, target_dim, **attrs.asdict(config))
+        if model is not None:
+            objective.check_model(model)
+        return objective
+
+    # ------------------------------------------------------------------ checks
+    def offset_for(self, model: nn.Module) -> int:
+        """The target offset: the override, else ``ceil(RF / stride)`` of the model's encoder."""
+        if self.offset_override is not None:
+            return self.offset_override
+        local = model.local_signal()
+        return prediction_offset(local.receptive_field, local.stride)
+
+    def check_model(self, model: nn.Module) -> None:
+        me = "objective `future_contrastive`"
+        if getattr(model, "aggregator", None) is None:
+            raise FitError(f"{me} predicts future frames from a context network, but the model "
+                           "has no aggregator.", hint="Add `model.aggregator` (e.g. "
+                           "`name: wav2vec_conv_aggregator`).")
+        agg = _component_name("aggregator", model.aggregator)
+        if not aggregator_is_causal(model.aggregator):
+            raise FitError(
+                f"{me} and {agg} do not fit: the aggregator is not causal, so each context "
+                "frame would see the future frames it must predict.",
+                hint="Use a causal aggregator (wav2vec_conv_aggregator, gru, or a Transformer "
+                     "in causal mode).")
+        context_dim, target_dim = model.context_signal().dim, _target_signal(model).dim
+        if (context_dim, target_dim) != (self.head.context_dim, self.head.target_dim):
+            raise FitError(
+                f"{me} was sized for context width {self.head.context_dim} and target width "
+                f"{self.head.target_dim}, but {agg} produces {context_dim} and the targets "
+                f"({_component_name('encoder', model.encoder)}) have {target_dim}.",
+                hint="Build the objective with `model=` so its heads follow the model.")
+
+    # ----------------------------------------------------------------- forward
+    def negatives(self, batch: Batch, lengths: Tensor, max_len: int) -> Tensor:
+        """``[B, T, N]`` flat distractor indices: injected, fairseq-compatible or fixed."""
+        injected = batch.extra.get("neg_idx")
+        if injected is not None:
+            if injected.shape[:2] != (lengths.shape[0], max_len):
+                raise ValueError(f"batch.extra['neg_idx'] must be [B, T, N] = [{lengths.shape[0]}, "
+                                 f"{max_len}, N], found {list(injected.shape)}.")
+            return injected.to(lengths.device).long()
+        if self.fairseq_compat:
+            return fairseq_negatives(lengths.shape[0], max_len, self.num_negatives,
+                                     self.cross_sample_negatives,
+                                     sample_distance=self.sample_distance, device=lengths.device)
+        return sample_negatives(lengths, max_len, self.num_negatives, self.cross_sample_negatives,
+                                sample_distance=self.sample_distance)
+
+    def forward(self, batch: Batch, model: nn.Module, step: int = 0) -> ObjectiveOutput:
+        enc = model.encode(batch.source, batch.lengths)
+        z = enc.features
+        B, T, _ = z.shape
+        lengths = enc.lengths if enc.lengths is not None else \
+            torch.full((B,), T, dtype=torch.long, device=z.device)
+        x, targets, quantized = z, z, None
+        if model.quantizer is not None and model.quantize_where != "none":
+            quantized = model.quantizer(z, enc.lengths)
+            if model.quantize_where in ("input", "both"):
+                x = quantized.vectors
+            if model.quantize_where in ("targets", "both"):
+                targets = quantized.vectors
+
+        context = model.aggregate(model.project(x), enc.lengths).output
+        predictions = self.prediction_dropout(self.head(self.context_dropout(context)))
+        logits, valid = step_logits(predictions, targets, self.negatives(batch, lengths, T),
+                                    lengths, self.offset_for(model))
+        weight = 1.0 / self.num_negatives if self.balanced_classes and self.num_negatives else 1.0
+        loss, sample_size, correct = contrastive_loss(logits, valid, infonce=self.infonce,
+                                                      negative_weight=weight)
+        positives = sample_size.clamp(min=1).to(loss.dtype)
+        stats: dict[str, Any] = {"accuracy": correct.to(loss.dtype) / positives,
+                                 "positives": sample_size}
+        if quantized is not None:
+            stats.update(quantized.stats)
+            extra = self._quantizer_loss(model, quantized)
+            if extra is not None:
+                stats["contrastive_bits"] = loss.detach() / positives / math.log(2)
+                stats["quantizer_loss"] = extra.detach()
+                loss = loss + extra * sample_size
+        stats["loss_bits"] = loss.detach() / positives / math.log(2)
+        return ObjectiveOutput(loss=loss, sample_size=sample_size, stats=stats)
+
+    def _quantizer_loss(self, model: nn.Module, quantized) -> Tensor | None:
+        """Weighted quantizer terms per positive (fairseq ``loss_weights``), or None."""
+        terms = []
+        if quantized.aux_loss is not None and self.aux_loss_weight:
+            terms.append(self.aux_loss_weight * quantized.aux_loss.float())
+        if quantized.diversity is not None and self.diversity_weight:
+            size_ = model.quantizer.groups * model.quantizer.num_vars
+            terms.append(self.diversity_weight * size_ * quantized.diversity.float())
+        return sum(terms) if terms else None

@@ -1,0 +1,42 @@
+"""Multi-head self-attention over ``[B, T, D]`` with PyTorch's fused SDPA kernels."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+def key_padding_mask(padding: Tensor | None) -> Tensor | None:
+    """``[B, T]`` bool (True = padded) -> SDPA mask ``[B, 1, 1, T]`` (True = attend), or None."""
+    return None if padding is None else (~padding)[:, None, None, :]
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with one fused input projection.
+
+    ``qkv`` is ``Linear(D, 3D)`` whose rows are the query, key and value
+    projections in that order (fairseq/HF ``q_proj``, ``k_proj``, ``v_proj``
+    stacked); ``out_proj`` is ``Linear(D, D)``. Scores are scaled by
+    ``head_dim ** -0.5``.
+
+    ``forward(x [B, T, D], mask [B, 1, 1, T] bool | None, causal) -> [B, T, D]``: the
+    boolean key-padding mask keeps SDPA on a fused kernel (no ``[B, T, T]``
+    float bias); with ``causal`` the mask is not needed for valid queries of
+    right-padded sequences and must be None.
+    """
+
+    def __init__(self, dim: int, heads: int, dropout: float = 0.0, bias: bool = True) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ValueError(f"width {dim} is not divisible by {heads} heads")
+        self.heads = heads
+        self.dropout = dropout
+        self.qkv = nn.Linear(dim, 3 * dim, bias=bias)
+        self.out_proj = nn.Linear(dim, dim, bias=bias)
+
+    def forward(self, x: Tensor, mask: Tensor | None = None, causal: bool = False) -> Tensor:
+        B, T, D = x.shape
+        q, k, v = self.qkv(x).view(B, T, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
+                                           dropout_p=self.dropout if self.training else 0.0)
+        return self.out_proj(y.transpose(1, 2).reshape(B, T, D))

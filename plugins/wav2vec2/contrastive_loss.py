@@ -1,0 +1,136 @@
+"""Pluggable contrastive losses (kind ``contrastive_loss``).
+
+A contrastive loss scores each prediction against its candidates (the
+positive first, then the distractors) and returns the loss *summed* over
+predictions, as the objectives sum over masked frames.
+
+- :class:`InfoNCE`: cross-entropy with target 0 over the cosine logits.
+- :class:`PMLContrastiveLoss`: any pytorch-metric-learning loss, fed the
+  predictions as anchors and the candidates as reference embeddings, with
+  explicit (anchor, positive) and (anchor, negative) pairs.
+"""
+
+from __future__ import annotations
+
+import abc
+import inspect
+from typing import Any
+
+import attrs
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from w2v.config import field, size
+from w2v.errors import ConfigError, did_you_mean
+from w2v.interfaces import Component, Signal
+
+
+@attrs.define(kw_only=True)
+class ContrastiveScores:
+    """What a contrastive loss sees, for ``M`` predictions and ``1 + K`` candidates each.
+
+    Attributes:
+        logits: ``[M, 1+K]`` fp32 ``cosine / temperature``, ``-inf`` at excluded distractors.
+        predictions: ``[M, D]`` context predictions (anchors).
+        candidates: ``[M, 1+K, D]`` the positive target first, then the distractors.
+        valid: ``[M, 1+K]`` bool, False at distractors equal to the positive.
+        temperature: the logit temperature.
+    """
+
+    logits: Tensor
+    predictions: Tensor
+    candidates: Tensor
+    valid: Tensor
+    temperature: float
+
+
+class ContrastiveLoss(nn.Module, Component, abc.ABC):
+    """Scores predictions against (positive, distractors): ``forward(scores) -> summed loss``."""
+
+    kind = "contrastive_loss"
+
+    @abc.abstractmethod
+    def forward(self, scores: ContrastiveScores) -> Tensor:
+        """Scalar loss summed over the ``M`` predictions."""
+
+
+@attrs.define(kw_only=True)
+class InfoNCEConfig:
+    pass
+
+
+class InfoNCE(ContrastiveLoss):
+    """Cross-entropy with the positive (index 0) as target, summed (wav2vec 2.0)."""
+
+    Config = InfoNCEConfig
+
+    @classmethod
+    def from_config(cls, config: InfoNCEConfig | None = None, upstream: Signal | None = None,
+                    **context) -> "InfoNCE":
+        return cls()
+
+    def forward(self, scores: ContrastiveScores) -> Tensor:
+        logits = scores.logits.float()
+        target = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
+        return F.cross_entropy(logits, target, reduction="sum")
+
+
+@attrs.define(kw_only=True)
+class PMLContrastiveLossConfig:
+    loss: str = field("NTXentLoss", "a class of pytorch_metric_learning.losses, e.g. NTXentLoss")
+    kwargs: dict[str, Any] = field({}, "keyword arguments of that loss, e.g. {temperature: 0.1}")
+    chunk_size: int = size(256, 1, 1 << 20, "predictions per call (pair losses build a "
+                                            "[chunk, chunk * (1 + K)] similarity matrix)")
+
+
+class PMLContrastiveLoss(ContrastiveLoss):
+    """Adapter for a pytorch-metric-learning loss.
+
+    Each chunk of predictions is the ``embeddings`` batch; its candidates are
+    ``ref_emb``; ``indices_tuple = (a1, p, a2, n)`` pairs every prediction with
+    its own positive and with each of its valid distractors. PML losses reduce
+    to a mean per positive pair, so the chunk loss is multiplied by the chunk
+    size to give the sum the objective expects. PML's own distance applies
+    (cosine for NTXentLoss); the objective's ``logit_temp`` does not.
+    """
+
+    Config = PMLContrastiveLossConfig
+
+    def __init__(self, loss: nn.Module, chunk_size: int = 256) -> None:
+        super().__init__()
+        self.loss = loss
+        self.chunk_size = chunk_size
+
+    @classmethod
+    def from_config(cls, config: PMLContrastiveLossConfig, upstream: Signal | None = None,
+                    **context) -> "PMLContrastiveLoss":
+        from pytorch_metric_learning import losses  # a core dependency of w2v
+
+        names = [n for n, c in vars(losses).items()
+                 if inspect.isclass(c) and issubclass(c, nn.Module) and n.endswith("Loss")]
+        if config.loss not in names:
+            raise ConfigError(f"pytorch-metric-learning has no loss `{config.loss}`.", key="loss",
+                              hint=did_you_mean(config.loss, names, "losses"))
+        try:
+            loss = getattr(losses, config.loss)(**dict(config.kwargs))
+        except TypeError as exc:
+            raise ConfigError(f"cannot build {config.loss}({config.kwargs}): {exc}.",
+                              key="kwargs") from None
+        return cls(loss, config.chunk_size)
+
+    def forward(self, scores: ContrastiveScores) -> Tensor:
+        pred, cand, valid = scores.predictions, scores.candidates, scores.valid
+        M, C, D = cand.shape
+        total = pred.new_zeros((), dtype=torch.float32)
+        for lo in range(0, M, self.chunk_size):
+            hi = min(M, lo + self.chunk_size)
+            m = hi - lo
+            rows = torch.arange(m, device=pred.device)
+            ok = valid[lo:hi, 1:]                                   # [m, K]
+            a2 = rows[:, None].expand(m, C - 1)[ok]
+            neg = (rows[:, None] * C + torch.arange(1, C, device=pred.device))[ok]
+            pairs = (rows, rows * C, a2, neg)
+            ref = cand[lo:hi].reshape(m * C, D).float()
+            total = total + self.loss(pred[lo:hi].float(), indices_tuple=pairs, ref_emb=ref) * m
+        return total

@@ -1,0 +1,246 @@
+"""wav2vec 2.0's convolutional feature encoder: waveform ``[B, S]`` -> local features ``[B, T, C]``.
+
+A stack of valid (unpadded) strided ``Conv1d -> dropout -> [norm] -> GELU``
+blocks (fairseq ``ConvFeatureExtractionModel``), then the feature LayerNorm
+(fairseq ``layer_norm``, Hugging Face ``feature_projection.layer_norm``). The
+output is what quantizers and targets see (Hugging Face ``extract_features``).
+
+Two normalisation modes:
+
+* ``group_norm`` (fairseq ``default``, BASE): ``GroupNorm(C, C)`` after the first
+  conv only. It normalises every channel over the *whole time axis*, so each
+  frame depends on the entire utterance (not causal), and in a zero-padded
+  batch the statistics include the padding: an utterance's features change
+  with the length it is padded to (fairseq#3227, transformers#21534). Padded
+  input samples are zeroed first, so the result equals running that utterance
+  alone after appending zeros. ``group_norm_padding: exclude`` computes the
+  statistics over valid frames only, which makes padded batches match
+  single-utterance outputs (a w2v extension; checkpoints were trained with
+  ``include``).
+* ``layer_norm`` (LARGE): LayerNorm over channels in every block. Every output
+  frame ``t`` depends only on input samples ``[t*stride, t*stride + receptive_field)``,
+  so valid frames are the same alone or padded in a batch, and no frame
+  depends on later input than its window: the encoder is causal in the sense
+  of :class:`w2v.interfaces.Signal` (its frame is stamped at the window end).
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Sequence
+
+import attrs
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from w2v.config import check, choice, field, real
+from w2v.errors import FitError
+from w2v.interfaces import Encoder, EncoderOutput, Signal, lengths_to_padding_mask, waveform_signal
+
+#: fairseq's ``conv_feature_layers``: stride 320 (20 ms at 16 kHz), receptive field 400 samples.
+DEFAULT_CONV_LAYERS: tuple[tuple[int, int, int], ...] = (
+    ((512, 10, 5),) + ((512, 3, 2),) * 4 + ((512, 2, 2),) * 2)
+
+NormMode = Literal["group_norm", "layer_norm"]
+
+
+@attrs.define(kw_only=True)
+class Wav2Vec2FeatureEncoderConfig:
+    conv_layers: list[tuple[int, int, int]] = field(
+        list(DEFAULT_CONV_LAYERS), "conv blocks as (channels, kernel, stride); the last "
+                                   "block's channels are the feature width C")
+    mode: NormMode = choice(
+        "group_norm", "group_norm: GroupNorm(C, C) in the first block only (fairseq `default`, "
+                      "BASE; normalises over time, not causal); layer_norm: LayerNorm over "
+                      "channels in every block (LARGE)")
+    conv_bias: bool = field(False, "bias in the convolutions (True for LARGE)")
+    feature_grad_mult: float = real(1.0, 0.0, 1000.0, "scales gradients flowing into the conv "
+                                                      "stack; 0 runs it without gradients")
+    dropout: float = real(0.0, 0.0, 1.0, "dropout after each convolution")
+    layer_norm_eps: float = real(1e-5, 0.0, 1.0, "epsilon of the feature LayerNorm")
+    group_norm_padding: Literal["include", "exclude"] = choice(
+        "include", "group_norm mode with padded batches: include the (zeroed) padding in the "
+                   "GroupNorm statistics as fairseq and Hugging Face do, or exclude it so a padded "
+                   "utterance gets the features it gets alone")
+
+    def __attrs_post_init__(self) -> None:
+        check(1 <= len(self.conv_layers) <= 32, "conv_layers",
+              f"expected 1 to 32 conv blocks, found {len(self.conv_layers)}.")
+        for i, block in enumerate(self.conv_layers):
+            check(len(block) == 3, f"conv_layers.{i}",
+                  f"expected (channels, kernel, stride), found {list(block)}.")
+            dim, kernel, stride = block
+            check(1 <= dim <= 16384, f"conv_layers.{i}", f"channels must be 1..16384, found {dim}.")
+            check(1 <= kernel <= 4096, f"conv_layers.{i}", f"kernel must be 1..4096, found {kernel}.")
+            check(1 <= stride <= 4096, f"conv_layers.{i}", f"stride must be 1..4096, found {stride}.")
+
+
+class _GradMultiply(torch.autograd.Function):
+    """Identity forward; multiplies the gradient by ``scale`` (fairseq ``GradMultiply``)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, scale: float) -> Tensor:
+        ctx.scale = scale
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        return grad * ctx.scale, None
+
+
+def grad_multiply(x: Tensor, scale: float) -> Tensor:
+    return x if scale == 1.0 else _GradMultiply.apply(x, scale)
+
+
+def masked_group_norm(x: Tensor, valid: Tensor, weight: Tensor, bias: Tensor, eps: float) -> Tensor:
+    """Per-channel normalisation over valid steps only.
+
+    ``x`` ``[B, C, T]``, ``valid`` ``[B, T]`` bool; equals ``GroupNorm(C, C)`` when all
+    steps are valid. Computed in fp32.
+    """
+    xf = x.float()
+    w = valid[:, None, :].to(xf.dtype)
+    n = w.sum(-1, keepdim=True).clamp(min=1.0)
+    mean = (xf * w).sum(-1, keepdim=True) / n
+    var = (((xf - mean) * w) ** 2).sum(-1, keepdim=True) / n
+    y = (xf - mean) * torch.rsqrt(var + eps)
+    return (y * weight.float()[None, :, None] + bias.float()[None, :, None]).type_as(x)
+
+
+class ConvBlock(nn.Module):
+    """``Conv1d -> dropout -> [GroupNorm | LayerNorm over channels] -> GELU``.
+
+    ``[B, C_in, S] -> [B, C_out, floor((S - kernel) / stride) + 1]``. Norms run in fp32.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, kernel: int, stride: int, *, bias: bool,
+                 norm: Literal["group", "layer"] | None, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.kernel, self.stride = kernel, stride
+        self.conv = nn.Conv1d(in_dim, out_dim, kernel, stride=stride, bias=bias)
+        nn.init.kaiming_normal_(self.conv.weight)
+        self.dropout = nn.Dropout(dropout)
+        self.norm_kind = norm
+        if norm == "group":
+            self.norm: nn.Module | None = nn.GroupNorm(out_dim, out_dim, affine=True)
+        elif norm == "layer":
+            self.norm = nn.LayerNorm(out_dim, elementwise_affine=True)
+        else:
+            self.norm = None
+
+    def output_lengths(self, lengths: Tensor) -> Tensor:
+        return (torch.div(lengths - self.kernel, self.stride, rounding_mode="floor") + 1).clamp(min=0)
+
+    def forward(self, x: Tensor, valid: Tensor | None = None) -> Tensor:
+        """``valid`` ``[B, T_out]`` (only used by a GroupNorm that excludes padding)."""
+        x = self.dropout(self.conv(x))
+        if self.norm_kind == "group":
+            if valid is not None:
+                x = masked_group_norm(x, valid, self.norm.weight, self.norm.bias, self.norm.eps)
+            else:
+                x = F.group_norm(x.float(), x.shape[1], self.norm.weight.float(),
+                                 self.norm.bias.float(), self.norm.eps).type_as(x)
+        elif self.norm_kind == "layer":
+            x = F.layer_norm(x.transpose(1, 2).float(), x.shape[1:2], self.norm.weight.float(),
+                             self.norm.bias.float(), self.norm.eps).type_as(x).transpose(1, 2)
+        return F.gelu(x)
+
+
+class Wav2Vec2FeatureEncoder(Encoder):
+    """wav2vec 2.0 conv feature encoder + feature LayerNorm (see the module docstring).
+
+    ``forward(source [B, S], lengths [B] | None) -> EncoderOutput`` with
+    ``features`` ``[B, T, C]`` after the feature LayerNorm (padded frames zero),
+    ``lengths`` the valid frames and ``penalty`` the mean squared conv output
+    (before the LayerNorm, over valid frames, fp32): wav2vec 2.0's feature penalty.
+    """
+
+    Config = Wav2Vec2FeatureEncoderConfig
+
+    def __init__(self, conv_layers: Sequence[Sequence[int]] = DEFAULT_CONV_LAYERS, *,
+                 mode: NormMode = "group_norm", conv_bias: bool = False,
+                 feature_grad_mult: float = 1.0, dropout: float = 0.0, layer_norm_eps: float = 1e-5,
+                 group_norm_padding: str = "include", upstream: Signal | None = None) -> None:
+        super().__init__()
+        if mode not in ("group_norm", "layer_norm"):
+            raise ValueError(f"mode must be group_norm or layer_norm, found {mode!r}")
+        self.conv_config = [tuple(int(v) for v in block) for block in conv_layers]
+        self.mode = mode
+        self.feature_grad_mult = feature_grad_mult
+        self.group_norm_padding = group_norm_padding
+        blocks = []
+        in_dim = 1
+        for i, (dim, kernel, stride) in enumerate(self.conv_config):
+            norm = "layer" if mode == "layer_norm" else ("group" if i == 0 else None)
+            blocks.append(ConvBlock(in_dim, dim, kernel, stride, bias=conv_bias, norm=norm,
+                                    dropout=dropout))
+            in_dim = dim
+        self.conv_layers = nn.ModuleList(blocks)
+        self.dim = in_dim
+        self.layer_norm = nn.LayerNorm(in_dim, eps=layer_norm_eps)
+        self._upstream = upstream or waveform_signal()
+
+    @classmethod
+    def from_config(cls, config: Wav2Vec2FeatureEncoderConfig, upstream: Signal | None = None,
+                    **context) -> "Wav2Vec2FeatureEncoder":
+        if upstream is not None and upstream.kind != "waveform":
+            raise FitError(f"the wav2vec 2.0 conv encoder reads a waveform, but its input is "
+                           f"{upstream.describe()}.",
+                           hint="Use it on raw audio, or pick an encoder for precomputed features.")
+        return cls(config.conv_layers, mode=config.mode, conv_bias=config.conv_bias,
+                   feature_grad_mult=config.feature_grad_mult, dropout=config.dropout,
+                   layer_norm_eps=config.layer_norm_eps,
+                   group_norm_padding=config.group_norm_padding, upstream=upstream)
+
+    def produces(self) -> Signal:
+        """Frames of width C; stride and receptive field from the conv stack (320 / 400 samples
+        by default). Causal in ``layer_norm`` mode; not causal in ``group_norm`` mode, whose
+        GroupNorm normalises over the whole utterance."""
+        signal = self._upstream
+        for dim, kernel, stride in self.conv_config:
+            signal = signal.then(kind="frames", dim=dim, stride=stride, receptive_field=kernel)
+        return attrs.evolve(signal, causal=signal.causal and self.mode == "layer_norm")
+
+    def output_lengths(self, lengths: Tensor) -> Tensor:
+        for block in self.conv_layers:
+            lengths = block.output_lengths(lengths)
+        return lengths
+
+    def _convolve(self, x: Tensor, lengths: Tensor | None) -> Tensor:
+        exclude = self.mode == "group_norm" and self.group_norm_padding == "exclude" \
+            and lengths is not None
+        for i, block in enumerate(self.conv_layers):
+            valid = None
+            if exclude and i == 0:
+                out_len = block.output_lengths(lengths)
+                steps = torch.arange((x.shape[-1] - block.kernel) // block.stride + 1,
+                                     device=x.device)
+                valid = steps[None, :] < out_len[:, None]
+            x = block(x, valid)
+        return x
+
+    def forward(self, source: Tensor, lengths: Tensor | None = None) -> EncoderOutput:
+        if source.dim() != 2:
+            raise ValueError(f"expected a waveform batch [B, S], found shape {list(source.shape)}")
+        pad_in = lengths_to_padding_mask(lengths, source.shape[1])
+        if pad_in is not None:
+            source = source.masked_fill(pad_in, 0.0)
+        x = source.unsqueeze(1)
+        if self.feature_grad_mult > 0:
+            x = grad_multiply(self._convolve(x, lengths), self.feature_grad_mult)
+        else:
+            with torch.no_grad():
+                x = self._convolve(x, lengths)
+        x = x.transpose(1, 2)                                   # [B, T, C]
+        out_lengths = self.output_lengths(lengths) if lengths is not None else None
+        pad = lengths_to_padding_mask(out_lengths, x.shape[1])
+        squares = x.float().pow(2)
+        if pad is None:
+            penalty = squares.mean()
+        else:
+            valid = (~pad).to(squares.dtype)[..., None]
+            penalty = (squares * valid).sum() / (valid.sum() * x.shape[-1]).clamp(min=1.0)
+        features = self.layer_norm(x)
+        if pad is not None:
+            features = features.masked_fill(pad[..., None], 0.0)
+        return EncoderOutput(features=features, lengths=out_lengths, penalty=penalty)

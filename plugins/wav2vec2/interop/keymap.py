@@ -1,0 +1,158 @@
+"""Total state-dict key mapping and the record of what an import did.
+
+A :class:`KeyMap` is an ordered list of ``(regex, action)`` rules. Every
+source key must match a rule (full match, first wins); a key that matches
+none is a :class:`~w2v.errors.UserError` naming it. Actions:
+
+* ``"encoder.conv_layers.\\1.conv.\\2"``: a model key (``\\N`` groups expanded);
+* ``"objective:final_proj.\\1"``: a loss-time tensor for the objective
+  (``project_q``, ``final_proj``, ``target_glu``), kept in the report;
+* ``"drop:why"``: dropped on purpose (recorded with the reason);
+* ``"error:why"``: a recognised but unsupported part (a UserError).
+
+Attention projections are stored fused in w2v (``self_attn.qkv``); importers
+map to ``self_attn.{q,k,v}_proj.*`` and :func:`fuse_attention` joins them;
+:func:`split_attention` undoes it for export.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Iterable, Mapping
+
+import attrs
+import torch
+from torch import Tensor
+
+from w2v.errors import UserError
+
+_QKV = re.compile(r"(.*\.self_attn)\.(q|k|v)_proj\.(weight|bias)")
+_FUSED = re.compile(r"(.*\.self_attn)\.qkv\.(weight|bias)")
+
+
+@attrs.define(kw_only=True)
+class LoadReport:
+    """What an import did with every tensor of the source.
+
+    Attributes:
+        source: the format and where it came from.
+        loaded: source keys whose tensors are now in the model.
+        dropped: source key -> why it was dropped on purpose.
+        missing: model keys the source did not provide (left at their initial values).
+        objective_state: loss-time tensors for the wav2vec 2.0 objective, keyed as
+            :class:`~w2v.plugins.wav2vec2.objective.MaskedContrastiveObjective` names them
+            (``project_q.*``, ``final_proj.*``, ``target_glu.*``).
+        objective_config: that objective's config fields found in the source.
+        notes: anything else worth telling the user.
+    """
+
+    source: str
+    loaded: list[str] = attrs.field(factory=list)
+    dropped: dict[str, str] = attrs.field(factory=dict)
+    missing: list[str] = attrs.field(factory=list)
+    objective_state: dict[str, Tensor] = attrs.field(factory=dict, repr=False)
+    objective_config: dict[str, Any] = attrs.field(factory=dict)
+    notes: list[str] = attrs.field(factory=list)
+
+    def summary(self) -> str:
+        parts = [f"{self.source}: {len(self.loaded)} tensors loaded"]
+        if self.objective_state:
+            parts.append(f"{len(self.objective_state)} kept for the objective")
+        if self.dropped:
+            parts.append(f"{len(self.dropped)} dropped on purpose "
+                         f"({', '.join(sorted(set(self.dropped.values())))})")
+        if self.missing:
+            parts.append(f"{len(self.missing)} left at initial values "
+                         f"({', '.join(self.missing[:4])}{', ...' if len(self.missing) > 4 else ''})")
+        return "; ".join(parts) + "." + "".join(f" {n}" for n in self.notes)
+
+
+@attrs.define(kw_only=True)
+class MappedState:
+    """Model tensors (w2v key -> tensor) with the source key each came from."""
+
+    tensors: dict[str, Tensor] = attrs.field(factory=dict)
+    origin: dict[str, str] = attrs.field(factory=dict)
+
+
+class KeyMap:
+    """Ordered ``(regex, action)`` rules; see the module docstring."""
+
+    def __init__(self, rules: Iterable[tuple[str, str]], *, source: str) -> None:
+        self.rules = [(re.compile(p), a) for p, a in rules]
+        self.source = source
+
+    def action(self, key: str) -> str | None:
+        for pattern, action in self.rules:
+            m = pattern.fullmatch(key)
+            if m:
+                return m.expand(action)
+        return None
+
+    def apply(self, state: Mapping[str, Tensor], report: LoadReport) -> MappedState:
+        out = MappedState()
+        for key, value in state.items():
+            action = self.action(key)
+            if action is None:
+                raise UserError(
+                    f"{self.source}: unexpected key `{key}` (shape {_shape(value)}); w2v does not "
+                    f"know where it belongs, so the import stops rather than lose it.",
+                    hint="If the checkpoint comes from a newer or modified architecture, convert it "
+                         "with the tool that made it, or report the key.")
+            if action.startswith("error:"):
+                raise UserError(f"{self.source}: `{key}` belongs to a part w2v does not support: "
+                                f"{action[6:]}.")
+            if action.startswith("drop:"):
+                report.dropped[key] = action[5:]
+            elif action.startswith("objective:"):
+                report.objective_state[action[10:]] = value
+            else:
+                if action in out.tensors:
+                    raise UserError(f"{self.source}: `{key}` and `{out.origin[action]}` both map "
+                                    f"to `{action}`; the checkpoint holds the same tensor twice.")
+                out.tensors[action] = value
+                out.origin[action] = key
+        return out
+
+
+def _shape(value: Any) -> str:
+    return str(list(value.shape)) if isinstance(value, Tensor) else type(value).__name__
+
+
+def fuse_attention(mapped: MappedState, source: str) -> MappedState:
+    """Join ``*.self_attn.{q,k,v}_proj.{weight,bias}`` into ``*.self_attn.qkv.*`` (q, k, v order)."""
+    groups: dict[tuple[str, str], dict[str, str]] = {}
+    for key in mapped.tensors:
+        m = _QKV.fullmatch(key)
+        if m:
+            groups.setdefault((m.group(1), m.group(3)), {})[m.group(2)] = key
+    for (prefix, kind), parts in groups.items():
+        if set(parts) != {"q", "k", "v"}:
+            absent = sorted({"q", "k", "v"} - set(parts))
+            origin = mapped.origin[next(iter(parts.values()))]
+            raise UserError(f"{source}: the attention block of `{origin}` lacks its "
+                            f"{', '.join(a + '_proj' for a in absent)} {kind}.")
+        keys = [parts[p] for p in "qkv"]
+        fused = torch.cat([mapped.tensors.pop(k) for k in keys], dim=0)
+        mapped.tensors[f"{prefix}.qkv.{kind}"] = fused
+        mapped.origin[f"{prefix}.qkv.{kind}"] = " + ".join(mapped.origin.pop(k) for k in keys)
+    return mapped
+
+
+def split_attention(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Inverse of :func:`fuse_attention` on a w2v state dict."""
+    out: dict[str, Tensor] = {}
+    for key, value in state.items():
+        m = _FUSED.fullmatch(key)
+        if not m:
+            out[key] = value
+            continue
+        for name, part in zip("qkv", value.chunk(3, dim=0)):
+            out[f"{m.group(1)}.{name}_proj.{m.group(2)}"] = part.contiguous()
+    return out
+
+
+def weight_norm_from_weight(weight: Tensor) -> tuple[Tensor, Tensor]:
+    """``(g, v)`` of weight normalisation over dim 2 for a plain conv ``weight`` ``[O, I, K]``."""
+    g = weight.norm(dim=(0, 1), keepdim=True)
+    return g, weight

@@ -1,0 +1,241 @@
+"""The wav2vec 2.0 masked contrastive objective (fairseq ``wav2vec2`` + ``wav2vec`` criterion).
+
+Per batch: encode; keep the unmasked local features (after ``dropout_features``)
+as targets; project, mask spans with the model's masker, run the context
+network; at every masked frame, score ``final_proj(context)`` against
+``project_q(quantized target)`` and distractors by cosine / ``logit_temp``
+(a distractor equal to its positive gets ``-inf``); the contrastive loss is
+summed over masked frames and the extra terms (diversity, feature penalty,
+a quantizer's auxiliary loss) are multiplied by that count, as fairseq does.
+
+Tests and parity checks may inject ``batch.extra["mask"]`` (``[B, T]`` bool)
+and ``batch.extra["neg_idx"]`` (``[M, K]`` indices into the masked frames in
+order; see :func:`~w2v.plugins.wav2vec2.negatives.negatives_from_hf`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import attrs
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from w2v.config import ComponentSpec, check, component, field, real, size
+from w2v.errors import ConfigError, FitError
+from w2v.interfaces import Batch, Objective, ObjectiveOutput, QuantizerOutput, Signal
+
+from .contrastive_loss import ContrastiveLoss, ContrastiveScores, InfoNCE
+from .masking import Masker
+from .negatives import sample_negative_indices
+
+
+@attrs.define(kw_only=True)
+class MaskedContrastiveConfig:
+    num_negatives: int = size(100, 0, 10_000, "distractors per masked frame from the same utterance")
+    cross_sample_negatives: int = size(0, 0, 10_000, "distractors from any utterance of the batch")
+    codebook_negatives: int = size(0, 0, 10_000, "distractors drawn at random from the codebook")
+    logit_temp: float = real(0.1, 1e-4, 100.0, "temperature of the cosine logits")
+    final_dim: int = size(256, 0, 1 << 16, "width of the contrastive space (0 = context width)")
+    target_glu: bool = field(False, "a Linear + GLU on targets and distractors")
+    loss_weights: list[float] = field(
+        [0.1, 10.0], "weights of the extra terms (diversity, feature penalty), each times the "
+                     "number of masked frames; 0 switches a term off")
+    aux_loss_weight: float = real(1.0, 0.0, None, "weight of a quantizer's auxiliary loss (k-means "
+                                                  "commitment), times the number of masked frames")
+    contrastive_loss: ComponentSpec | None = component(
+        "contrastive_loss", {"name": "infonce"}, "how predictions are scored against "
+        "(positive, distractors): `infonce`, or `pml` for a pytorch-metric-learning loss")
+
+    def __attrs_post_init__(self) -> None:
+        check(len(self.loss_weights) <= 2, "loss_weights",
+              f"expected at most 2 weights (diversity, feature penalty), found {self.loss_weights}.")
+        check(self.num_negatives + self.cross_sample_negatives + self.codebook_negatives > 0,
+              "num_negatives", "the contrastive objective needs at least one distractor.",
+              "Set `num_negatives` (fairseq uses 100).")
+
+
+def _mean_stat(value: Any) -> Any:
+    return value.detach() if isinstance(value, Tensor) else value
+
+
+class MaskedContrastiveObjective(Objective):
+    """wav2vec 2.0 pretraining loss; owns ``project_q``, ``final_proj`` (and ``target_glu``).
+
+    Args:
+        context_dim: width of the context network's output.
+        target_dim: width of the targets (quantizer output, or local features).
+        config: the objective config.
+        contrastive_loss: the scorer (default :class:`InfoNCE`).
+    """
+
+    Config = MaskedContrastiveConfig
+
+    def __init__(self, context_dim: int, target_dim: int,
+                 config: MaskedContrastiveConfig | None = None,
+                 contrastive_loss: ContrastiveLoss | None = None) -> None:
+        super().__init__()
+        if config is None:
+            config = MaskedContrastiveConfig(contrastive_loss=None)
+        self.config = config
+        final_dim = config.final_dim or context_dim
+        self.final_dim = final_dim
+        self.project_q = nn.Linear(target_dim, final_dim)
+        self.final_proj = nn.Linear(context_dim, final_dim)
+        self.target_glu = (nn.Sequential(nn.Linear(final_dim, 2 * final_dim), nn.GLU())
+                           if config.target_glu else None)
+        self.contrastive_loss = contrastive_loss or InfoNCE()
+        weights = list(config.loss_weights) + [0.0] * (2 - len(config.loss_weights))
+        self.diversity_weight, self.penalty_weight = weights
+
+    @classmethod
+    def from_config(cls, config: MaskedContrastiveConfig, upstream: Signal | None = None, *,
+                    model: nn.Module | None = None, target_dim: int | None = None,
+                    **context: Any) -> "MaskedContrastiveObjective":
+        if upstream is None and model is None:
+            raise ConfigError("the masked contrastive objective needs the model it trains.")
+        context_dim = upstream.dim if upstream is not None else model.context_signal().dim
+        if target_dim is None:
+            target_dim = cls.target_width(model) if model is not None else context_dim
+        loss = config.contrastive_loss.build() if config.contrastive_loss is not None else None
+        return cls(context_dim, target_dim, config, loss)
+
+    @staticmethod
+    def quantizes_targets(model: nn.Module) -> bool:
+        return getattr(model, "quantizer", None) is not None and \
+            model.quantize_where in ("targets", "both")
+
+    @classmethod
+    def target_width(cls, model: nn.Module) -> int:
+        if cls.quantizes_targets(model):
+            return model.quantizer.produces().dim
+        return model.local_signal().dim
+
+    # -------------------------------------------------------------- checks
+    def check_model(self, model: nn.Module) -> None:
+        masker = getattr(model, "masker", None)
+        if not isinstance(masker, Masker):
+            raise FitError("objective `masked_contrastive` masks frames, but the model has no "
+                           "masker.", key="model.masker",
+                           hint="Add `model: {masker: {name: span}}`.")
+        aggregator = getattr(model, "aggregator", None)
+        if aggregator is None:
+            raise FitError("objective `masked_contrastive` predicts masked frames from context, "
+                           "but the model has no aggregator.", key="model.aggregator")
+        if masker.dim != aggregator.input_dim:
+            raise FitError(f"the masker's embedding has width {masker.dim} but the aggregator "
+                           f"takes width {aggregator.input_dim}.", key="model.masker")
+        ctx = model.context_signal().dim
+        if self.final_proj.in_features != ctx:
+            raise FitError(f"objective `masked_contrastive` was built for context width "
+                           f"{self.final_proj.in_features}, but the aggregator produces {ctx}.",
+                           key="objective")
+        tgt = self.target_width(model)
+        if self.project_q.in_features != tgt:
+            raise FitError(f"objective `masked_contrastive` was built for target width "
+                           f"{self.project_q.in_features}, but the model's targets have width "
+                           f"{tgt}.", key="objective")
+        if self.config.codebook_negatives and not self.quantizes_targets(model):
+            raise FitError("`codebook_negatives` needs a quantizer on the targets.",
+                           key="objective.codebook_negatives",
+                           hint="Set `model.quantize: targets` with a quantizer, or set "
+                                "`codebook_negatives: 0`.")
+
+    # ------------------------------------------------------------- forward
+    def forward(self, batch: Batch, model: nn.Module, step: int = 0) -> ObjectiveOutput:
+        enc = model.encode(batch.source, batch.lengths)
+        features, lengths = enc.features, enc.lengths
+        B, T, _ = features.shape
+        unmasked = model.dropout_features(features)
+
+        quantized: list[QuantizerOutput] = []
+        x = features
+        if model.quantizer is not None and model.quantize_where in ("input", "both"):
+            q_in = model.quantizer(features, lengths)
+            quantized.append(q_in)
+            x = q_in.vectors
+        x = model.project(x)
+
+        mask = batch.extra.get("mask")
+        if mask is None:
+            mask = model.masker.sample(B, T, lengths, x.device)
+        mask = mask.to(device=x.device, dtype=torch.bool)
+        x, _ = model.masker(x, lengths, mask=mask)
+        context = model.aggregate(x, lengths).output
+
+        y = unmasked[mask]                                              # [M, C]
+        M = y.shape[0]
+        if self.quantizes_targets(model):
+            q = model.quantizer(y[None], None)
+            quantized.append(q)
+            y = q.vectors[0]
+        y = self.project_q(y)
+
+        neg_idx = batch.extra.get("neg_idx")
+        if neg_idx is None:
+            neg_idx = sample_negative_indices(mask.sum(1), self.config.num_negatives,
+                                              self.config.cross_sample_negatives, total=M)
+        negs = y[neg_idx.to(y.device).long()]                          # [M, K, D]
+        if self.config.codebook_negatives:
+            n = self.config.codebook_negatives
+            book = self.project_q(model.quantizer.sample_from_codebook(M * n))
+            negs = torch.cat([negs, book.view(M, n, -1).to(negs.dtype)], dim=1)
+
+        pred = self.final_proj(context[mask])                          # [M, D]
+        if self.target_glu is not None:
+            y, negs = self.target_glu(y), self.target_glu(negs)
+        candidates = torch.cat([y[:, None], negs], dim=1)              # [M, 1+K, D]
+        scores = self.scores(pred, candidates)
+        contrastive = self.contrastive_loss(scores)
+
+        loss = contrastive
+        stats: dict[str, Any] = {}
+        target_q = quantized[-1] if quantized else None
+        if target_q is not None:
+            stats.update({k: _mean_stat(v) for k, v in target_q.stats.items()})
+            if target_q.diversity is not None:
+                stats["diversity"] = target_q.diversity.detach()
+                if self.diversity_weight:
+                    loss = loss + self.diversity_weight * target_q.diversity.float() * M
+        aux = [q.aux_loss for q in quantized if q.aux_loss is not None]
+        if aux:
+            aux_total = sum(a.float() for a in aux)
+            stats["aux_loss"] = aux_total.detach()
+            if self.config.aux_loss_weight:
+                loss = loss + self.config.aux_loss_weight * aux_total * M
+        if enc.penalty is not None:
+            stats["penalty"] = enc.penalty.detach()
+            if self.penalty_weight:
+                loss = loss + self.penalty_weight * enc.penalty.float() * M
+
+        n = max(M, 1)
+        valid = float(B * T) if lengths is None else lengths.sum().clamp(min=1)
+        stats.update({
+            "loss": loss.detach() / n,
+            "contrastive": contrastive.detach() / n,
+            "accuracy": self.correct(scores.logits).float() / n,
+            "mask_fraction": M / valid,
+        })
+        return ObjectiveOutput(loss=loss, sample_size=M, stats=stats)
+
+    def scores(self, pred: Tensor, candidates: Tensor) -> ContrastiveScores:
+        """Cosine logits in fp32, ``-inf`` where a distractor equals its positive."""
+        with torch.autocast(device_type=pred.device.type, enabled=False):
+            p = F.normalize(pred.float(), dim=-1, eps=1e-8)
+            c = F.normalize(candidates.float(), dim=-1, eps=1e-8)
+            logits = torch.bmm(c, p[:, :, None]).squeeze(2) / self.config.logit_temp
+            same = (candidates[:, 1:] == candidates[:, :1]).all(-1)
+            valid = torch.cat([torch.ones_like(same[:, :1]), ~same], dim=1)
+            logits = logits.masked_fill(~valid, float("-inf"))
+        return ContrastiveScores(logits=logits, predictions=pred, candidates=candidates,
+                                 valid=valid, temperature=self.config.logit_temp)
+
+    @staticmethod
+    def correct(logits: Tensor) -> Tensor:
+        """Frames whose positive scores highest; all-equal rows do not count (fairseq)."""
+        if logits.numel() == 0:
+            return logits.new_zeros((), dtype=torch.long)
+        best = logits.argmax(-1) == 0
+        worst = logits.argmin(-1) == 0
+        return (best & ~worst).sum()

@@ -1,0 +1,224 @@
+"""The wav2vec 2.0 context network: Transformer (or Conformer) with a conv positional embedding.
+
+``forward(x [B, T, D], lengths, layers=None) -> AggregatorOutput``:
+
+1. padded frames are zeroed, the positional conv output is added;
+2. post-LN (BASE, ``layer_norm_first: false``): LayerNorm, then the blocks,
+   no final norm; pre-LN (LARGE): the blocks, then a final LayerNorm;
+3. ``layers`` holds each block's raw output (fairseq ``layer_results``; Hugging
+   Face ``hidden_states[i + 1]`` except that a pre-LN model's last HF entry has
+   the final LayerNorm applied), padded frames zero;
+4. ``output`` is the final output, final LayerNorm included. When ``layers=``
+   stops the pass early, ``output`` is the last computed block's raw output
+   (fairseq ``extract_features(layer=i)``).
+
+Attention uses ``F.scaled_dot_product_attention`` with a boolean
+``[B, 1, 1, T]`` key-padding mask (None for padding-free batches, so the
+flash kernel can run). ``causal: true`` makes attention causal and pads the
+positional conv on the left; LayerNorms are per frame, so no later frame
+leaks into an earlier one. LayerDrop skips whole blocks in training (a
+skipped block's entry in ``layers`` repeats its input).
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Sequence
+
+import attrs
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from w2v.config import check, choice, field, real, size
+from w2v.errors import ConfigError, FitError
+from w2v.interfaces import Aggregator, AggregatorOutput, Signal, lengths_to_padding_mask
+
+from .attention import SelfAttention, key_padding_mask
+from .conformer import ConformerLayer
+from .positional import positional_embedding
+
+
+@attrs.define(kw_only=True)
+class TransformerAggregatorConfig:
+    embed_dim: int = size(768, 8, 16384, "model width D (the input is projected to it)")
+    layers: int = size(12, 0, 256, "number of blocks")
+    ffn_dim: int = size(3072, 1, 65536, "feed-forward inner width")
+    heads: int = size(12, 1, 256, "attention heads; must divide embed_dim")
+    layer_norm_first: bool = field(False, "pre-LN blocks + final LayerNorm (LARGE); False = "
+                                          "post-LN blocks after an input LayerNorm (BASE)")
+    dropout: float = real(0.1, 0.0, 1.0, "dropout on the input and on each residual branch")
+    attention_dropout: float = real(0.1, 0.0, 1.0, "dropout on attention weights")
+    activation_dropout: float = real(0.0, 0.0, 1.0, "dropout after the feed-forward activation")
+    layerdrop: float = real(0.0, 0.0, 1.0, "probability of skipping a block in training")
+    conv_pos: int = size(128, 1, 4096, "kernel of the convolutional positional embedding")
+    conv_pos_groups: int = size(16, 1, 16384, "groups of the positional conv; must divide embed_dim")
+    pos_conv_depth: int = size(1, 0, 16, "1: one weight-normed conv (wav2vec 2.0); > 1: stacked "
+                                         "convs with LayerNorm (data2vec); 0: no positional conv")
+    causal: bool = field(False, "causal attention and a left-padded positional conv")
+    layer_type: Literal["transformer", "conformer"] = choice(
+        "transformer", "block type: transformer, or conformer (FFN/2, attention, conv module, FFN/2)")
+    conformer_kernel: int = size(31, 1, 1023, "conformer: depthwise conv kernel (odd)")
+    required_seq_len_multiple: int = size(2, 1, 1024, "padded batches are padded further to a "
+                                                      "multiple of this (fairseq; no effect on "
+                                                      "results)")
+    layer_norm_eps: float = real(1e-5, 0.0, 1.0, "epsilon of every LayerNorm")
+
+    def __attrs_post_init__(self) -> None:
+        check(self.embed_dim % self.heads == 0, "heads",
+              f"embed_dim ({self.embed_dim}) must be divisible by heads ({self.heads}).")
+        check(self.embed_dim % self.conv_pos_groups == 0, "conv_pos_groups",
+              f"embed_dim ({self.embed_dim}) must be divisible by conv_pos_groups "
+              f"({self.conv_pos_groups}).")
+        check(self.layer_type != "conformer" or self.conformer_kernel % 2 == 1, "conformer_kernel",
+              f"must be odd, found {self.conformer_kernel}.")
+
+
+class TransformerLayer(nn.Module):
+    """One post-LN or pre-LN Transformer block with fairseq's parameter names.
+
+    ``forward(x [B, T, D], mask [B, 1, 1, T] | None, causal) -> [B, T, D]``.
+    """
+
+    def __init__(self, dim: int, ffn_dim: int, heads: int, *, dropout: float = 0.1,
+                 attention_dropout: float = 0.1, activation_dropout: float = 0.0,
+                 layer_norm_first: bool = False, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.layer_norm_first = layer_norm_first
+        self.self_attn = SelfAttention(dim, heads, attention_dropout)
+        self.self_attn_layer_norm = nn.LayerNorm(dim, eps=eps)
+        self.fc1 = nn.Linear(dim, ffn_dim)
+        self.fc2 = nn.Linear(ffn_dim, dim)
+        self.final_layer_norm = nn.LayerNorm(dim, eps=eps)
+        self.dropout = nn.Dropout(dropout)
+        self.activation_dropout = nn.Dropout(activation_dropout)
+
+    def feed_forward(self, x: Tensor) -> Tensor:
+        return self.dropout(self.fc2(self.activation_dropout(F.gelu(self.fc1(x)))))
+
+    def forward(self, x: Tensor, mask: Tensor | None = None, causal: bool = False,
+                padding: Tensor | None = None) -> Tensor:
+        if self.layer_norm_first:
+            x = x + self.dropout(self.self_attn(self.self_attn_layer_norm(x), mask, causal))
+            return x + self.feed_forward(self.final_layer_norm(x))
+        x = self.self_attn_layer_norm(x + self.dropout(self.self_attn(x, mask, causal)))
+        return self.final_layer_norm(x + self.feed_forward(x))
+
+
+def _init_bert(module: nn.Module) -> None:
+    """fairseq ``init_bert_params``: Linear weights ~ N(0, 0.02), biases 0."""
+    if isinstance(module, nn.Linear):
+        nn.init.normal_(module.weight, mean=0.0, std=0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+
+class TransformerAggregator(Aggregator):
+    """wav2vec 2.0 context network (see the module docstring).
+
+    Parameters: ``positional.*``, ``layer_norm.*`` (input norm for post-LN, final
+    norm for pre-LN), ``layers.{i}.*`` (:class:`TransformerLayer` or
+    :class:`~.conformer.ConformerLayer`).
+    """
+
+    Config = TransformerAggregatorConfig
+
+    def __init__(self, config: TransformerAggregatorConfig | None = None, *,
+                 upstream: Signal | None = None) -> None:
+        super().__init__()
+        c = config or TransformerAggregatorConfig()
+        self.config = c
+        self.input_dim = c.embed_dim
+        self.causal = c.causal
+        self.layer_norm_first = c.layer_norm_first
+        self.layerdrop = c.layerdrop
+        self.seq_multiple = c.required_seq_len_multiple
+        self._upstream = upstream
+        self.positional = positional_embedding(c.embed_dim, c.conv_pos, c.conv_pos_groups,
+                                               c.pos_conv_depth, causal=c.causal)
+        self.layer_norm = nn.LayerNorm(c.embed_dim, eps=c.layer_norm_eps)
+        self.dropout = nn.Dropout(c.dropout)
+        if c.layer_type == "conformer":
+            blocks = [ConformerLayer(c.embed_dim, c.ffn_dim, c.heads, dropout=c.dropout,
+                                     attention_dropout=c.attention_dropout,
+                                     kernel=c.conformer_kernel, causal=c.causal)
+                      for _ in range(c.layers)]
+        else:
+            blocks = [TransformerLayer(c.embed_dim, c.ffn_dim, c.heads, dropout=c.dropout,
+                                       attention_dropout=c.attention_dropout,
+                                       activation_dropout=c.activation_dropout,
+                                       layer_norm_first=c.layer_norm_first, eps=c.layer_norm_eps)
+                      for _ in range(c.layers)]
+        self.layers = nn.ModuleList(blocks)
+        self.layers.apply(_init_bert)
+
+    @classmethod
+    def from_config(cls, config: TransformerAggregatorConfig, upstream: Signal | None = None,
+                    **context) -> "TransformerAggregator":
+        if upstream is not None and upstream.kind not in ("frames", "features"):
+            raise FitError(f"the Transformer context network reads frame features, but its input "
+                           f"is {upstream.describe()}.",
+                           hint="Put an encoder (or a token embedding) in front of it.")
+        return cls(config, upstream=upstream)
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    def produces(self) -> Signal:
+        """Frames of width ``embed_dim`` at the upstream rate; causal only when ``causal`` is set
+        and the upstream is causal. Attention spans the whole (past) sequence, so the
+        receptive field is left as the upstream's."""
+        dim = self.config.embed_dim
+        if self._upstream is None:
+            return Signal(kind="frames", dim=dim, causal=self.causal)
+        return self._upstream.then(kind="frames", dim=dim, causal=self.causal)
+
+    def _last_layer(self, layers: int | Sequence[int] | None) -> int:
+        n = len(self.layers)
+        if layers is None:
+            return n - 1
+        wanted = [layers] if isinstance(layers, int) else list(layers)
+        if not wanted:
+            raise ConfigError("`layers` is an empty list; ask for at least one block.",
+                              key="layers")
+        resolved = []
+        for i in wanted:
+            if not -n <= int(i) < n:
+                raise ConfigError(f"block {i} does not exist: this context network has {n} "
+                                  f"blocks (0..{n - 1}, or negative from the end).", key="layers")
+            resolved.append(int(i) % n)
+        return max(resolved)
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None,
+                layers: int | Sequence[int] | None = None) -> AggregatorOutput:
+        B, T, D = x.shape
+        if D != self.input_dim:
+            raise ValueError(f"expected input width {self.input_dim}, found {D}")
+        last = self._last_layer(layers)
+        padding = lengths_to_padding_mask(lengths, T)
+        if padding is not None:
+            x = x.masked_fill(padding[..., None], 0.0)
+        if self.positional is not None:
+            x = x + self.positional(x)
+        if not self.layer_norm_first:
+            x = self.layer_norm(x)
+        extra = (-T) % self.seq_multiple if padding is not None else 0
+        if extra:
+            x = F.pad(x, (0, 0, 0, extra))
+            padding = F.pad(padding, (0, extra), value=True)
+        x = self.dropout(x)
+        mask = None if self.causal else key_padding_mask(padding)
+        outputs: list[Tensor] = []
+        for i, layer in enumerate(self.layers[:last + 1]):
+            skip = self.training and self.layerdrop > 0 and float(torch.rand(())) < self.layerdrop
+            if not skip:
+                x = layer(x, mask, self.causal, padding)
+                if padding is not None:
+                    x = x.masked_fill(padding[..., None], 0.0)
+            outputs.append(x[:, :T] if extra else x)
+        out = outputs[-1] if outputs else (x[:, :T] if extra else x)
+        if self.layer_norm_first and last == len(self.layers) - 1:
+            out = self.layer_norm(out)
+            if padding is not None:
+                out = out.masked_fill(padding[:, :T, None], 0.0)
+        return AggregatorOutput(output=out, layers=outputs, lengths=lengths)
