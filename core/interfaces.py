@@ -200,6 +200,15 @@ class Batch:
                      targets=move(self.targets), target_lengths=move(self.target_lengths),
                      extra={k: move(v) for k, v in self.extra.items()})
 
+    def pin_memory(self) -> "Batch":
+        """Page-locked copies (DataLoader calls this with ``pin_memory=True``)."""
+        def pin(x):
+            return x.pin_memory() if isinstance(x, Tensor) else x
+
+        return Batch(source=pin(self.source), lengths=pin(self.lengths), ids=pin(self.ids),
+                     targets=pin(self.targets), target_lengths=pin(self.target_lengths),
+                     extra={k: pin(v) for k, v in self.extra.items()})
+
     @property
     def size(self) -> int:
         return int(self.source.shape[0])

@@ -70,7 +70,7 @@ def resolve_manifest(cfg: DataConfig, split: str) -> str:
         raise ConfigError(f"unknown data split `{split}`.", hint=did_you_mean(split, SPLITS))
     path = cfg.manifest(split)
     if path is None:
-        raise DataError(f"no `data.{split}` manifest is set.",
+        raise DataError(f"no manifest is set for the `{split}` split.",
                         key=f"data.{split}",
                         hint="Make manifests with `w2vrun manifest AUDIO_DIR --dest DIR` and set "
                              f"`data.{split}: DIR/{split}.tsv`, or run the demo recipe.")

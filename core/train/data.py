@@ -7,6 +7,12 @@ which batches training has *consumed* (a ``DataLoader`` with workers
 prefetches ahead of that), and its ``state_dict()`` describes the position after
 the last consumed batch, so a resumed run continues with the next one.
 
+For a resumed run to repeat the uninterrupted one exactly, a batch's content
+must be a function of (epoch, position): random crops and the like should draw
+from a generator seeded by (seed, epoch, utterance index), not from a worker's
+global random state. The sampler's state must not depend on the rank (every
+rank loads rank 0's).
+
 Example::
 
     def make_loader(epoch: int, sampler_state: dict | None):
@@ -21,6 +27,8 @@ Example::
 from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Iterator, Mapping, Protocol, runtime_checkable
+
+import torch
 
 from ..errors import DataError
 from ..interfaces import Batch
@@ -63,11 +71,16 @@ class BatchStream:
         sampler_state: the sampler's saved state for ``epoch``, or None to start it afresh.
         consumed: batches of ``epoch`` already consumed (kept for reports and samplers
             without ``mark_consumed``).
+        seed: loaders are opened with torch's global generator seeded from ``(seed, epoch)``
+            (so a ``DataLoader``'s worker base seed depends on the epoch only) and the
+            caller's random state is left as it was.
     """
 
     def __init__(self, factory: LoaderFactory, epoch: int = 0,
-                 sampler_state: Mapping[str, Any] | None = None, consumed: int = 0) -> None:
+                 sampler_state: Mapping[str, Any] | None = None, consumed: int = 0,
+                 seed: int = 0) -> None:
         self.factory = factory
+        self.seed = seed
         self.epoch = epoch
         self.consumed = consumed
         self._pending_state = sampler_state
@@ -75,9 +88,11 @@ class BatchStream:
         self.sampler: Any = None
 
     def _open(self) -> None:
-        loader, self.sampler = self.factory(self.epoch, self._pending_state)
-        self._pending_state = None
-        self._iter = iter(loader)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed((self.seed + 1_000_003 * self.epoch) & ((1 << 63) - 1))
+            loader, self.sampler = self.factory(self.epoch, self._pending_state)
+            self._pending_state = None
+            self._iter = iter(loader)
 
     def next(self) -> Batch:
         """The next batch; a finished epoch opens the next one."""

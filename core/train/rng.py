@@ -1,8 +1,10 @@
 """Random state as a function of the update: per-update reseeding and RNG snapshots.
 
-Every update reseeds Python's, NumPy's and torch's global generators (CPU and
-every CUDA device) from ``(seed, update, rank)``, so dropout, masks, negatives
-and LayerDrop depend on the update number alone and a resumed run repeats the
+Every micro-batch's forward starts by reseeding Python's, NumPy's and torch's
+global generators (CPU and every CUDA device) from ``(seed, update, rank,
+micro-batch)``, after the batch is fetched; so dropout, masks, negatives and
+LayerDrop depend on the update number alone (not on how much randomness data
+loading or validation used before), and a resumed run repeats the
 uninterrupted one bit for bit.
 """
 
@@ -25,10 +27,11 @@ def _mix64(x: int) -> int:
     return x ^ (x >> 31)
 
 
-def update_seed(seed: int, update: int, rank: int = 0, stream: int = 0) -> int:
-    """A 63-bit seed for ``update`` on ``rank``; ``stream`` separates uses (0 train, 1 valid)."""
+def update_seed(seed: int, update: int, rank: int = 0, stream: int = 0, micro: int = 0) -> int:
+    """A 63-bit seed for micro-batch ``micro`` of ``update`` on ``rank``; ``stream`` separates
+    uses (0 train, 1 valid, 2 data loaders)."""
     h = _mix64(seed)
-    for part in (update, rank, stream):
+    for part in (update, rank, stream, micro):
         h = _mix64(h ^ (part & _MASK64))
     return h >> 1
 

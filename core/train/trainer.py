@@ -1,8 +1,8 @@
 """The update-based training loop shared by every stage.
 
-One update: reseed from ``(seed, update, rank)``, tell the model and objective
-the update count, set the scheduled lr, accumulate ``update_freq``
-micro-batches (DDP syncs only on the last), sum the loss and sample size over
+One update: tell the model and objective the update count, set the scheduled
+lr, accumulate ``update_freq`` micro-batches (each forward reseeded from
+``(seed, update, rank, micro-batch)``; DDP syncs only on the last), sum the loss and sample size over
 ranks, scale gradients to ``sum / global sample size``, clip, check health, and
 step the optimizer the objective chose. Validation, logging and checkpoints
 happen between updates; everything that influences later updates is in the
@@ -246,7 +246,8 @@ class Trainer:
         self.step_module = wrap_ddp(TrainStep(self.model, self.objective), self.device,
                                     find_unused)
         self.freeze.apply(self.num_updates)
-        self._stream = BatchStream(self.train_data, **data_state)
+        self._stream = BatchStream(self.train_data, seed=update_seed(config.seed, 0, self.dist.rank,
+                                                                     stream=2), **data_state)
         self._log = MetricsLog(self.metrics_path, tensorboard_dir=self.tensorboard_dir,
                                enabled=self.dist.is_main, total=config.max_updates,
                                initial=self.num_updates, stage=self.stage)
@@ -314,7 +315,6 @@ class Trainer:
 
     # ------------------------------------------------------------------ one update
     def _prepare_update(self, update: int) -> None:
-        reseed(update_seed(self.config.seed, update, self.dist.rank))
         for m in self._counted:
             m.set_num_updates(update)
         step = update - self.schedule_offset
@@ -350,6 +350,7 @@ class Trainer:
         non_blocking = self.device.type == "cuda"
         for i in range(self.update_freq):
             batch = stream.next().to(self.device, non_blocking=non_blocking)
+            reseed(update_seed(self.config.seed, update, self.dist.rank, micro=i))
             sync = i == self.update_freq - 1
             with (self.step_module.no_sync() if ddp and not sync else contextlib.nullcontext()):
                 with self.precision.autocast():

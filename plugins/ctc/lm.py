@@ -46,7 +46,7 @@ Gram = tuple[str, ...]
 
 def _discounts(adjusted: Mapping[Gram, int]) -> tuple[float, float, float]:
     """``(D1, D2, D3+)`` from the counts-of-counts of one order's adjusted counts."""
-    t = collections.Counter(min(c, 4) for c in adjusted.values())
+    t = collections.Counter(c for c in adjusted.values() if c <= 4)
     t1, t2, t3, t4 = (t[k] for k in (1, 2, 3, 4))
     if min(t1, t2, t3, t4) == 0:
         return FALLBACK_DISCOUNTS

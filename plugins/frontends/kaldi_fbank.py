@@ -55,6 +55,8 @@ class KaldiFbank(nn.Module):
                 ).clamp(min=0)
 
     def forward(self, wave: Tensor) -> Tensor:
+        if wave.shape[-1] < self.window_size:                              # no frame fits
+            return wave.new_zeros(*wave.shape[:-1], 0, self.mel_banks.shape[1], dtype=torch.float32)
         with torch.autocast(device_type=wave.device.type, enabled=False):
             frames = wave.float().unfold(-1, self.window_size, self.hop)   # [B, T, W]
             frames = frames - frames.mean(-1, keepdim=True)

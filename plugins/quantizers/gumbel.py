@@ -60,6 +60,17 @@ def perplexity(probs: Tensor) -> Tensor:
     return torch.exp(-(probs * torch.log(probs + 1e-7)).sum(-1)).sum()
 
 
+def code_frequencies(codes: Tensor, num_vars: int, valid: Tensor | None = None) -> Tensor:
+    """``[G, V]`` frequency of each entry among ``codes`` ``[N, G]`` (rows where ``valid``
+    ``[N]``), without a device sync."""
+    N, G = codes.shape
+    w = (torch.ones(N, device=codes.device) if valid is None else valid.float())
+    flat = (codes + torch.arange(G, device=codes.device) * num_vars).reshape(-1)
+    counts = torch.zeros(G * num_vars, device=codes.device).scatter_add_(
+        0, flat, w[:, None].expand(N, G).reshape(-1))
+    return counts.view(G, num_vars) / w.sum().clamp(min=1)
+
+
 class GumbelQuantizer(Quantizer):
     """Product quantizer with Gumbel-softmax code selection.
 
@@ -189,17 +200,12 @@ class GumbelQuantizer(Quantizer):
             argmax = logits.argmax(-1)                                     # [BT, G]
             if valid is None:
                 avg_probs = probs.mean(0)
-                chosen = argmax
             else:
                 w = valid.to(probs.dtype)[:, None, None]
                 avg_probs = (probs * w).sum(0) / w.sum().clamp(min=1)
-                chosen = argmax[valid]
             prob_ppl = perplexity(avg_probs)
             with torch.no_grad():
-                offsets = torch.arange(G, device=x.device) * V
-                counts = torch.bincount((chosen + offsets).reshape(-1), minlength=G * V)
-                hard_probs = counts.view(G, V).float() / max(1, chosen.shape[0])
-                code_ppl = perplexity(hard_probs)
+                code_ppl = perplexity(code_frequencies(argmax, V, valid))
 
             if self.training:
                 gumbels = -torch.empty_like(logits).exponential_().log()

@@ -25,7 +25,7 @@ from w2v.config import field, real, size
 from w2v.errors import ConfigError
 from w2v.interfaces import Quantizer, QuantizerOutput, Signal, lengths_to_padding_mask
 
-from .gumbel import perplexity
+from .gumbel import code_frequencies, perplexity
 
 
 @attrs.define(kw_only=True)
@@ -129,7 +129,7 @@ class KMeansQuantizer(Quantizer):
         zq32, ze32 = zq.float(), ze.float()
         if pad is None:
             loss = F.mse_loss(zq32, ze32.detach()) + self.gamma * F.mse_loss(ze32, zq32.detach())
-            chosen = codes.reshape(-1, self.groups)
+            valid = None
         else:
             valid = ~pad
             n = valid.sum().clamp(min=1) * C
@@ -137,12 +137,9 @@ class KMeansQuantizer(Quantizer):
             latent = ((zq32 - ze32.detach()).pow(2) * w).sum() / n
             commit = ((ze32 - zq32.detach()).pow(2) * w).sum() / n
             loss = latent + self.gamma * commit
-            chosen = codes[valid]
         with torch.no_grad():
-            offsets = torch.arange(self.groups, device=x.device) * self.num_vars
-            counts = torch.bincount((chosen + offsets).reshape(-1),
-                                    minlength=self.groups * self.num_vars)
-            hard = counts.view(self.groups, self.num_vars).float() / max(1, chosen.shape[0])
-            code_ppl = perplexity(hard)
+            flat_valid = None if valid is None else valid.reshape(-1)
+            code_ppl = perplexity(code_frequencies(codes.reshape(-1, self.groups), self.num_vars,
+                                                   flat_valid))
         return QuantizerOutput(vectors=vectors, codes=codes, aux_loss=loss,
                                stats={"code_perplexity": code_ppl, "kmeans_loss": loss.detach()})

@@ -12,3 +12,11 @@ def w2v_register_components(registrar):
     registrar.add_stage("train", TrainStage)
     registrar.add_stage("pretrain", PretrainStage)
     registrar.add_stage("finetune", FinetuneStage)
+
+
+@hookimpl
+def w2v_register_commands(registrar):
+    from . import featurize
+
+    registrar.add_command("featurize", featurize.configure, featurize.run,
+                          help="dump a model's features for a manifest (fp16 shards)")

@@ -125,6 +125,11 @@ class Wav2VecConvEncoder(Encoder):
 
     def forward(self, source: Tensor, lengths: Tensor | None = None) -> EncoderOutput:
         """``source`` [B, S] -> :class:`EncoderOutput` with ``features`` [B, T, C]."""
+        if source.shape[-1] < self.produces().receptive_field:             # no frame fits
+            lengths = None if lengths is None else torch.zeros_like(lengths)
+            return EncoderOutput(features=source.new_zeros(source.shape[0], 0,
+                                                           self.layer_spec[-1][0]),
+                                 lengths=lengths)
         x = source.unsqueeze(1)
         for block in self.blocks:
             residual = x

@@ -174,3 +174,38 @@ def test_mutated_recipes_fail_only_with_user_errors(toy_plugins, monkeypatch, ca
     recipe, overrides, corrupt = case
     with tempfile.TemporaryDirectory() as d:
         attempt(recipe, overrides, corrupt, Path(d))
+
+
+# ------------------------------------------------------ a deterministic sweep of edge values
+EDGE_VALUES = [
+    pytest.param(None, id="null"),
+    pytest.param(True, id="true"),
+    pytest.param(-1, id="negative"),
+    pytest.param(2 ** 63, id="int64_overflow"),
+    pytest.param(10 ** 400, id="huge_int", marks=pytest.mark.xfail(
+        strict=True, reason="core bug: float(10**400) raises OverflowError in "
+        "w2v.config.structure._structure (float fields)")),
+    pytest.param(float("inf"), id="inf"),
+    pytest.param(float("nan"), id="nan"),
+    pytest.param("x", id="text"),
+    pytest.param([1, "a"], id="list"),
+    pytest.param({"name": "toy_scale"}, id="component_mapping"),
+]
+
+
+def leaf_paths(node: Any) -> list[tuple]:
+    return [p for p in paths(node) if not isinstance(parent_of(node, p)[p[-1]], (dict, list))]
+
+
+@pytest.mark.parametrize("value", EDGE_VALUES)
+def test_edge_value_at_every_leaf(toy_plugins, tmp_path, value):
+    """Put ``value`` at every scalar of the valid recipe in turn: only user errors or success."""
+    crashes = []
+    for path in leaf_paths(VALID):
+        recipe = copy.deepcopy(VALID)
+        parent_of(recipe, path)[path[-1]] = copy.deepcopy(value)
+        try:
+            attempt(recipe, [], None, tmp_path)
+        except Exception as exc:  # noqa: BLE001  (collect every crash, report them together)
+            crashes.append(f"{'.'.join(map(str, path))}: {type(exc).__name__}: {exc}")
+    assert not crashes, "\n".join(crashes)

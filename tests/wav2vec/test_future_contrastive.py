@@ -158,14 +158,11 @@ def piecewise_tones(batch, samples, segment, seed=0):
     return wave + 0.05 * torch.randn(batch, samples, generator=gen)
 
 
-@pytest.mark.parametrize("infonce, chance_bits", [
-    (True, math.log2(5)),   # uniform over 1 + 4 candidates
-    (False, 2.0),           # balanced BCE at logit 0: 2 ln 2 nats
+@pytest.mark.parametrize("infonce, chance_bits, steps", [
+    (True, math.log2(5), 30),   # uniform over 1 + 4 candidates
+    (False, 2.0, 60),           # balanced BCE at logit 0: 2 ln 2 nats (BCE learns slower)
 ])
-STEPS = int(__import__('os').environ.get('STEPS', 30))
-
-
-def test_loss_drops_below_chance_on_tiny_data(infonce, chance_bits):
+def test_loss_drops_below_chance_on_tiny_data(infonce, chance_bits, steps):
     torch.manual_seed(0)
     enc = Wav2VecConvEncoder([(16, 10, 5), (16, 8, 4)])
     model = SpeechModel(enc, ConvAggregator(16, [(16, 3, 1)] * 2, upstream=enc.produces()))
@@ -175,14 +172,13 @@ def test_loss_drops_below_chance_on_tiny_data(infonce, chance_bits):
                   lengths=torch.tensor([2000, 2000, 1700, 1500]))
     opt = torch.optim.Adam([*model.parameters(), *obj.parameters()], lr=1e-2)
     bits, accuracy = [], []
-    for step in range(STEPS):
+    for step in range(steps):
         out = obj(batch, model, step)
         opt.zero_grad()
         (out.loss / out.sample_size).backward()
         opt.step()
         bits.append(float(out.stats["loss_bits"]))
         accuracy.append(float(out.stats["accuracy"]))
-    print(infonce, [round(b, 2) for b in bits[::5]], accuracy[-1])
     assert sum(bits[-3:]) / 3 < 0.95 * min(bits[0], chance_bits), bits
     assert sum(accuracy[-3:]) / 3 > 0.3 > accuracy[0], accuracy   # chance: 1 in 5
 
@@ -198,9 +194,9 @@ def test_gumbel_quantized_targets_add_the_unnormalised_diversity_term():
     wave = torch.randn(2, 60)
     out = obj(Batch(source=wave), model, 0)
     q = quant(enc(wave).features)
-    extra = 0.5 * 2 * 4 * float(q.diversity)
+    extra = 0.5 * 2 * 4 * q.diversity.item()
     contrastive = float(out.stats["contrastive_bits"]) * math.log(2) * int(out.sample_size)
-    assert math.isclose(float(out.loss), contrastive + extra * int(out.sample_size), rel_tol=1e-5)
+    assert math.isclose(out.loss.item(), contrastive + extra * int(out.sample_size), rel_tol=1e-5)
     assert "prob_perplexity" in out.stats or "code_perplexity" in out.stats
 
 

@@ -71,11 +71,7 @@ def test_aggregator_produces_is_causal_only_without_group_norm_anywhere():
 def test_output_lengths_match_real_frame_counts(layers):
     enc = Wav2VecConvEncoder(layers).eval()
     for n in [0, 7, 8, 465, 466, 624, 625, 1000, 1601]:
-        wave = torch.randn(1, n)
-        if n < enc.produces().receptive_field:
-            assert int(enc.output_lengths(torch.tensor([n]))) == 0
-            continue
-        frames = enc(wave).features.shape[1]
+        frames = enc(torch.randn(1, n)).features.shape[1]
         assert int(enc.output_lengths(torch.tensor([n]))) == frames
         # the interface's closed form agrees with the layer-by-layer count
         assert int(Encoder.output_lengths(enc, torch.tensor([n]))) == frames
