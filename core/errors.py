@@ -12,6 +12,10 @@ import difflib
 from typing import Iterable, Sequence
 
 
+#: Key paths starting with these are absolute (recipe sections); others are relative.
+_ROOTS = ("data", "model", "objective", "decoder", "trainer", "stages", "base")
+
+
 class UserError(Exception):
     """A mistake the user can fix; printed without a traceback, exit code 2.
 
@@ -44,8 +48,15 @@ class UserError(Exception):
         return text
 
     def located(self, *, where: str | None = None, key: str | None = None) -> "UserError":
-        """A copy with location filled in where it was missing."""
-        return type(self)(self.message, where=self.where or where, key=self.key or key, hint=self.hint)
+        """A copy with location filled in: a key relative to the component (``dim``) is
+        joined to the component's key path (``model.quantizer.dim``)."""
+        own = self.key
+        if own and key and own.split(".")[0] not in _ROOTS and not own.startswith(key + "."):
+            own = f"{key}.{own}"
+        out = type(self).__new__(type(self))
+        UserError.__init__(out, self.message, where=self.where or where, key=own or key,
+                           hint=self.hint)
+        return out
 
 
 class ConfigError(UserError):

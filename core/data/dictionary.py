@@ -32,6 +32,13 @@ def letters_to_words(text: str, boundary: str = WORD_BOUNDARY) -> str:
     return " ".join(text.replace(" ", "").replace(boundary, " ").split())
 
 
+def as_dictionary(value: "Dictionary | str | os.PathLike | None") -> "Dictionary | None":
+    """A Dictionary given as itself or as the path of a fairseq dictionary file (None stays)."""
+    if value is None or isinstance(value, Dictionary):
+        return value
+    return Dictionary.load(value)
+
+
 class Dictionary:
     """Symbols <-> ids for CTC labels.
 

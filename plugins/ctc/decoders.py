@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 
 from w2v.config import field, real, size
-from w2v.data.dictionary import Dictionary
+from w2v.data.dictionary import Dictionary, as_dictionary
 from w2v.errors import ConfigError, DataError, import_optional
 from w2v.interfaces import Decoder, Hypothesis, Signal
 
@@ -49,12 +49,12 @@ def greedy_tokens(emissions: Tensor, lengths: Tensor | None, blank: int
 
 
 def _dictionary_from_context(context: dict[str, Any], who: str) -> Dictionary:
-    d = context.get("dictionary")
+    d = as_dictionary(context.get("dictionary"))
     if d is None:
         raise ConfigError(f"the {who} decoder needs the label dictionary.",
-                          hint="Fine-tuned models carry it; for a fairseq checkpoint pass "
-                               "`dictionary=` (dict.ltr.txt).")
-    return d if isinstance(d, Dictionary) else Dictionary.load(d)
+                          hint="Pass `dictionary=` when building it: a Dictionary or the path "
+                               "of the fine-tuning dict.ltr.txt.")
+    return d
 
 
 @attrs.define(kw_only=True)

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from w2v.config import field, real, size
-from w2v.data.dictionary import Dictionary
+from w2v.data.dictionary import Dictionary, as_dictionary
 from w2v.errors import FitError
 from w2v.interfaces import Batch, Objective, ObjectiveOutput, Signal
 
@@ -72,10 +72,7 @@ class CTCObjective(Objective):
     @classmethod
     def from_config(cls, config: CTCConfig, upstream: Signal | None = None, **context: Any
                     ) -> "CTCObjective":
-        d = context.get("dictionary")
-        if d is not None and not isinstance(d, Dictionary):
-            d = Dictionary.load(d)
-        return cls(config, d)
+        return cls(config, as_dictionary(context.get("dictionary")))
 
     # ------------------------------------------------------------------ checks
     def check_model(self, model: nn.Module) -> None:
@@ -93,10 +90,8 @@ class CTCObjective(Objective):
         if head.blank != self.blank:
             raise FitError(f"the CTC head's blank id is {head.blank} but the dictionary's is "
                            f"{self.blank}.")
-        if self.config.apply_mask and getattr(model, "masker", None) is None:
-            raise FitError("the ctc objective masks time steps (apply_mask) but the model has "
-                           "no masker.", hint="Set `objective.apply_mask: false`, or give the "
-                                              "model a masker (model.masker).")
+        if self.config.apply_mask:
+            self._masker(model)
 
     def valid_metrics(self) -> Sequence[str]:
         return ("loss", "wer", "uer")
@@ -123,7 +118,8 @@ class CTCObjective(Objective):
         if self.config.apply_mask and model.training:
             enc = model.encode(batch.source, batch.lengths)
             x = enc.features
-            if model.quantize_where in ("input", "both") and model.quantizer is not None:
+            if getattr(model, "quantize_where", "targets") in ("input", "both") \
+                    and model.quantizer is not None:
                 x = model.quantizer(x, enc.lengths).vectors
             x, _ = self._masker(model)(model.project(x), enc.lengths)
             out = model.aggregate(x, enc.lengths)
@@ -138,10 +134,12 @@ class CTCObjective(Objective):
         return F.log_softmax(logits.float(), dim=-1), frames
 
     def _masker(self, model: nn.Module) -> nn.Module:
+        """``model.masker`` with the configured overrides applied."""
         masker = getattr(model, "masker", None)
         if masker is None:
             raise FitError("the ctc objective masks time steps (apply_mask) but the model has "
-                           "no masker.", hint="Set `objective.apply_mask: false`.")
+                           "no masker.", hint="Set `objective.apply_mask: false`, or give the "
+                                              "model a masker (model.masker).")
         changes = {k: getattr(self.config, k) for k in _MASKER_OVERRIDES
                    if getattr(self.config, k) is not None}
         if changes:
@@ -187,8 +185,6 @@ class CTCObjective(Objective):
 
 def corpus_error_rates(sums: dict[str, float]) -> dict[str, float]:
     """``uer``/``wer`` in percent from error and total counts summed over batches."""
-    out = {}
-    for rate, (err, tot) in {"uer": ("c_errors", "c_total"), "wer": ("w_errors", "w_total")}.items():
-        if err in sums and tot in sums:
-            out[rate] = 100.0 * sums[err] / max(sums[tot], 1.0)
-    return out
+    pairs = {"uer": ("c_errors", "c_total"), "wer": ("w_errors", "w_total")}
+    return {rate: 100.0 * sums[err] / max(sums[tot], 1.0)
+            for rate, (err, tot) in pairs.items() if err in sums and tot in sums}

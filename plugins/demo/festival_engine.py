@@ -7,6 +7,7 @@ script per batch (a process costs about 0.3 s, an utterance about 40 ms).
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import tempfile
@@ -68,8 +69,8 @@ class FestivalEngine(Engine):
                                   timeout=10).stdout
         except (OSError, subprocess.SubprocessError):
             return "festival"
-        parts = text.split(":")
-        return f"festival {parts[1].strip()}" if len(parts) > 1 else "festival"
+        found = re.search(r"\d+\.\d+(\.\d+)?", text)
+        return f"festival {found.group(0)}" if found else "festival"
 
     @classmethod
     def install_hint(cls) -> str:

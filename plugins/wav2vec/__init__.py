@@ -25,7 +25,7 @@ def w2v_register_components(registrar):
         help="wav2vec 1.0 / vq-wav2vec conv encoder (base: stride 160, receptive field 465)")
     registrar.add_component(
         "aggregator", "wav2vec_conv_aggregator", ConvAggregator,
-        smoke={"layers": [[8, 3, 1], [12, 2, 1]]},
+        smoke={"layers": [[8, 3, 1], [8, 2, 1]]},
         help="wav2vec 1.0 causal conv context network (base: 9 x kernel 3; large: kernels 2..13)")
     registrar.add_component(
         "aggregator", "gru", GRUAggregator, smoke={"dim": 8},

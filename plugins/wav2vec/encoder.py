@@ -25,7 +25,7 @@ from w2v.config import choice, field, real
 from w2v.errors import FitError
 from w2v.interfaces import Encoder, EncoderOutput, Signal, waveform_signal
 
-from .layers import ENCODER_PRESETS, ConvLayer, resolve_layers
+from .layers import ENCODER_PRESETS, ConvLayer, receptive_field, resolve_layers
 from .norms import Activation, NormKind, conv_lengths, make_activation, make_norm, valid_mask
 
 
@@ -94,10 +94,12 @@ class Wav2VecConvEncoder(Encoder):
         self.skip_connections = skip_connections
         self.residual_scale = math.sqrt(residual_scale)
         self.upstream = upstream or waveform_signal()
+        self.receptive_field = receptive_field(self.layer_spec)[0]          # in input samples
         in_dim = 1
         self.blocks = nn.ModuleList()
         for dim, kernel, stride in self.layer_spec:
-            self.blocks.append(ConvBlock(in_dim, dim, kernel, stride, norm, activation, affine_norm))
+            self.blocks.append(ConvBlock(in_dim, dim, kernel, stride, norm, activation,
+                                         affine_norm))
             in_dim = dim
 
     @classmethod
@@ -125,7 +127,7 @@ class Wav2VecConvEncoder(Encoder):
 
     def forward(self, source: Tensor, lengths: Tensor | None = None) -> EncoderOutput:
         """``source`` [B, S] -> :class:`EncoderOutput` with ``features`` [B, T, C]."""
-        if source.shape[-1] < self.produces().receptive_field:             # no frame fits
+        if source.shape[-1] < self.receptive_field:             # no frame fits
             lengths = None if lengths is None else torch.zeros_like(lengths)
             return EncoderOutput(features=source.new_zeros(source.shape[0], 0,
                                                            self.layer_spec[-1][0]),

@@ -61,7 +61,8 @@ def same_utterance_negatives(lengths: Tensor, max_len: int, num: int, *,
 
 def cross_sample_negatives(lengths: Tensor, max_len: int, num: int, *,
                            generator: torch.Generator | None = None) -> Tensor:
-    """``[B, T, num]`` flat indices of distractors from any valid frame of the batch but the target."""
+    """``[B, T, num]`` flat indices of distractors from any valid frame of the batch except the
+    target itself."""
     B, T = lengths.shape[0], max_len
     ends = torch.cumsum(lengths, 0)                                      # [B]
     starts = ends - lengths

@@ -97,7 +97,10 @@ class FutureContrastiveObjective(Objective):
     ``sample_size`` is the number of positives. Stats: ``loss_bits`` (loss
     per positive in bits, fairseq's logged loss), ``accuracy`` (positives
     scored above all their distractors), quantizer stats when quantized.
-    With a quantizer, ``aux_loss_weight * aux_loss`` and ``diversity_weight *
+    The model's ``quantize`` setting decides what is quantized: ``input``
+    feeds code vectors to the aggregator, ``targets`` scores against them,
+    ``both`` does both (vq-wav2vec: fairseq quantizes z once and uses it for
+    both). With a quantizer, ``aux_loss_weight * aux_loss`` and ``diversity_weight *
     (G*V - prob_perplexity)``, each times the sample size, are added (fairseq
     ``loss_weights``).
 
@@ -182,10 +185,13 @@ class FutureContrastiveObjective(Objective):
                      "in causal mode).")
         context_dim, target_dim = model.context_signal().dim, _target_signal(model).dim
         if (context_dim, target_dim) != (self.head.context_dim, self.head.target_dim):
+            quantized = model.quantizer is not None and model.quantize_where in ("targets", "both")
+            source = _component_name("quantizer", model.quantizer) if quantized else \
+                _component_name("encoder", model.encoder)
             raise FitError(
                 f"{me} was sized for context width {self.head.context_dim} and target width "
                 f"{self.head.target_dim}, but {agg} produces {context_dim} and the targets "
-                f"({_component_name('encoder', model.encoder)}) have {target_dim}.",
+                f"({source}) have {target_dim}.",
                 hint="Build the objective with `model=` so its heads follow the model.")
 
     # ----------------------------------------------------------------- forward
@@ -208,7 +214,7 @@ class FutureContrastiveObjective(Objective):
         enc = model.encode(batch.source, batch.lengths)
         z = enc.features
         B, T, _ = z.shape
-        lengths = enc.lengths if enc.lengths is not None else \
+        lengths = enc.lengths.long() if enc.lengths is not None else \
             torch.full((B,), T, dtype=torch.long, device=z.device)
         x, targets, quantized = z, z, None
         if model.quantizer is not None and model.quantize_where != "none":

@@ -24,7 +24,8 @@ class StepPredictionHead(nn.Module):
         super().__init__()
         self.context_dim, self.target_dim, self.steps = context_dim, target_dim, steps
         bound = 1.0 / math.sqrt(context_dim)
-        self.weight = nn.Parameter(torch.empty(steps, context_dim, target_dim).uniform_(-bound, bound))
+        self.weight = nn.Parameter(
+            torch.empty(steps, context_dim, target_dim).uniform_(-bound, bound))
         self.bias = nn.Parameter(torch.empty(steps, target_dim).uniform_(-bound, bound))
 
     def forward(self, c: Tensor) -> Tensor:

@@ -39,7 +39,8 @@ def w2v_register_components(registrar):
         "masker", "span", SpanMasker, smoke={"mask_prob": 0.5, "mask_length": 2},
         help="fairseq span masking (compute_mask_indices semantics) with a mask embedding")
     registrar.add_component(
-        "objective", "masked_contrastive", MaskedContrastiveObjective, smoke=None,
+        "objective", "masked_contrastive", MaskedContrastiveObjective,
+        smoke={"num_negatives": 4, "final_dim": 8},
         help="wav2vec 2.0 masked contrastive loss + diversity + feature penalty")
     registrar.add_component("contrastive_loss", "infonce", InfoNCE, smoke={},
                             help="cross-entropy over (positive, distractors)")

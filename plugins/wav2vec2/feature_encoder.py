@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from w2v.config import check, choice, field, real
-from w2v.errors import FitError
+from w2v.errors import DataError, FitError
 from w2v.interfaces import Encoder, EncoderOutput, Signal, lengths_to_padding_mask, waveform_signal
 
 #: fairseq's ``conv_feature_layers``: stride 320 (20 ms at 16 kHz), receptive field 400 samples.
@@ -179,6 +179,7 @@ class Wav2Vec2FeatureEncoder(Encoder):
         self.dim = in_dim
         self.layer_norm = nn.LayerNorm(in_dim, eps=layer_norm_eps)
         self._upstream = upstream or waveform_signal()
+        self.receptive_field = self.produces().receptive_field // self._upstream.receptive_field
 
     @classmethod
     def from_config(cls, config: Wav2Vec2FeatureEncoderConfig, upstream: Signal | None = None,
@@ -222,6 +223,10 @@ class Wav2Vec2FeatureEncoder(Encoder):
     def forward(self, source: Tensor, lengths: Tensor | None = None) -> EncoderOutput:
         if source.dim() != 2:
             raise ValueError(f"expected a waveform batch [B, S], found shape {list(source.shape)}")
+        if source.shape[1] < self.receptive_field:
+            raise DataError(f"the audio is {source.shape[1]} samples long, shorter than the conv "
+                            f"encoder's receptive field ({self.receptive_field} samples): it "
+                            f"yields no frame.", hint="Drop or pad utterances that short.")
         pad_in = lengths_to_padding_mask(lengths, source.shape[1])
         if pad_in is not None:
             source = source.masked_fill(pad_in, 0.0)

@@ -56,7 +56,7 @@ class MaskedContrastiveConfig:
               "Set `num_negatives` (fairseq uses 100).")
 
 
-def _mean_stat(value: Any) -> Any:
+def _detached(value: Any) -> Any:
     return value.detach() if isinstance(value, Tensor) else value
 
 
@@ -166,6 +166,9 @@ class MaskedContrastiveObjective(Objective):
 
         y = unmasked[mask]                                              # [M, C]
         M = y.shape[0]
+        if M == 0:  # nothing masked (tiny inputs): a zero loss that keeps the graph
+            return ObjectiveOutput(loss=context.sum() * 0.0, sample_size=0,
+                                   stats={"mask_fraction": 0.0})
         if self.quantizes_targets(model):
             q = model.quantizer(y[None], None)
             quantized.append(q)
@@ -193,7 +196,7 @@ class MaskedContrastiveObjective(Objective):
         stats: dict[str, Any] = {}
         target_q = quantized[-1] if quantized else None
         if target_q is not None:
-            stats.update({k: _mean_stat(v) for k, v in target_q.stats.items()})
+            stats.update({k: _detached(v) for k, v in target_q.stats.items()})
             if target_q.diversity is not None:
                 stats["diversity"] = target_q.diversity.detach()
                 if self.diversity_weight:

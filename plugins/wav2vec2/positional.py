@@ -9,7 +9,8 @@ data2vec style) it is ``depth`` blocks of ``Conv1d(k) -> LayerNorm (no affine) -
 GELU`` with ``k = max(3, K // depth)`` and no weight norm.
 
 ``causal=True`` pads ``K - 1`` frames on the left only, so frame ``t`` sees
-frames ``t-K+1 .. t``. The caller zeroes padded frames before this module.
+frames ``t-K+1 .. t``. The caller zeroes padded frames before this module
+(``forward(x [B, T, D], padding [B, T] | None)``).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ class ConvPositionalEmbedding(nn.Module):
         nn.init.zeros_(conv.bias)
         self.conv = weight_norm(conv, name="weight", dim=2)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, padding: Tensor | None = None) -> Tensor:
         y = self.conv(_pad(x.transpose(1, 2), self.kernel, self.causal))
         return F.gelu(y).transpose(1, 2)
 
@@ -61,8 +62,13 @@ class StackedConvPositionalEmbedding(nn.Module):
         self.convs = nn.ModuleList(nn.Conv1d(dim, dim, self.kernel, groups=groups)
                                    for _ in range(depth))
 
-    def forward(self, x: Tensor) -> Tensor:
-        for conv in self.convs:
+    def forward(self, x: Tensor, padding: Tensor | None = None) -> Tensor:
+        """``padding`` ``[B, T]`` (True = padded): re-zeroed between blocks so padded frames
+        never reach valid ones (fairseq lets them, so padded batches differed from single
+        utterances there)."""
+        for i, conv in enumerate(self.convs):
+            if i and padding is not None:
+                x = x.masked_fill(padding[..., None], 0.0)
             y = conv(_pad(x.transpose(1, 2), self.kernel, self.causal)).transpose(1, 2)
             x = F.gelu(F.layer_norm(y, y.shape[-1:]))
         return x

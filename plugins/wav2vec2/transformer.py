@@ -199,7 +199,7 @@ class TransformerAggregator(Aggregator):
         if padding is not None:
             x = x.masked_fill(padding[..., None], 0.0)
         if self.positional is not None:
-            x = x + self.positional(x)
+            x = x + self.positional(x, padding)
         if not self.layer_norm_first:
             x = self.layer_norm(x)
         extra = (-T) % self.seq_multiple if padding is not None else 0

@@ -138,7 +138,8 @@ def test_discounts_come_from_counts_of_counts_when_defined():
 
 
 @pytest.mark.parametrize("context", [[], ["<s>"], ["<s>", "the"], ["the", "cat"],
-                                     ["a", "dog", "ran"], ["zebra", "the"], ["looked", "at"]])
+                                     ["a", "dog", "ran"], ["cat", "cat"], ["zebra", "the"],
+                                     ["looked", "at"]])
 def test_every_context_distribution_sums_to_one_in_kenlm(tmp_path, context):
     lm = train_kneser_ney(corpus(60, seed=4), 3)
     model = kenlm.Model(lm.write_arpa(tmp_path / "lm.arpa"))

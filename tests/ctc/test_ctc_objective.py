@@ -169,7 +169,7 @@ def test_finetuning_learns_the_synthetic_task(letters):
 
 def test_untrained_blank_only_model_is_flagged_degenerate(letters):
     model = tiny_model(len(letters)).eval()
-    with torch.no_grad():                  # the usual early fine-tuning state: blank wins everywhere
+    with torch.no_grad():          # the usual early fine-tuning state: blank wins everywhere
         model.head.proj.weight.zero_()
         model.head.proj.bias.zero_()
         model.head.proj.bias[letters.blank] = 5.0

@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from w2v.errors import ConfigError
 from w2v.interfaces import Signal

@@ -169,6 +169,7 @@ def test_span_masker_applies_the_embedding_and_channel_masks():
     mask = masker.sample(2, 20, lengths)
     chan = masker.sample_channels(2)
     assert chan.shape == (2, 8) and (chan.sum(1) == chan.sum(1)[0]).all()
+    assert chan.any() and (~chan).any() and mask.any()
     out = masker.apply(x, mask, chan)
     keep = ~mask[..., None] & ~chan[:, None, :]
     assert torch.equal(out[keep], x.expand_as(out)[keep])

@@ -423,3 +423,13 @@ def test_full_stack_loss_equals_hugging_face_with_the_imported_model():
     M = int(mask.sum())
     assert float(ours.stats["contrastive"]) * M == pytest.approx(float(theirs.contrastive_loss),
                                                                  rel=1e-4)
+
+
+def test_a_batch_without_masked_frames_gives_a_zero_loss():
+    model = tiny_model()
+    obj = objective_for(model)
+    batch = wave_batch()
+    batch.extra["mask"] = torch.zeros(3, 39, dtype=torch.bool)
+    out = obj(batch, model)
+    assert out.sample_size == 0 and float(out.loss.detach()) == 0.0
+    out.loss.backward()

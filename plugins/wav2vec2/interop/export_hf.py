@@ -164,12 +164,10 @@ def to_hf(model: SpeechModel, directory: str | Path, *,
     if model.head is not None:
         rules.append((r"head\..*", "drop:CTC head state without a place in Hugging Face"))
     mapped = KeyMap(rules, source="w2v model").apply(state, report)
-    tensors = {hf: mapped.tensors[key] for key, hf in
-               ((k, KeyMap(rules, source="").action(k)) for k in mapped.tensors)}
+    tensors = dict(mapped.tensors)                                 # keyed by HF names
     if model.quantizer is not None and model.head is None:
         obj = KeyMap(OBJECTIVE_RULES, source="objective state").apply(objective_state, report)
-        for key, value in obj.tensors.items():
-            tensors[KeyMap(OBJECTIVE_RULES, source="").action(key)] = value
+        tensors.update(obj.tensors)
         if not obj.tensors:
             report.notes.append("No objective state given: Hugging Face initialises project_q "
                                 "and project_hid randomly.")
