@@ -302,6 +302,14 @@ class Aggregator(nn.Module, Component, abc.ABC):
     def num_layers(self) -> int:
         return 1
 
+    @property
+    def structurally_causal(self) -> bool:
+        """True when no output step is computed from later input steps by the network's
+        *structure* (convolutions, attention, recurrence), even if a norm layer's statistics
+        over time leak the future (wav2vec 1.0's GroupNorm(1, C)). Future-prediction
+        objectives check this."""
+        return bool(getattr(self, "causal", False)) or self.produces().causal
+
 
 class Objective(nn.Module, Component, abc.ABC):
     """A training loss over a model; owns only loss-time parameters.

@@ -62,8 +62,10 @@ class SpeechModel(nn.Module):
         self.encoder = encoder
         self.quantizer = quantizer
         local = encoder.produces()
-        in_dim = aggregator.input_dim if aggregator is not None else local.dim
-        self.projection: nn.Module = nn.Linear(local.dim, in_dim) if in_dim != local.dim \
+        source_dim = quantizer.produces().dim if quantizer is not None and \
+            quantize in ("input", "both") else local.dim
+        in_dim = aggregator.input_dim if aggregator is not None else source_dim
+        self.projection: nn.Module = nn.Linear(source_dim, in_dim) if in_dim != source_dim \
             else nn.Identity()
         self.aggregator = aggregator
         self.masker = masker
@@ -98,7 +100,7 @@ class SpeechModel(nn.Module):
         return self.encoder(self.normalize_wave(wave, lengths), lengths)
 
     def project(self, local: Tensor) -> Tensor:
-        """Local features -> aggregator input: (input quantizer,) projection, dropout_input."""
+        """Local (or input-quantized) features -> aggregator input: projection, dropout_input."""
         return self.dropout_input(self.projection(local))
 
     def aggregate(self, x: Tensor, lengths: Tensor | None = None,

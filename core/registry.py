@@ -77,6 +77,17 @@ class Importer:
 
 
 @attrs.frozen(kw_only=True)
+class Corpus:
+    """A named corpus recipes can point at as ``NAME:SPLIT`` (``demo:train``):
+    ``resolve(split) -> manifest path``, building the corpus first if needed."""
+
+    name: str
+    resolve: Callable[[str], Any]
+    plugin: PluginInfo
+    help: str = ""
+
+
+@attrs.frozen(kw_only=True)
 class Command:
     """A ``w2vrun`` sub-command: ``configure(argparse parser)``, ``run(args) -> int``."""
 
@@ -98,6 +109,7 @@ class Registry:
         self.components: dict[tuple[str, str], Registration] = {}
         self.importers: dict[str, Importer] = {}
         self.commands: dict[str, Command] = {}
+        self.corpora: dict[str, Corpus] = {}
 
     # ---------------------------------------------------------------- adding
     def add_kind(self, name: str, base: type | None, help: str, plugin: PluginInfo) -> None:
@@ -200,6 +212,15 @@ class Registrar:
                               f"{old.plugin.describe()} and {self.plugin.describe()}.")
         self._registry.importers[name] = Importer(name=name, detect=detect, load=load,
                                                   plugin=self.plugin, help=help)
+
+    def add_corpus(self, name: str, resolve: Callable[[str], Any], *, help: str = "") -> None:
+        """Register a corpus recipes reach as ``NAME:SPLIT`` in ``data:`` paths."""
+        if name in self._registry.corpora:
+            old = self._registry.corpora[name]
+            raise ConfigError(f"Two plugins register the corpus `{name}`: "
+                              f"{old.plugin.describe()} and {self.plugin.describe()}.")
+        self._registry.corpora[name] = Corpus(name=name, resolve=resolve, plugin=self.plugin,
+                                              help=help)
 
     def add_command(self, name: str, configure: Callable[[Any], None],
                     run: Callable[[Any], int | None], *, help: str = "") -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from typing import Any, Iterator
 
 import torch
@@ -64,6 +65,28 @@ class AudioLoader(DataLoader):
             self._iterator = None
 
 
+_CORPUS_REF = re.compile(r"^([A-Za-z][A-Za-z0-9_\-]*):([A-Za-z0-9_\-]+)$")
+
+
+def resolve_corpus(path: str, key: str) -> str:
+    """``NAME:SPLIT`` (``demo:train``) -> the manifest a registered corpus provides.
+
+    The corpus is built on first use; the reference is explicit in the recipe,
+    so no data path ever falls back to a corpus silently.
+    """
+    m = _CORPUS_REF.match(path)
+    if m is None or os.path.exists(path):
+        return path
+    from ..plugin_manager import registry
+
+    corpora = registry().corpora
+    name, split = m.groups()
+    if name not in corpora:
+        raise DataError(f"`{path}` names the corpus `{name}`, which no plugin provides.",
+                        key=key, hint=did_you_mean(name, list(corpora), "corpora"))
+    return str(corpora[name].resolve(split))
+
+
 def resolve_manifest(cfg: DataConfig, split: str) -> str:
     """The manifest file of ``split``; DataError with how to make one when it is not set."""
     if split not in SPLITS:
@@ -74,6 +97,7 @@ def resolve_manifest(cfg: DataConfig, split: str) -> str:
                         key=f"data.{split}",
                         hint="Make manifests with `w2vrun manifest AUDIO_DIR --dest DIR` and set "
                              f"`data.{split}: DIR/{split}.tsv`, or run the demo recipe.")
+    path = resolve_corpus(path, f"data.{split}")
     if os.path.isdir(path):
         path = os.path.join(path, f"{split}.tsv")
     if not os.path.isfile(path):

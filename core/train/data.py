@@ -55,7 +55,9 @@ class ResumableBatchSampler(Protocol):
 
 
 #: ``factory(epoch, sampler_state | None) -> (iterable of Batch, sampler)``: the loader for one
-#: epoch, positioned after the consumed batches when ``sampler_state`` is given.
+#: epoch, positioned after the consumed batches when ``sampler_state`` is given. It may return
+#: the same loader (persistent workers) every epoch after ``sampler.set_epoch(epoch)``. A batch
+#: with no utterances (all skipped) is allowed: the trainer steps on it with a zero loss.
 LoaderFactory = Callable[[int, "Mapping[str, Any] | None"], "tuple[Iterable[Batch], Any]"]
 
 #: Validation data: a re-iterable of batches, or a callable returning a fresh iterable.

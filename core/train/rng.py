@@ -36,11 +36,20 @@ def update_seed(seed: int, update: int, rank: int = 0, stream: int = 0, micro: i
     return h >> 1
 
 
-def reseed(value: int) -> None:
-    """Seed Python, NumPy and torch (CPU and all CUDA devices) from one 63-bit value."""
+def reseed(value: int, device: torch.device | None = None) -> None:
+    """Seed Python, NumPy and torch's CPU generator from one 63-bit value, plus the
+    accelerator's generators when ``device`` is one (``None``: everything torch.manual_seed
+    seeds, which on a CUDA build without a GPU in use costs a stack capture per call)."""
     random.seed(value)
     np.random.seed(value & 0xFFFFFFFF)
-    torch.manual_seed(value)
+    if device is None:
+        torch.manual_seed(value)
+        return
+    torch.random.default_generator.manual_seed(value)
+    if device.type == "cuda":
+        torch.cuda.manual_seed_all(value)
+    elif device.type == "mps":
+        torch.mps.manual_seed(value)
 
 
 def capture_rng_state() -> dict[str, Any]:

@@ -48,7 +48,11 @@ from .schedules import build_lr_schedule
 
 class TrainStep(nn.Module):
     """The model and objective as one module, so that DDP sees the forward that builds the loss
-    (its gradient hooks are armed there) and syncs objective parameters too."""
+    (its gradient hooks are armed there) and syncs objective parameters too.
+
+    An empty batch (every utterance skipped as a bad input) gives a zero loss that touches
+    every trainable parameter, so all ranks still take part in the gradient all-reduce.
+    """
 
     def __init__(self, model: nn.Module, objective: nn.Module) -> None:
         super().__init__()
@@ -56,6 +60,10 @@ class TrainStep(nn.Module):
         self.objective = objective
 
     def forward(self, batch: Batch, step: int):
+        if batch.source.shape[0] == 0:
+            touched = [p.reshape(-1)[:1] for p in self.parameters() if p.requires_grad]
+            zero = torch.cat(touched).sum() * 0.0 if touched else batch.source.new_zeros(())
+            return zero, 0, {}, None
         out = self.objective(batch, self.model, step)
         return out.loss, out.sample_size, out.stats, out.group
 
@@ -350,7 +358,7 @@ class Trainer:
         non_blocking = self.device.type == "cuda"
         for i in range(self.update_freq):
             batch = stream.next().to(self.device, non_blocking=non_blocking)
-            reseed(update_seed(self.config.seed, update, self.dist.rank, micro=i))
+            reseed(update_seed(self.config.seed, update, self.dist.rank, micro=i), self.device)
             sync = i == self.update_freq - 1
             with (self.step_module.no_sync() if ddp and not sync else contextlib.nullcontext()):
                 with self.precision.autocast():
@@ -441,7 +449,8 @@ class Trainer:
     def validate(self) -> dict[str, float]:
         """Run the validation data; stats are sample-size-weighted over batches and ranks."""
         data = self.valid_data() if callable(self.valid_data) else self.valid_data
-        reseed(update_seed(self.config.seed, self.num_updates, self.dist.rank, stream=1))
+        reseed(update_seed(self.config.seed, self.num_updates, self.dist.rank, stream=1),
+               self.device)
         self.model.eval()
         self.objective.eval()
         meter = WeightedMeter()

@@ -3,11 +3,13 @@ lexicon + KenLM beam-search decoders, Kneser-Ney ARPA language models, WER/CER.
 
 Build context the registered components take:
 
+* head ``ctc``: the context signal and
+  ``dictionary=`` (required: its size and blank).
 * objective ``ctc``: ``dictionary=`` (a Dictionary or a ``dict.ltr.txt`` path;
   optional: without it the blank is 0 and no word errors are reported). Its
   forward needs a model with a :class:`~w2v.plugins.ctc.head.CTCHead` as
-  ``model.head`` (:func:`attach_ctc_head`) and batches with ``targets``; with
-  ``apply_mask`` also ``model.masker``.
+  ``model.head`` (``model.head: {name: ctc}`` or :func:`attach_ctc_head`) and
+  batches with ``targets``; with ``apply_mask`` also ``model.masker``.
 * decoders ``ctc_greedy`` / ``ctc_beam``: ``dictionary=`` (required); ``decode``
   takes emissions ``[B, T, len(dictionary)]``.
 """
@@ -26,6 +28,9 @@ def w2v_register_components(registrar):
     from .decoders import CTCBeamDecoder, CTCGreedyDecoder
     from .objective import CTCObjective
 
+    registrar.add_component(
+        "head", "ctc", CTCHead, smoke={"dropout": 0.1},
+        help="final dropout + Linear(D, |dictionary|); padded frames forced to blank")
     registrar.add_component(
         "objective", "ctc", CTCObjective, smoke={"apply_mask": False},
         help="CTC loss over the model's CTC head (fairseq wav2vec_ctc fine-tuning)")

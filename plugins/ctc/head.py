@@ -1,21 +1,35 @@
-"""The CTC output layer and CTC emissions of a model.
+"""The CTC output layer (component kind ``head``, name ``ctc``) and CTC emissions.
 
-The head belongs to the model (inference needs it): fairseq keeps it as
-``w2v_encoder.proj``, Hugging Face as ``lm_head``; here it is
+The head belongs to the model (inference needs it): a recipe puts it in
+``model.head: {name: ctc}`` and the label dictionary sizes it. fairseq keeps it
+as ``w2v_encoder.proj``, Hugging Face as ``lm_head``; here it is
 ``model.head.proj`` (``weight`` ``[V, D]``, ``bias`` ``[V]``).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
+import attrs
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from w2v.interfaces import lengths_to_padding_mask
+from w2v.config import choice, real
+from w2v.data.dictionary import as_dictionary
+from w2v.errors import ConfigError
+from w2v.interfaces import Head, Signal, lengths_to_padding_mask
 
 BlankMode = Literal["add", "set"]
+
+
+@attrs.define(kw_only=True)
+class CTCHeadConfig:
+    dropout: float = real(0.0, 0.0, 1.0, "dropout before the output layer (fairseq final_dropout)")
+    blank_weight: float = real(0.0, None, None, "bias on the blank logit (fairseq blank_weight; "
+                                                "0 with `add` = off)")
+    blank_mode: BlankMode = choice("add", "`add` adds blank_weight to the blank logit, `set` "
+                                          "replaces the blank logit by it")
 
 
 def force_blank(logits: Tensor, lengths: Tensor | None, blank: int) -> Tensor:
@@ -30,8 +44,10 @@ def force_blank(logits: Tensor, lengths: Tensor | None, blank: int) -> Tensor:
     return torch.where(pad[..., None], forced, logits)
 
 
-class CTCHead(nn.Module):
+class CTCHead(Head):
     """Final dropout + ``Linear(D, V)``: context ``[B, T, D]`` -> logits ``[B, T, V]``.
+
+    Built from the context signal (D) and the ``dictionary=`` context (V, blank).
 
     Args:
         input_dim: context width D.
@@ -41,6 +57,8 @@ class CTCHead(nn.Module):
         blank_weight / blank_mode: fairseq's blank bias: ``add`` adds ``blank_weight``
             to the blank logit, ``set`` sets it (0 = off for ``add``).
     """
+
+    Config = CTCHeadConfig
 
     def __init__(self, input_dim: int, vocab_size: int, *, dropout: float = 0.0, blank: int = 0,
                  blank_weight: float = 0.0, blank_mode: BlankMode = "add") -> None:
@@ -56,6 +74,17 @@ class CTCHead(nn.Module):
         self.blank = blank
         self.blank_weight = blank_weight
         self.blank_mode = blank_mode
+
+    @classmethod
+    def from_config(cls, config: CTCHeadConfig, upstream: Signal | None = None, **context: Any
+                    ) -> "CTCHead":
+        dictionary = as_dictionary(context.get("dictionary"))
+        if upstream is None or dictionary is None:
+            raise ConfigError("the ctc head needs the context signal (its width) and the label "
+                              "dictionary (its size).",
+                              hint="Set `data.labels` (and `data.dictionary`) for this stage.")
+        return cls(upstream.dim, len(dictionary), dropout=config.dropout, blank=dictionary.blank,
+                   blank_weight=config.blank_weight, blank_mode=config.blank_mode)
 
     @property
     def vocab_size(self) -> int:
@@ -78,7 +107,7 @@ class CTCHead(nn.Module):
 def attach_ctc_head(model: nn.Module, vocab_size: int, dropout: float = 0.0, *, blank: int = 0,
                     blank_weight: float = 0.0, blank_mode: BlankMode = "add") -> nn.Module:
     """Give ``model`` (a :class:`w2v.model.SpeechModel`) a fresh :class:`CTCHead` on its
-    context output; returns ``model``. The fine-tuning stage calls this."""
+    context output; returns ``model`` (recipes use ``model.head: {name: ctc}`` instead)."""
     dim = model.context_signal().dim
     model.head = CTCHead(dim, vocab_size, dropout=dropout, blank=blank,
                          blank_weight=blank_weight, blank_mode=blank_mode)
@@ -94,5 +123,5 @@ def emissions(model: nn.Module, wave: Tensor, lengths: Tensor | None = None
         ``(log_probs [B, T, V] float32, frame lengths [B] or None)``.
     """
     feats = model.extract_features(wave, lengths)
-    logits = model.head(feats.output, feats.lengths)
+    logits = force_blank(model.head(feats.output), feats.lengths, getattr(model.head, "blank", 0))
     return F.log_softmax(logits.float(), dim=-1), feats.lengths

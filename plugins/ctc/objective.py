@@ -4,9 +4,11 @@ One step: encode -> project -> (training: mask with the model's masker) ->
 aggregate -> ``model.head`` (padded frames forced to blank) -> log-softmax in
 fp32 -> ``F.ctc_loss(reduction="sum")``. The loss is a sum over target tokens
 and ``sample_size`` is their number (fairseq with ``sentence_avg=False``).
-On validation batches (model in eval mode) greedy decoding gives unit and
-word error counts (``c_errors``/``c_total``, ``w_errors``/``w_total``),
-which sum across batches; ``uer``/``wer`` are those ratios in percent.
+On validation batches (model in eval mode) greedy decoding gives fairseq's
+unit and word error counts (``n_unit_errors``/``n_units``,
+``n_word_errors``/``n_words``), which the trainer sums across batches;
+:meth:`CTCObjective.finalize_stats` turns the sums into ``uer``/``wer`` in
+percent (each batch also reports its own ``uer``/``wer``).
 
 Not done here: freezing everything but the head for ``freeze_finetune_updates``
 and ``feature_grad_mult: 0`` (a frozen conv encoder) belong to the trainer and
@@ -18,7 +20,7 @@ below override them when set.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import attrs
 import torch
@@ -28,13 +30,14 @@ from torch import Tensor, nn
 from w2v.config import field, real, size
 from w2v.data.dictionary import Dictionary, as_dictionary
 from w2v.errors import FitError
-from w2v.interfaces import Batch, Objective, ObjectiveOutput, Signal
+from w2v.interfaces import Batch, Head, Objective, ObjectiveOutput, Signal
 
 from .decoders import greedy_tokens
-from .head import CTCHead
+from .head import force_blank
 from .metrics import token_errors, word_edits
 
 _MASKER_OVERRIDES = ("mask_prob", "mask_length", "mask_channel_prob", "mask_channel_length")
+_RATES = {"uer": ("n_unit_errors", "n_units"), "wer": ("n_word_errors", "n_words")}
 
 
 @attrs.define(kw_only=True)
@@ -54,7 +57,8 @@ class CTCConfig:
 
 
 class CTCObjective(Objective):
-    """CTC loss over ``model.head`` logits (fairseq ``ctc`` criterion).
+    """CTC loss over ``model.head`` logits (fairseq ``ctc`` criterion); any
+    :class:`~w2v.interfaces.Head` of the dictionary's size fits.
 
     Build context: ``dictionary`` (a :class:`~w2v.data.dictionary.Dictionary`
     or a path); without it the blank is 0 and word errors are not computed.
@@ -77,17 +81,17 @@ class CTCObjective(Objective):
     # ------------------------------------------------------------------ checks
     def check_model(self, model: nn.Module) -> None:
         head = getattr(model, "head", None)
-        if not isinstance(head, CTCHead):
+        if not isinstance(head, Head):
             raise FitError(
-                "the ctc objective needs a model with a CTC head (`model.head`), found "
+                "the ctc objective needs a model with an output head (`model.head`), found "
                 f"{type(head).__name__ if head is not None else 'none'}.",
-                hint="The finetune stage adds one (w2v.plugins.ctc.attach_ctc_head).")
+                hint="Add `model.head: {name: ctc}` to the fine-tuning stage.")
         if self.dictionary is not None and head.vocab_size != len(self.dictionary):
-            raise FitError(f"the model's CTC head has {head.vocab_size} outputs but the "
+            raise FitError(f"the model's head has {head.vocab_size} outputs but the "
                            f"dictionary has {len(self.dictionary)} symbols.",
                            hint="Use the dictionary the head was trained with, or attach a new "
                                 "head of the dictionary's size.")
-        if head.blank != self.blank:
+        if getattr(head, "blank", self.blank) != self.blank:
             raise FitError(f"the CTC head's blank id is {head.blank} but the dictionary's is "
                            f"{self.blank}.")
         if self.config.apply_mask:
@@ -107,7 +111,7 @@ class CTCObjective(Objective):
                               blank=self.blank, reduction="sum",
                               zero_infinity=self.config.zero_infinity)
         sample_size = target_lengths.sum()
-        stats: dict[str, Any] = {"ntokens": sample_size.detach(), "nsentences": batch.size}
+        stats: dict[str, Any] = {"n_tokens": sample_size.detach(), "n_sentences": batch.size}
         if self.config.wer_valid and not model.training:
             stats.update(self._error_counts(log_probs.detach(), frames, batch.targets,
                                             target_lengths))
@@ -127,7 +131,7 @@ class CTCObjective(Objective):
         else:
             feats = model.extract_features(batch.source, batch.lengths)
             context, lengths = feats.output, feats.lengths
-        logits = model.head(context, lengths)
+        logits = force_blank(model.head(context), lengths, self.blank)
         B, T = logits.shape[:2]
         frames = lengths if lengths is not None else torch.full((B,), T, dtype=torch.long,
                                                                 device=logits.device)
@@ -172,19 +176,18 @@ class CTCObjective(Objective):
         hyps, _ = greedy_tokens(log_probs, frames, self.blank)
         refs = [row[:n] for row, n in zip(targets.tolist(), target_lengths.tolist())]
         c_errors, c_total = token_errors(refs, hyps), sum(len(r) for r in refs)
-        stats = {"c_errors": float(c_errors), "c_total": float(c_total),
-                 "uer": 100.0 * c_errors / max(c_total, 1)}
+        stats = {"n_unit_errors": float(c_errors), "n_units": float(c_total)}
         if self.dictionary is not None:
-            ref_words = [self.dictionary.words(r) for r in refs]
-            hyp_words = [self.dictionary.words(h) for h in hyps]
-            w_errors, w_total = word_edits(ref_words, hyp_words)
-            stats.update({"w_errors": float(w_errors), "w_total": float(w_total),
-                          "wer": 100.0 * w_errors / max(w_total, 1)})
-        return stats
+            w_errors, w_total = word_edits([self.dictionary.words(r) for r in refs],
+                                           [self.dictionary.words(h) for h in hyps])
+            stats.update({"n_word_errors": float(w_errors), "n_words": float(w_total)})
+        return self.finalize_stats(stats)
 
-
-def corpus_error_rates(sums: dict[str, float]) -> dict[str, float]:
-    """``uer``/``wer`` in percent from error and total counts summed over batches."""
-    pairs = {"uer": ("c_errors", "c_total"), "wer": ("w_errors", "w_total")}
-    return {rate: 100.0 * sums[err] / max(sums[tot], 1.0)
-            for rate, (err, tot) in pairs.items() if err in sums and tot in sums}
+    @staticmethod
+    def finalize_stats(stats: Mapping[str, float]) -> dict[str, float]:
+        """``stats`` with ``uer``/``wer`` (percent) recomputed from the summed counts."""
+        out = dict(stats)
+        for rate, (errors, total) in _RATES.items():
+            if errors in out and total in out:
+                out[rate] = 100.0 * out[errors] / max(out[total], 1.0)
+        return out

@@ -6,14 +6,20 @@ espeakINITIALIZE_PHONEME_IPA`` every phoneme arrives as an event holding its
 IPA name (stress marks included) and its sample position. A phone lasts
 until the next event; the unnamed events are pauses.
 
-Loading the wheel's library into a process shadows Debian's
-``libespeak-ng.so.1`` there (same soname), so only worker processes load it.
+While loaded, the wheel's library shadows Debian's ``libespeak-ng.so.1`` in
+the process (same soname), so only the builder's worker processes load it.
 """
 
 from __future__ import annotations
 
+import _ctypes
+import atexit
 import ctypes
 import functools
+import itertools
+import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -64,22 +70,35 @@ def _data_path() -> Path:
 
 
 class _Library:
-    """The wheel's libespeak-ng, initialised once per process."""
+    """One private instance of the wheel's libespeak-ng.
 
-    def __init__(self) -> None:
-        import espeakng_loader
+    espeak-ng keeps synthesis state in static variables (glottal phase, noise
+    generator, flutter) that ``espeak_Initialize`` does not reset, so the same
+    text would sound slightly different depending on what was said before.
+    Each utterance therefore gets a fresh copy of the library (about 1 ms),
+    loaded from a private file name, initialised, used once and unloaded.
+    """
 
-        self.lib = ctypes.CDLL(espeakng_loader.get_library_path())
+    def __init__(self, path: Path) -> None:
+        self.lib = ctypes.CDLL(str(path))
         self.lib.espeak_Initialize.restype = ctypes.c_int
         options = _INITIALIZE_DONT_EXIT | _INITIALIZE_PHONEME_EVENTS | _INITIALIZE_PHONEME_IPA
         self.sample_rate = self.lib.espeak_Initialize(
             _AUDIO_OUTPUT_SYNCHRONOUS, 0, str(_data_path()).encode(), options)
         if self.sample_rate <= 0:
             raise RuntimeError("espeak_Initialize failed")
+        if hasattr(self.lib, "espeak_ng_SetRandSeed"):  # noise generator, seeded from the clock
+            self.lib.espeak_ng_SetRandSeed(ctypes.c_long(12345))
         self._chunks: list[np.ndarray] = []
         self._events: list[tuple[str, int]] = []
         self._callback = _CALLBACK(self._on_audio)  # keep a reference: C holds the pointer
         self.lib.espeak_SetSynthCallback(self._callback)
+
+    def close(self) -> None:
+        self.lib.espeak_Terminate()
+        unload = getattr(_ctypes, "dlclose", None) or getattr(_ctypes, "FreeLibrary", None)
+        if unload is not None:
+            unload(self.lib._handle)
 
     def _on_audio(self, wave, count, events) -> int:
         if count > 0:
@@ -111,8 +130,41 @@ class _Library:
 
 
 @functools.lru_cache(maxsize=1)
-def _library() -> _Library:
-    return _Library()
+def _scratch_dir() -> Path:
+    path = Path(tempfile.mkdtemp(prefix="w2v-espeak-"))
+    atexit.register(shutil.rmtree, path, True)
+    return path
+
+
+_copies = itertools.count()
+
+
+def _seed_libc_random() -> None:
+    """Breathy variants draw noise from the C library's ``rand()``: make it repeatable."""
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if name:
+        ctypes.CDLL(name).srand(12345)
+
+
+def synthesize(text: str, voice: str, rate: int, pitch: int, pitch_range: int
+               ) -> tuple[np.ndarray, list[tuple[str, int]], int]:
+    """Samples (int16), phoneme events and sample rate, from a fresh library instance."""
+    import espeakng_loader
+
+    _seed_libc_random()
+    copy = _scratch_dir() / f"libespeak-ng-{os.getpid()}-{next(_copies)}.so"
+    shutil.copyfile(espeakng_loader.get_library_path(), copy)
+    try:
+        library = _Library(copy)
+        try:
+            wave, events = library.synthesize(text, voice, rate, pitch, pitch_range)
+            return wave, events, library.sample_rate
+        finally:
+            library.close()
+    finally:
+        copy.unlink(missing_ok=True)
 
 
 def events_to_segments(events: list[tuple[str, int]], length: int) -> list[tuple[str, int, int]]:
@@ -170,14 +222,14 @@ class EspeakEngine(Engine):
         return "Install the `espeakng-loader` wheel (pip install espeakng-loader)."
 
     def render(self, jobs: Sequence[SynthJob]) -> list[Rendering | None]:
-        lib = _library()
         out: list[Rendering | None] = []
         for job in jobs:
             rate = int(round(DEFAULT_RATE_WPM * job.rate))
             pitch = int(round(25 + 50 * job.pitch))
             pitch_range = int(round(30 + 50 * job.pitch))
             try:
-                wave, events = lib.synthesize(job.text + ".", job.voice.name, rate, pitch, pitch_range)
+                wave, events, sample_rate = synthesize(job.text + ".", job.voice.name, rate, pitch,
+                                                       pitch_range)
             except RuntimeError:
                 out.append(None)
                 continue
@@ -186,7 +238,7 @@ class EspeakEngine(Engine):
                 continue
             segments = events_to_segments(events, len(wave))
             out.append(Rendering(samples=wave.astype(np.float32) / 32768.0,
-                                 sample_rate=lib.sample_rate, segments=segments))
+                                 sample_rate=sample_rate, segments=segments))
         return out
 
 

@@ -41,10 +41,11 @@ ARPABET = {"aa": "ɑː", "ae": "æ", "ah": "ʌ", "ao": "ɔː", "aw": "aʊ", "ax"
            "t": "t", "th": "θ", "uh": "ʊ", "uw": "uː", "ux": "uː", "v": "v", "w": "w", "y": "j",
            "z": "z", "zh": "ʒ", "pau": SILENCE, "h#": SILENCE, "sil": SILENCE, "ssil": SILENCE,
            "brth": SILENCE, "#": SILENCE}
-#: ARPAbet vowel + ``r`` that espeak-ng en-us writes as one r-coloured phone (when no vowel follows).
+#: ARPAbet vowel + ``r`` (or schwa + ``l``) that espeak-ng en-us writes as one phone (when no vowel follows).
 ARPABET_R_MERGES = {("aa", "r"): "ɑːɹ", ("ao", "r"): "ɔːɹ", ("ow", "r"): "ɔːɹ", ("eh", "r"): "ɛɹ",
                     ("ih", "r"): "ɪɹ", ("iy", "r"): "ɪɹ", ("uh", "r"): "ʊɹ", ("uw", "r"): "ʊɹ",
-                    ("er", "r"): "ɚ", ("ay", "er"): "aɪɚ", ("ah", "r"): "ɚ", ("ax", "r"): "ɚ"}
+                    ("er", "r"): "ɚ", ("ay", "er"): "aɪɚ", ("ah", "r"): "ɚ", ("ax", "r"): "ɚ",
+                    ("ax", "l"): "əl"}
 ARPABET_VOWELS = frozenset("aa ae ah ao aw ax axr ay eh er ey ih ix iy ow oy uh uw ux el en".split())
 #: The mbrola US/British voices' SAMPA phone names as espeak-ng writes them in ``--pho`` output.
 SAMPA = {"p": "p", "b": "b", "t": "t", "d": "d", "k": "k", "g": "ɡ", "f": "f", "v": "v", "T": "θ",

@@ -70,13 +70,22 @@ def _component_name(kind: str, module: nn.Module) -> str:
 def aggregator_is_causal(aggregator: nn.Module) -> bool:
     """Whether the aggregator's *wiring* keeps frame t from reading frames after t.
 
-    An aggregator may declare ``structurally_causal`` (the conv and GRU
-    aggregators do): causality of its structure, ignoring normalisation
-    statistics such as wav2vec 1.0's utterance-wide ``GroupNorm(1, C)``, the
-    leak fairseq parity keeps. Otherwise ``produces().causal`` decides.
+    ``produces().causal`` cannot decide this alone: it is also False when the
+    *upstream* leaks (a ``GroupNorm(1, C)`` encoder), and wav2vec 1.0 parity
+    keeps that leak. So, in order:
+
+    1. ``structurally_causal`` (bool), declared by aggregators that know their
+       wiring apart from normalisation statistics (the conv and GRU
+       aggregators: always True);
+    2. a boolean ``causal`` attribute (the wav2vec 2.0 Transformer's causal
+       mode: causal attention and a left-padded positional conv);
+    3. ``produces().causal``.
     """
-    declared = getattr(aggregator, "structurally_causal", None)
-    return bool(declared) if declared is not None else bool(aggregator.produces().causal)
+    for name in ("structurally_causal", "causal"):
+        declared = getattr(aggregator, name, None)
+        if isinstance(declared, bool):
+            return declared
+    return bool(aggregator.produces().causal)
 
 
 class FutureContrastiveObjective(Objective):
@@ -149,7 +158,8 @@ class FutureContrastiveObjective(Objective):
                     model: nn.Module | None = None, **context: Any
                     ) -> "FutureContrastiveObjective":
         """Head widths come from ``model`` (context and target widths) when given, else both
-        from ``upstream`` (the context signal); :meth:`check_model` runs when ``model`` is given."""
+        from ``upstream`` (the context signal). ``w2v.build.build_objective`` then runs
+        :meth:`check_model`."""
         if model is not None:
             context_dim, target_dim = model.context_signal().dim, _target_signal(model).dim
         elif upstream is not None:
@@ -157,10 +167,7 @@ class FutureContrastiveObjective(Objective):
         else:
             raise ConfigError("the future_contrastive objective needs the model (or its context "
                               "signal) to size its prediction heads.")
-        objective = cls(context_dim, target_dim, **attrs.asdict(config))
-        if model is not None:
-            objective.check_model(model)
-        return objective
+        return cls(context_dim, target_dim, **attrs.asdict(config))
 
     # ------------------------------------------------------------------ checks
     def offset_for(self, model: nn.Module) -> int:
@@ -232,8 +239,7 @@ class FutureContrastiveObjective(Objective):
         loss, sample_size, correct = contrastive_loss(logits, valid, infonce=self.infonce,
                                                       negative_weight=weight)
         positives = sample_size.clamp(min=1).to(loss.dtype)
-        stats: dict[str, Any] = {"accuracy": correct.to(loss.dtype) / positives,
-                                 "positives": sample_size}
+        stats: dict[str, Any] = {"accuracy": correct.to(loss.dtype) / positives}
         if quantized is not None:
             stats.update(quantized.stats)
             extra = self._quantizer_loss(model, quantized)

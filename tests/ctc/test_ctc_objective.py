@@ -7,14 +7,15 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import LETTERS, make_batch, random_texts, tiny_model
+from ctc_synthetic import letters, make_batch, random_texts, tiny_model  # noqa: F401
 
 from w2v.config.structure import structure_component
-from w2v.errors import FitError
+from w2v.errors import ConfigError, FitError
+from w2v.interfaces import Head
 from w2v.plugins.ctc import CTCHead, emissions
 from w2v.plugins.ctc.decoders import CTCGreedyDecoder
 from w2v.plugins.ctc.metrics import check_not_degenerate
-from w2v.plugins.ctc.objective import CTCConfig, CTCObjective, corpus_error_rates
+from w2v.plugins.ctc.objective import CTCConfig, CTCObjective
 
 
 def test_head_forces_padded_frames_to_blank():
@@ -69,7 +70,7 @@ def test_loss_is_fairseq_ctc_sum_over_target_tokens(letters):
                      reduction="sum", zero_infinity=True)
     assert torch.allclose(out.loss, ref, rtol=1e-5)
     assert int(out.sample_size) == int(batch.target_lengths.sum()) == 4 + 4 + 2
-    assert out.stats["nsentences"] == 3
+    assert out.stats["n_sentences"] == 3 and int(out.stats["n_tokens"]) == 10
     # without target_lengths, pad and eos are excluded from the targets
     padded = batch.targets.clone()
     padded[2, 2] = letters.eos
@@ -82,12 +83,41 @@ def test_check_model_rejects_missing_or_mismatched_heads(letters):
     model = tiny_model(len(letters))
     obj.check_model(model)
     model.head = None
-    with pytest.raises(FitError, match="needs a model with a CTC head"):
+    with pytest.raises(FitError, match="needs a model with an output head"):
         obj.check_model(model)
     with pytest.raises(FitError, match=f"5 outputs but the dictionary has {len(letters)}"):
         obj.check_model(tiny_model(5))
     with pytest.raises(FitError, match="no masker"):
         CTCObjective(CTCConfig(apply_mask=True), letters).check_model(tiny_model(len(letters)))
+
+
+class PlainHead(Head):
+    """Another plugin's head: a bare Linear, no blank handling of its own."""
+
+    def __init__(self, dim, vocab):
+        super().__init__()
+        self.proj = torch.nn.Linear(dim, vocab)
+        self.vocab_size = vocab
+
+    def forward(self, x):
+        return self.proj(x)
+
+
+def test_any_head_of_the_right_size_fits_and_gets_padding_forced_to_blank(letters):
+    torch.manual_seed(0)
+    model = tiny_model(len(letters)).eval()
+    model.head = PlainHead(32, len(letters))
+    obj = CTCObjective(CTCConfig(apply_mask=False), letters)
+    obj.check_model(model)
+    g = torch.Generator().manual_seed(6)
+    batch = make_batch(letters, ["T E N |", "A |"], g)
+    lp, frames = obj.log_probs(batch, model)
+    short = int(frames[1])
+    assert (lp[1, short:, letters.blank] == 0).all()
+    assert torch.equal(lp[0], emissions(model, batch.source, batch.lengths)[0][0])
+    with pytest.raises(FitError, match="3 outputs"):
+        model.head = PlainHead(32, 3)
+        obj.check_model(model)
 
 
 def test_registered_objective_builds_with_dictionary_context(letters, tmp_path):
@@ -97,6 +127,30 @@ def test_registered_objective_builds_with_dictionary_context(letters, tmp_path):
     obj = spec.build(None, dictionary=str(path))
     assert isinstance(obj, CTCObjective) and obj.dictionary.symbols == letters.symbols
     assert set(obj.valid_metrics()) >= {"wer", "uer"}
+
+
+def test_recipe_sections_build_a_ctc_model_and_objective(letters, toy_plugins):
+    """``model.head: {name: ctc}`` through the core builders, with the toy encoder."""
+    from w2v.build import ModelConfig, build_model, build_objective
+    from w2v.config.structure import structure
+
+    section = {"encoder": {"name": "toy_encoder", "dim": 8, "stride": 160},
+               "aggregator": {"name": "toy_aggregator", "layers": 1, "dim": 12},
+               "head": {"name": "ctc", "dropout": 0.1, "blank_weight": 0.5}}
+    model = build_model(structure(section, ModelConfig, path=("model",)), dictionary=letters)
+    assert isinstance(model.head, CTCHead)
+    assert (model.head.proj.in_features, model.head.vocab_size) == (12, len(letters))
+    assert model.head.blank_weight == 0.5 and model.head.dropout.p == 0.1
+    spec = structure_component("objective", {"name": "ctc", "apply_mask": False})
+    obj = build_objective(spec, model, dictionary=letters)
+    g = torch.Generator().manual_seed(5)
+    batch = make_batch(letters, random_texts(2, g), g)
+    batch.source = torch.nn.functional.pad(batch.source, (0, 3200))   # >= 1 frame per label
+    batch.lengths = batch.lengths + 3200
+    out = obj(batch, model, 0)
+    assert torch.isfinite(out.loss) and out.loss > 0
+    with pytest.raises(ConfigError, match="label dictionary"):
+        structure_component("head", {"name": "ctc"}).build(model.context_signal())
 
 
 def test_masking_applies_in_training_only_and_overrides_the_masker(letters):
@@ -159,13 +213,23 @@ def test_finetuning_learns_the_synthetic_task(letters):
     assert losses[-1] < 0.1 * losses[0]
     assert after.loss < 0.2 * before.loss
     assert before.stats["wer"] == 100.0 and after.stats["wer"] < 50.0
-    assert after.stats["w_total"] == sum(t.count("|") for t in [
+    assert after.stats["n_words"] == sum(t.count("|") for t in [
         letters.string(t[:n]) for t, n in zip(valid.targets, valid.target_lengths)])
     hyps = CTCGreedyDecoder(letters).decode(*emissions(model, valid.source, valid.lengths))
     assert all(h.text for h in hyps) and check_not_degenerate([h.text for h in hyps]) is None
-    rates = corpus_error_rates({k: v for k, v in after.stats.items()})
-    assert rates["wer"] == pytest.approx(after.stats["wer"])
+    # corpus rates come from the counts the trainer's meter sums over batches
+    from w2v.train.metrics import WeightedMeter
 
+    meter = WeightedMeter()
+    counts = {k: 0.0 for k in ("n_word_errors", "n_words", "n_unit_errors", "n_units")}
+    for _ in range(2):
+        with torch.no_grad():
+            part = obj(make_batch(letters, random_texts(3, g), g), model, 0)
+        meter.add({k: float(v) for k, v in part.stats.items()}, float(part.sample_size))
+        counts = {k: counts[k] + part.stats[k] for k in counts}
+    final = obj.finalize_stats(meter.result())
+    assert final["wer"] == pytest.approx(100 * counts["n_word_errors"] / counts["n_words"])
+    assert final["uer"] == pytest.approx(100 * counts["n_unit_errors"] / counts["n_units"])
 
 def test_untrained_blank_only_model_is_flagged_degenerate(letters):
     model = tiny_model(len(letters)).eval()
@@ -180,7 +244,3 @@ def test_untrained_blank_only_model_is_flagged_degenerate(letters):
     assert "empty" in check_not_degenerate([h.text for h in hyps])
     out = CTCObjective(CTCConfig(apply_mask=False), letters)(batch, model, 0)
     assert out.stats["wer"] == 100.0 and out.stats["uer"] == 100.0
-
-
-def test_letters_fixture_matches_conftest(letters):
-    assert letters.symbols[4:] == LETTERS

@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+import attrs
 import pytest
 import torch
 from torch import nn
@@ -15,10 +16,11 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from trainer_toys import (ToyDataset, ToyGanObjective, ToyModel, ToyObjective,  # noqa: E402
-                          collate, loader_factory, valid_batches)
+                          loader_factory, valid_batches)
 from w2v.errors import ConfigError, UserError  # noqa: E402
-from w2v.train import (CheckpointError, RestoreConfig, ScheduleConfig, Trainer,  # noqa: E402
-                       TrainerConfig, TrainingDiverged, load_checkpoint)
+from w2v.train import (CheckpointError, GroupOptimizerConfig, ParamGroupConfig,  # noqa: E402
+                       RestoreConfig, ScheduleConfig, Trainer, TrainerConfig, TrainingDiverged,
+                       load_checkpoint)
 from w2v.train.health import HealthMonitor  # noqa: E402
 from w2v.train.rng import reseed, update_seed  # noqa: E402
 
@@ -192,7 +194,7 @@ def test_mixed_precision_on_cpu(tmp_path, precision):
     assert set(dtypes) == {expected}
     lines = read_metrics(tmp_path / "metrics.jsonl")
     assert all(r["loss"] is not None and r["loss"] > 0 for r in lines)
-    assert not torch.equal(snap.start["aggregator.0.weight"], snap.after[-1]["aggregator.0.weight"])
+    assert not torch.equal(snap.start["aggregator.conv.weight"], snap.after[-1]["aggregator.conv.weight"])
     assert all(p.dtype == torch.float32 for p in t.model.parameters())
     state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
     if precision == "fp16":
@@ -212,16 +214,16 @@ def test_composite_mode_alternates_groups_with_separate_lrs(tmp_path):
             disc.append(trainer.objective.disc.weight.detach().clone())
 
     cfg = config(max_updates=4, log_interval=2, group_optimizers={
-        "generator": {"lr": 1e-3, "betas": (0.5, 0.98)}, "discriminator": {"lr": 4e-3}})
-    t = trainer(tmp_path, TrainerConfig(**{**_fields(cfg), "group_optimizers": _groups(cfg)}),
-                objective=gan, callbacks=[snap, Disc()])
+        "generator": GroupOptimizerConfig(lr=1e-3, betas=(0.5, 0.98)),
+        "discriminator": GroupOptimizerConfig(lr=4e-3)})
+    t = trainer(tmp_path, cfg, objective=gan, callbacks=[snap, Disc()])
     t.fit()
     assert gan.groups_seen == ["generator", "discriminator"] * 2
     assert set(t.optimizers) == {"generator", "discriminator"}
     assert t.optimizers["generator"].param_groups[0]["lr"] == pytest.approx(1e-3)
     assert t.optimizers["generator"].param_groups[0]["betas"] == (0.5, 0.98)
     assert t.optimizers["discriminator"].param_groups[0]["lr"] == pytest.approx(4e-3)
-    w = "aggregator.0.weight"
+    w = "aggregator.conv.weight"
     # generator updates (1st, 3rd) move the model, not the discriminator; odd ones the reverse
     assert not torch.equal(snap.start[w], snap.after[0][w])
     assert torch.equal(snap.after[0][w], snap.after[1][w])
@@ -232,17 +234,6 @@ def test_composite_mode_alternates_groups_with_separate_lrs(tmp_path):
         line["lr_discriminator"] == pytest.approx(4e-3)
 
 
-def _fields(cfg):
-    import attrs
-    return {f.name: getattr(cfg, f.name) for f in attrs.fields(type(cfg))}
-
-
-def _groups(cfg):
-    from w2v.train import GroupOptimizerConfig
-    return {k: GroupOptimizerConfig(**v) if isinstance(v, dict) else v
-            for k, v in cfg.group_optimizers.items()}
-
-
 def test_freeze_for_n_updates_and_throughout(tmp_path):
     snap = Snapshots()
     flags = []
@@ -251,10 +242,10 @@ def test_freeze_for_n_updates_and_throughout(tmp_path):
         def on_before_optimizer_step(self, trainer, update, group):
             flags.append(trainer.model.encoder.frozen)
 
-    t = trainer(tmp_path, config(max_updates=6, freeze=["aggregator.3"],
+    t = trainer(tmp_path, config(max_updates=6, freeze=["aggregator.out"],
                                  freeze_updates={"encoder": 3}), callbacks=[snap, Flag()])
     t.fit()
-    enc, agg_frozen, agg_free = "encoder.conv.weight", "aggregator.3.weight", "aggregator.0.weight"
+    enc, agg_frozen, agg_free = "encoder.conv.weight", "aggregator.out.weight", "aggregator.conv.weight"
     assert flags == [True, True, True, False, False, False]  # the component's own flag
     for u in range(3):
         assert torch.equal(snap.after[u][enc], snap.start[enc])
@@ -278,10 +269,9 @@ def test_param_group_lr_scale_and_weight_decay_rules(tmp_path):
         def on_before_optimizer_step(self, trainer, update, group):
             lrs.append({g["group"]: g["lr"] for g in trainer.optimizers["default"].param_groups})
 
-    cfg = config(max_updates=3, weight_decay=0.1, param_groups={"encoder": {"lr_scale": 0.1}},
+    cfg = config(max_updates=3, weight_decay=0.1,
+                 param_groups={"encoder": ParamGroupConfig(lr_scale=0.1)},
                  schedule=ScheduleConfig(name="polynomial", warmup=2))
-    cfg = TrainerConfig(**{**_fields(cfg), "param_groups": {
-        "encoder": __import__("w2v.train", fromlist=["x"]).ParamGroupConfig(lr_scale=0.1)}})
     t = trainer(tmp_path, cfg, callbacks=[Lr()])
     t.fit()
     assert [round(x["default"], 8) for x in lrs] == [2.5e-3, 2.5e-3, 5e-3]  # fairseq warmup
@@ -289,15 +279,14 @@ def test_param_group_lr_scale_and_weight_decay_rules(tmp_path):
         assert x["encoder"] == pytest.approx(0.1 * x["default"])
     # adam: decoupled decay on every parameter; adamw: none on biases and norm weights
     assert all(g["weight_decay"] == 0.1 for g in t.optimizers["default"].param_groups)
-    t2 = trainer(tmp_path / "w", TrainerConfig(**{**_fields(cfg), "optimizer": "adamw"}))
+    t2 = trainer(tmp_path / "w", attrs.evolve(cfg, optimizer="adamw"))
     for g in t2.optimizers["default"].param_groups:
         assert g["weight_decay"] == (0.0 if all(p.ndim == 1 for p in g["params"]) else 0.1)
     assert any(g["weight_decay"] == 0.0 for g in t2.optimizers["default"].param_groups)
 
 
 def test_unknown_param_group_prefix_is_a_config_error(tmp_path):
-    from w2v.train import ParamGroupConfig
-    cfg = TrainerConfig(**{**_fields(config()), "param_groups": {"encodr": ParamGroupConfig()}})
+    cfg = config(param_groups={"encodr": ParamGroupConfig()})
     with pytest.raises(ConfigError, match="Did you mean `encoder`"):
         trainer(tmp_path, cfg)
 
@@ -342,7 +331,7 @@ def test_restore_partial_load_with_resets(tmp_path, capsys):
     saved = load_checkpoint(tmp_path / "a" / "checkpoints" / "last.pt")
     restore = RestoreConfig(path=str(tmp_path / "a"), reset_optimizer=True)
     snap = Snapshots()
-    cfg = TrainerConfig(**{**_fields(config(max_updates=2)), "restore": restore})
+    cfg = config(max_updates=2, restore=restore)
     t = trainer(tmp_path / "b", cfg, model=BiggerModel(), callbacks=[snap])
     summary = t.fit()
     report = summary.load_report
@@ -355,13 +344,12 @@ def test_restore_partial_load_with_resets(tmp_path, capsys):
         capsys.readouterr().err
     # keeping the optimizer of a model that only partly fits is refused, with the fix named
     keep = RestoreConfig(path=str(tmp_path / "a"))
-    cfg = TrainerConfig(**{**_fields(config(max_updates=2)), "restore": keep})
+    cfg = config(max_updates=2, restore=keep)
     with pytest.raises(CheckpointError, match="reset_optimizer"):
         trainer(tmp_path / "c", cfg, model=BiggerModel()).fit()
     # the same model continues the update count and, with reset_lr_schedule, restarts the lr
-    cfg = TrainerConfig(**{**_fields(config(max_updates=6, schedule=ScheduleConfig(
-        name="polynomial", warmup=2))), "restore": RestoreConfig(
-        path=str(tmp_path / "a"), reset_lr_schedule=True)})
+    cfg = config(max_updates=6, schedule=ScheduleConfig(name="polynomial", warmup=2),
+                 restore=RestoreConfig(path=str(tmp_path / "a"), reset_lr_schedule=True))
     t = trainer(tmp_path / "d", cfg)
     lrs = []
     t.callbacks.append(type("Lr", (), {"on_before_optimizer_step": lambda s, tr, u, g:
@@ -429,4 +417,3 @@ def test_valid_data_as_callable_and_batches_unchanged(tmp_path):
     summary = trainer(tmp_path, config(max_updates=4, valid_interval=2),
                       valid_data=make_valid).fit()
     assert len(calls) == 2 and summary.last_valid["n_utts"] == 8
-    assert collate  # the toy collate builds Batch objects the trainer moves with .to()

@@ -9,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 import torch
 
 HERE = Path(__file__).resolve().parent
@@ -39,15 +38,15 @@ def _read_until(proc: subprocess.Popen, prefix: str, count: int, timeout: float 
     raise AssertionError(f"no `{prefix} {count}` within {timeout} s")
 
 
-@pytest.mark.parametrize("workers", [0, 1])
-def test_sigkill_then_resume_is_bitwise_identical(tmp_path, workers):
-    total, every = 24, 4
+def test_sigkill_then_resume_is_bitwise_identical(tmp_path):
+    """With a prefetching loader worker, so the data position must count consumed batches."""
+    total, every, workers = 24, 4, 1
     # the uninterrupted run, in this process
     reference = run_training(str(tmp_path / "ref"), total, every, workers=workers).model
     # a run killed mid-training (after the checkpoint of update 8, before the end)
     run_dir = tmp_path / "run"
     proc = _start("train", "--dir", str(run_dir), "--max-updates", str(total),
-                  "--save-interval", str(every), "--workers", str(workers), "--sleep", "0.05")
+                  "--save-interval", str(every), "--workers", str(workers), "--sleep", "0.03")
     seen = _read_until(proc, "update", 10)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
@@ -69,7 +68,7 @@ def test_sigkill_then_resume_is_bitwise_identical(tmp_path, workers):
     torch.manual_seed(1234)
     from trainer_toys import ToyModel
     init = ToyModel(dropout=0.2).state_dict()
-    assert not torch.equal(init["aggregator.0.weight"], resumed["aggregator.0.weight"])
+    assert not torch.equal(init["aggregator.conv.weight"], resumed["aggregator.conv.weight"])
 
 
 def test_resumed_data_position_skips_consumed_not_prefetched(tmp_path):

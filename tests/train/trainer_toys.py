@@ -143,15 +143,28 @@ class ToyEncoder(nn.Module):
             return F.gelu(self.conv(wave[:, None])).transpose(1, 2)  # [B, T, C]
 
 
+class ToyAggregator(nn.Module):
+    """A 3-frame convolution (context), dropout, then a linear output layer."""
+
+    def __init__(self, dim: int, dropout: float) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(dim, 2 * dim, 3, padding=1)
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(2 * dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.gelu(self.conv(x.transpose(1, 2))).transpose(1, 2)
+        return self.out(self.dropout(h))
+
+
 class ToyModel(nn.Module):
-    """encoder (conv) -> aggregator (two linears with dropout); ``counter`` sees update counts."""
+    """encoder (conv) -> aggregator (conv, dropout, linear); ``counter`` sees update counts."""
 
     def __init__(self, dim: int = 8, dropout: float = 0.1, layerdrop: float = 0.0) -> None:
         super().__init__()
         self.encoder = ToyEncoder(dim)
         self.mask_emb = nn.Parameter(torch.zeros(dim))
-        self.aggregator = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Dropout(dropout),
-                                        nn.Linear(2 * dim, dim))
+        self.aggregator = ToyAggregator(dim, dropout)
         self.counter = Counter()
         self.layerdrop = layerdrop
 

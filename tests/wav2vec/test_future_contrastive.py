@@ -9,6 +9,7 @@ from torch import nn
 
 from w2v import hookimpl
 from w2v import plugin_manager
+from w2v.build import build_objective
 from w2v.config.structure import structure_component
 from w2v.errors import ConfigError, FitError
 from w2v.interfaces import Aggregator, AggregatorOutput, Batch, Signal
@@ -35,7 +36,9 @@ def tiny_model(norm="none", seed=0, **model_kw):
 
 
 def objective(model, **cfg):
-    return FutureContrastiveObjective.from_config(FutureContrastiveConfig(**cfg), model=model)
+    """Built as recipes build it: from a YAML section, then checked against the model."""
+    return build_objective(structure_component(
+        "objective", {"name": "future_contrastive", **cfg}, path="objective"), model)
 
 
 # ------------------------------------------------------------------- offsets
@@ -302,8 +305,7 @@ def registry_with_bigru():
 
     plugin.w2v_register_components = w2v_register_components
     plugin_manager.reset(plugin_manager.load_plugins(extra_modules=[("bigru", plugin)]))
-    yield
-    plugin_manager.reset(None)
+    yield  # tests/conftest.py restores the process-wide plugin set afterwards
 
 
 def test_rejects_a_non_causal_aggregator_naming_both(registry_with_bigru):
@@ -320,6 +322,26 @@ def test_accepts_the_group_norm_leak_and_declared_causal_aggregators():
     model = tiny_model(norm="group")
     assert not model.aggregator.produces().causal          # the leak is reported ...
     objective(model).check_model(model)                      # ... and accepted
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_wav2vec2_transformer_fits_only_in_causal_mode(causal):
+    """Its own causal flag decides, even over a GroupNorm encoder whose leak makes
+    ``produces().causal`` False."""
+    torch.manual_seed(0)
+    enc = Wav2VecConvEncoder(TINY_ENC)
+    agg = structure_component("aggregator", {
+        "name": "transformer", "embed_dim": 8, "layers": 1, "ffn_dim": 16, "heads": 2,
+        "conv_pos": 4, "conv_pos_groups": 2, "causal": causal}).build(enc.produces())
+    model = SpeechModel(enc, agg)
+    assert not agg.produces().causal
+    if not causal:
+        with pytest.raises(FitError, match="aggregator `transformer`"):
+            objective(model)
+        return
+    out = objective(model, prediction_steps=2, num_negatives=2)(
+        Batch(source=torch.randn(2, 60), lengths=torch.tensor([60, 44])), model, 0)
+    assert torch.isfinite(out.loss) and int(out.sample_size) == (12 + 11) + (8 + 7)
 
 
 def test_rejects_models_without_aggregator_and_mismatched_heads():

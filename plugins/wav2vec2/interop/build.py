@@ -88,9 +88,11 @@ def build_model(spec: Wav2Vec2Spec) -> SpeechModel:
     return model
 
 
-def load_mapped(model: nn.Module, mapped: MappedState, report: LoadReport) -> None:
+def load_mapped(model: nn.Module, mapped: MappedState, report: LoadReport, *,
+                allow_missing: bool = False) -> None:
     """Copy ``mapped`` into ``model``: every tensor must land on a parameter or buffer of the
-    same shape; model keys left unset are listed in ``report.missing``."""
+    same shape. Model keys left unset are listed in ``report.missing`` and, unless
+    ``allow_missing``, are an error (a config/tensor mismatch must not leave random weights)."""
     tensors, origin = mapped.tensors, mapped.origin
     if _POS_WEIGHT in tensors:                      # weight norm removed: decompose again
         src = origin.pop(_POS_WEIGHT)
@@ -111,6 +113,11 @@ def load_mapped(model: nn.Module, mapped: MappedState, report: LoadReport) -> No
     report.loaded.extend(dict.fromkeys(k for v in origin.values() for k in v.split(" + ")))
     report.missing.extend(k for k in own if k not in tensors
                           and not k.endswith("num_batches_tracked"))
+    if report.missing and not allow_missing:
+        shown = ", ".join(f"`{k}`" for k in report.missing[:6])
+        more = f" and {len(report.missing) - 6} more" if len(report.missing) > 6 else ""
+        raise UserError(f"{report.source}: the checkpoint lacks {len(report.missing)} tensors its "
+                        f"config implies ({shown}{more}); refusing to leave them random.")
 
 
 def finish(model: SpeechModel, report: LoadReport) -> SpeechModel:

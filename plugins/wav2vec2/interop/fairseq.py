@@ -33,7 +33,7 @@ POS_G = "aggregator.positional.conv.parametrizations.weight.original0"
 POS_V = "aggregator.positional.conv.parametrizations.weight.original1"
 
 #: fairseq ``Wav2Vec2Model`` key -> w2v key (``w2v_encoder.w2v_model.`` prefix removed).
-FAIRSEQ_RULES: list[tuple[str, str]] = [
+FAIRSEQ_RULES: list[tuple[str, Any]] = [
     (r"feature_extractor\.conv_layers\.(\d+)\.0\.(weight|bias)", r"encoder.conv_layers.\1.conv.\2"),
     (r"feature_extractor\.conv_layers\.(\d+)\.2\.(weight|bias)", r"encoder.conv_layers.\1.norm.\2"),
     (r"feature_extractor\.conv_layers\.(\d+)\.2\.1\.(weight|bias)", r"encoder.conv_layers.\1.norm.\2"),
@@ -53,7 +53,9 @@ FAIRSEQ_RULES: list[tuple[str, str]] = [
     (r"encoder\.layers\.(\d+)\.(.+)", r"aggregator.layers.\1.\2"),
     (r"quantizer\.vars", "quantizer.codevectors"),
     (r"quantizer\.weight_proj\.(weight|bias)", r"quantizer.weight_proj.\1"),
-    (r"quantizer\.weight_proj_hidden\.(\d+)\.(weight|bias)", r"quantizer.weight_proj_hidden.\1.\2"),
+    (r"quantizer\.weight_proj\.(\d+)\.0\.(weight|bias)",           # deep projection: blocks
+     lambda m: f"quantizer.weight_proj_hidden.{2 * int(m[1])}.{m[2]}"),
+    (r"quantizer\.weight_proj\.\d+\.(weight|bias)", r"quantizer.weight_proj.\1"),
     (r"project_q\.(weight|bias)", r"objective:project_q.\1"),
     (r"final_proj\.(weight|bias)", r"objective:final_proj.\1"),
     (r"target_glu\.0\.(weight|bias)", r"objective:target_glu.0.\1"),
@@ -277,35 +279,19 @@ def from_fairseq(path: str | Path) -> SpeechModel:
     name = f"fairseq checkpoint {path}"
     state, cfg = read_fairseq_checkpoint(path)
     prefix = "w2v_encoder.w2v_model."
-    state = {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state.items()}
-    spec, objective = spec_from_fairseq_config(cfg, set(state), source=name)
+    keys = {k[len(prefix):] if k.startswith(prefix) else k for k in state}
+    spec, objective = spec_from_fairseq_config(cfg, keys, source=name)
     if spec.head_vocab is not None:
         spec.head_vocab = int(state["w2v_encoder.proj.weight"].shape[0])
     report = LoadReport(source=name, objective_config=objective)
     if spec.head_vocab is not None:
         report.notes.append("Fine-tuned fairseq checkpoints carry no dictionary: supply "
                             "dict.ltr.txt (<s>=0 is the CTC blank).")
-    keymap = KeyMap(FAIRSEQ_RULES, source=name)
-    state = _renumber_quantizer_hidden(state)
+    keymap = KeyMap(FAIRSEQ_RULES, source=name, strip=(prefix,))
     mapped = fuse_attention(keymap.apply(state, report), name)
     model = build_model(spec)
     load_mapped(model, mapped, report)
     return finish(model, report)
-
-
-def _renumber_quantizer_hidden(state: dict[str, Tensor]) -> dict[str, Tensor]:
-    """fairseq's deep quantizer projection ``weight_proj.{i}.0.*`` (blocks) and
-    ``weight_proj.{n}.*`` (output) -> ``weight_proj_hidden.{2i}.*`` / ``weight_proj.*`` keys
-    that the rules map one to one."""
-    out = {}
-    for key, value in state.items():
-        parts = key.split(".")
-        if key.startswith("quantizer.weight_proj.") and len(parts) == 5 and parts[2].isdigit():
-            key = f"quantizer.weight_proj_hidden.{2 * int(parts[2])}.{parts[4]}"
-        elif key.startswith("quantizer.weight_proj.") and len(parts) == 4 and parts[2].isdigit():
-            key = f"quantizer.weight_proj.{parts[3]}"
-        out[key] = value
-    return out
 
 
 # ------------------------------------------------------------------ detection for load_pretrained

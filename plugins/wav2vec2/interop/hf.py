@@ -175,15 +175,15 @@ def from_hf(source: str | Path | tuple[Any, Mapping[str, Tensor]], *,
     else:
         config, state, pre = read_hf_directory(source)
         name = f"Hugging Face checkpoint {source}"
-    state = {k[len("wav2vec2."):] if k.startswith("wav2vec2.") else k: v for k, v in state.items()}
-    spec, objective = spec_from_hf_config(config, set(state), pre, source=name)
+    keys = {k[len("wav2vec2."):] if k.startswith("wav2vec2.") else k for k in state}
+    spec, objective = spec_from_hf_config(config, keys, pre, source=name)
     report = LoadReport(source=name, objective_config=objective)
     if not pre:
         report.notes.append("No preprocessor config: assumed no waveform normalisation, 16 kHz.")
     model = build_model(spec)
     if spec.head_vocab is not None:
         model.head.blank = int(config.get("pad_token_id", 0) or 0)
-    mapped = fuse_attention(KeyMap(HF_RULES, source=name).apply(state, report), name)
+    mapped = fuse_attention(KeyMap(HF_RULES, source=name, strip=("wav2vec2.",)).apply(state, report), name)
     load_mapped(model, mapped, report)
     return finish(model, report)
 

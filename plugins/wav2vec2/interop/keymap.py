@@ -18,7 +18,7 @@ map to ``self_attn.{q,k,v}_proj.*`` and :func:`fuse_attention` joins them;
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import attrs
 import torch
@@ -76,17 +76,27 @@ class MappedState:
 
 
 class KeyMap:
-    """Ordered ``(regex, action)`` rules; see the module docstring."""
+    """Ordered ``(regex, action)`` rules; see the module docstring.
 
-    def __init__(self, rules: Iterable[tuple[str, str]], *, source: str) -> None:
+    An action may also be a callable ``match -> str``. ``strip`` lists key prefixes
+    removed before matching (messages and the report keep the original keys).
+    """
+
+    def __init__(self, rules: Iterable[tuple[str, str | Callable[[re.Match], str]]], *,
+                 source: str, strip: tuple[str, ...] = ()) -> None:
         self.rules = [(re.compile(p), a) for p, a in rules]
         self.source = source
+        self.strip = strip
 
     def action(self, key: str) -> str | None:
+        for prefix in self.strip:
+            if key.startswith(prefix):
+                key = key[len(prefix):]
+                break
         for pattern, action in self.rules:
             m = pattern.fullmatch(key)
             if m:
-                return m.expand(action)
+                return action(m) if callable(action) else m.expand(action)
         return None
 
     def apply(self, state: Mapping[str, Tensor], report: LoadReport) -> MappedState:

@@ -1,4 +1,4 @@
-"""Fixtures for the CTC tests: a letter dictionary, a tiny SpeechModel and a synthetic
+"""Helpers for the CTC tests: a letter dictionary fixture, a tiny SpeechModel and a synthetic
 "spoken letters" task (each letter is a fixed 16-sample pattern of its own).
 
 The encoder and aggregator are minimal test-local implementations of the core
