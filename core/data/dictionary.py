@@ -187,8 +187,10 @@ class Dictionary:
         return separator.join(self.symbols[int(i)] for i in ids if int(i) not in skip)
 
     def words(self, ids: Iterable[int]) -> str:
-        """Letter ids to words: ``string`` then :func:`letters_to_words`."""
-        return letters_to_words(self.string(ids), self.word_boundary)
+        """Letter ids to words: ``string`` then :func:`letters_to_words`. A dictionary
+        without the word boundary symbol (phones, units) gives its symbols space-separated."""
+        text = self.string(ids)
+        return letters_to_words(text, self.word_boundary) if self.word_boundary in self else text
 
     # ------------------------------------------------------------------ writing
     def save(self, path: str | os.PathLike) -> None:

@@ -63,11 +63,16 @@ class FreezePlan:
 
     @property
     def needs_unused_parameter_search(self) -> bool:
-        """DDP must tolerate parameters without gradients while anything is frozen."""
-        return bool(self.always) or any(n > 0 for _, n in self.until.values())
+        """DDP must tolerate parameters without gradients while a component is frozen for a
+        while (those frozen throughout are left out of DDP altogether)."""
+        return any(n > 0 for _, n in self.until.values())
 
     def prepare_for_ddp(self) -> None:
-        """Temporarily frozen parameters must require gradients when DDP registers them."""
+        """Before DDP registers parameters: components frozen throughout stop requiring
+        gradients (DDP ignores them); temporarily frozen ones must still require them."""
+        for name, module in self.always.items():
+            set_frozen(module, True)
+            self._state[name] = True
         for name, (module, _) in self.until.items():
             set_frozen(module, False)
             self._state[name] = False

@@ -18,6 +18,7 @@ class TrainingDiverged(RuntimeError):
     """
 
     exit_code = 1
+    w2v_clean = True  # w2vrun prints the message alone (no traceback) and exits 1
 
     def __init__(self, message: str, *, update: int | None = None) -> None:
         self.message = message

@@ -28,23 +28,16 @@ from .phones import SILENCE
 Segment = tuple[str, int, int]  # (phone, start sample, end sample), end exclusive
 
 
-def normalize_segments(segments: Sequence[Segment], length: int, *,
-                       stretch_tolerance: float = 0.12) -> list[Segment]:
+def normalize_segments(segments: Sequence[Segment], length: int) -> list[Segment]:
     """Make engine segments a contiguous cover of ``[0, length)``.
 
-    Segments are sorted and clipped; when the last segment ends within
-    ``stretch_tolerance`` (relative) of ``length`` but not on it, all times are
-    rescaled to fit (flite's diphone voices report slightly stretched times);
-    gaps become ``sil``, neighbouring ``sil`` merge, empty segments vanish.
+    Segments are sorted and clipped to the signal (flite's diphone voices end
+    the wave before the final pause does); gaps become ``sil``, neighbouring
+    ``sil`` merge, empty segments vanish.
     """
     if length <= 0:
         return []
     segs = sorted(((p, int(s), int(e)) for p, s, e in segments if e > s), key=lambda x: (x[1], x[2]))
-    if segs:
-        last = segs[-1][2]
-        if last != length and abs(last - length) <= stretch_tolerance * length:
-            scale = length / last
-            segs = [(p, int(round(s * scale)), int(round(e * scale))) for p, s, e in segs]
     out: list[Segment] = []
     cursor = 0
     for phone, start, end in segs:
@@ -73,7 +66,7 @@ def rescale_segments(segments: Sequence[Segment], factor: float, length: int) ->
     if scaled:
         phone, start, _ = scaled[-1]
         scaled[-1] = (phone, start, length)
-    return normalize_segments(scaled, length, stretch_tolerance=0.0)
+    return normalize_segments(scaled, length)
 
 
 def format_segments(segments: Sequence[Segment]) -> str:

@@ -167,17 +167,33 @@ def synthesize(text: str, voice: str, rate: int, pitch: int, pitch_range: int
         copy.unlink(missing_ok=True)
 
 
-def events_to_segments(events: list[tuple[str, int]], length: int) -> list[tuple[str, int, int]]:
-    """Phoneme events (IPA name, start sample) -> segments; a phone lasts until the next event."""
-    segments = []
+def events_to_segments(events: list[tuple[str, int]], wave: np.ndarray, *,
+                       pause_level: float = 0.1) -> list[tuple[str, int, int]]:
+    """Phoneme events (IPA name, start sample) -> segments; a phone lasts until the next event.
+
+    Unnamed events are pause phonemes, but espeak-ng also emits short ones
+    between words while the previous vowel is still sounding: such a segment is
+    ``sil`` only if its RMS is below ``pause_level`` times the utterance's RMS,
+    otherwise the previous phone absorbs it (as it does unmappable phones).
+    """
+    length = len(wave)
+    signal = wave.astype(np.float64)
+    level = float(np.sqrt(np.mean(signal ** 2))) if length else 0.0
+    segments: list[tuple[str, int, int]] = []
     for (name, start), (_, end) in zip(events, events[1:] + [("", length)]):
+        start, end = max(0, min(start, length)), max(0, min(end, length))
+        if end <= start:
+            continue
         phone = to_corpus_phone(name) if name else SILENCE
-        if phone is None:  # unmappable: the previous phone absorbs its time
+        if phone == SILENCE and segments and segments[-1][0] != SILENCE:
+            rms = float(np.sqrt(np.mean(signal[start:end] ** 2)))
+            if rms >= pause_level * level:
+                phone = None
+        if phone is None:  # the previous phone absorbs this stretch
             if segments:
                 segments[-1] = (segments[-1][0], segments[-1][1], end)
             continue
-        if end > start:
-            segments.append((phone, start, end))
+        segments.append((phone, start, end))
     return segments
 
 
@@ -236,7 +252,7 @@ class EspeakEngine(Engine):
             if len(wave) == 0:
                 out.append(None)
                 continue
-            segments = events_to_segments(events, len(wave))
+            segments = events_to_segments(events, wave)
             out.append(Rendering(samples=wave.astype(np.float32) / 32768.0,
                                  sample_rate=sample_rate, segments=segments))
         return out

@@ -66,6 +66,8 @@ def test_encode_string_and_words(dict_file):
     assert d.words(ids) == "TO A"
     assert letters_to_words("T H E | C A T |") == "THE CAT"
     assert letters_to_words("| A | | B |") == "A B"
+    phones = Dictionary.from_symbols(["AH", "B", "K"])                 # no word boundary
+    assert phones.words(phones.encode(["K", "AH", "B"])) == "K AH B"
 
 
 def test_overwrite_flag_gives_a_new_id_and_survives_saving(tmp_path):

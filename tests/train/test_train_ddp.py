@@ -45,9 +45,12 @@ def test_two_rank_ddp_matches_single_process_accumulation(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     r0, r1 = torch.load(out / "rank0.pt"), torch.load(out / "rank1.pt")
     assert r0["world"] == r1["world"] == 2
-    # after 4 updates every parameter is bit-identical across ranks
-    for name, p in r0["params"].items():
-        assert torch.equal(p, r1["params"][name]), name
+    # after 4 updates every parameter is bit-identical across ranks, also with LayerDrop and
+    # frozen components (find_unused_parameters) and in composite training
+    for run in ("params", "frozen", "gan"):
+        for name, p in r0[run].items():
+            assert torch.equal(p, r1[run][name]), (run, name)
+    assert r0["gan_groups"] == ["generator", "discriminator"] * 2
     # the first update's gradients: sum over both ranks' micro-batches / global sample size
     single = _single_process_grads(tmp_path, update_freq=2)
     own_only = _single_process_grads(tmp_path, update_freq=1)

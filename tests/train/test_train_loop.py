@@ -18,6 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from trainer_toys import (ToyDataset, ToyGanObjective, ToyModel, ToyObjective,  # noqa: E402
                           loader_factory, valid_batches)
 from w2v.errors import ConfigError, UserError  # noqa: E402
+from w2v.interfaces import Batch  # noqa: E402
 from w2v.train import (CheckpointError, GroupOptimizerConfig, ParamGroupConfig,  # noqa: E402
                        RestoreConfig, ScheduleConfig, Trainer, TrainerConfig, TrainingDiverged,
                        load_checkpoint)
@@ -417,3 +418,24 @@ def test_valid_data_as_callable_and_batches_unchanged(tmp_path):
     summary = trainer(tmp_path, config(max_updates=4, valid_interval=2),
                       valid_data=make_valid).fit()
     assert len(calls) == 2 and summary.last_valid["n_utts"] == 8
+
+
+def test_empty_batch_still_steps(tmp_path):
+    """A batch whose utterances were all skipped trains nothing but keeps the loop going."""
+    base = loader_factory(ToyDataset(32), batch_size=4)
+
+    def factory(epoch, state):
+        loader, sampler = base(epoch, state)
+
+        def batches():
+            for i, b in enumerate(loader):
+                yield b if i != 1 else Batch(source=b.source[:0], ids=b.ids[:0])
+        return batches(), sampler
+
+    records = []
+    t = Trainer(config(max_updates=4), ToyModel(), ToyObjective(), factory, run_dir=tmp_path,
+                tensorboard=False, callbacks=[type("R", (), {
+                    "on_update_end": lambda self, tr, r: records.append(r)})()])
+    assert t.fit().updates == 4
+    assert [r.sample_size for r in records][1] == 0 and records[1].loss == 0.0
+    assert all(r.sample_size > 0 for i, r in enumerate(records) if i != 1)

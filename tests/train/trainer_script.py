@@ -18,7 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
-from trainer_toys import ToyDataset, ToyModel, ToyObjective, loader_factory  # noqa: E402
+from trainer_toys import (ToyDataset, ToyGanObjective, ToyModel, ToyObjective,  # noqa: E402
+                          loader_factory)
 from w2v.train import ScheduleConfig, Trainer, TrainerConfig  # noqa: E402
 from w2v.train.checkpoint import CheckpointDirectory  # noqa: E402
 
@@ -87,8 +88,22 @@ def ddp(out: str, updates: int, update_freq: int) -> None:
     trainer = Trainer(cfg, model, objective, factory, run_dir=out, callbacks=[Capture()],
                       tensorboard=False)
     trainer.fit()
-    torch.save({"grads": grads, "params": {n: p.detach().clone()
-                                           for n, p in trainer.model.named_parameters()},
+
+    def params(t: Trainer) -> dict[str, torch.Tensor]:
+        return {n: p.detach().clone() for n, p in t.model.named_parameters()} | \
+            {f"objective.{n}": p.detach().clone() for n, p in t.objective.named_parameters()}
+
+    # the same process group again: LayerDrop + a temporary freeze (unused parameters) ...
+    frozen = Trainer(toy_config(4, 0, freeze_updates={"encoder": 2}, freeze=["aggregator.out"]),
+                     ToyModel(dropout=0.1, layerdrop=0.1), ToyObjective(), factory,
+                     run_dir=Path(out) / "frozen", tensorboard=False)
+    frozen.fit()
+    # ... and composite (GAN-style) training with one optimizer per group
+    gan = Trainer(toy_config(4, 0), ToyModel(), ToyGanObjective(), factory,
+                  run_dir=Path(out) / "gan", tensorboard=False)
+    gan.fit()
+    torch.save({"grads": grads, "params": params(trainer), "frozen": params(frozen),
+                "gan": params(gan), "gan_groups": gan.objective.groups_seen,
                 "world": dist.get_world_size()}, Path(out) / f"rank{rank}.pt")
 
 
