@@ -366,7 +366,8 @@ class Head(nn.Module, Component, abc.ABC):
     vocab_size: int
 
     @abc.abstractmethod
-    def forward(self, x: Tensor) -> Tensor: ...
+    def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """``x`` [B, T, D] (``lengths`` [B] valid frames) -> logits [B, T, V]."""
 
 
 class Stage(Component, abc.ABC):

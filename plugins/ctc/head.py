@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from w2v.config import choice, real
+from w2v.config import choice, real, size
 from w2v.data.dictionary import as_dictionary
 from w2v.errors import ConfigError
 from w2v.interfaces import Head, Signal, lengths_to_padding_mask
@@ -30,6 +30,9 @@ class CTCHeadConfig:
                                                 "0 with `add` = off)")
     blank_mode: BlankMode = choice("add", "`add` adds blank_weight to the blank logit, `set` "
                                           "replaces the blank logit by it")
+    lstm_layers: int = size(0, 0, 8, "bidirectional LSTM layers before the output layer (a "
+                                     "probe on frozen features); 0 = linear head, as fairseq")
+    lstm_dim: int = size(256, 1, 8192, "LSTM width per direction")
 
 
 def force_blank(logits: Tensor, lengths: Tensor | None, blank: int) -> Tensor:
@@ -61,8 +64,13 @@ class CTCHead(Head):
     Config = CTCHeadConfig
 
     def __init__(self, input_dim: int, vocab_size: int, *, dropout: float = 0.0, blank: int = 0,
-                 blank_weight: float = 0.0, blank_mode: BlankMode = "add") -> None:
+                 blank_weight: float = 0.0, blank_mode: BlankMode = "add", lstm_layers: int = 0,
+                 lstm_dim: int = 256) -> None:
         super().__init__()
+        self.lstm = nn.LSTM(input_dim, lstm_dim, num_layers=lstm_layers, batch_first=True,
+                            bidirectional=True) if lstm_layers else None
+        if self.lstm is not None:
+            input_dim = 2 * lstm_dim
         if not 0 <= blank < vocab_size:
             raise ValueError(f"blank id {blank} outside a vocabulary of {vocab_size}")
         if blank_mode not in ("add", "set"):
@@ -84,7 +92,8 @@ class CTCHead(Head):
                               "dictionary (its size).",
                               hint="Set `data.labels` (and `data.dictionary`) for this stage.")
         return cls(upstream.dim, len(dictionary), dropout=config.dropout, blank=dictionary.blank,
-                   blank_weight=config.blank_weight, blank_mode=config.blank_mode)
+                   blank_weight=config.blank_weight, blank_mode=config.blank_mode,
+                   lstm_layers=config.lstm_layers, lstm_dim=config.lstm_dim)
 
     @property
     def vocab_size(self) -> int:
@@ -92,6 +101,8 @@ class CTCHead(Head):
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """``x`` ``[B, T, D]`` -> logits ``[B, T, V]``; frames at or past ``lengths`` are blank."""
+        if self.lstm is not None:
+            x = self._run_lstm(x, lengths)
         logits = self.proj(self.dropout(x))
         if self.blank_mode == "set":
             is_blank = torch.arange(logits.shape[-1], device=logits.device) == self.blank
@@ -102,6 +113,16 @@ class CTCHead(Head):
             bias[self.blank] = self.blank_weight
             logits = logits + bias
         return force_blank(logits, lengths, self.blank)
+
+
+    def _run_lstm(self, x: Tensor, lengths: Tensor | None) -> Tensor:
+        """The BiLSTM over valid frames only (padding never reaches the backward direction)."""
+        if lengths is None:
+            return self.lstm(x)[0]
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True,
+                                                   enforce_sorted=False)
+        out, _ = self.lstm(packed)
+        return nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])[0]
 
 
 def attach_ctc_head(model: nn.Module, vocab_size: int, dropout: float = 0.0, *, blank: int = 0,
@@ -123,5 +144,6 @@ def emissions(model: nn.Module, wave: Tensor, lengths: Tensor | None = None
         ``(log_probs [B, T, V] float32, frame lengths [B] or None)``.
     """
     feats = model.extract_features(wave, lengths)
-    logits = force_blank(model.head(feats.output), feats.lengths, getattr(model.head, "blank", 0))
+    logits = force_blank(model.head(feats.output, feats.lengths), feats.lengths,
+                         getattr(model.head, "blank", 0))
     return F.log_softmax(logits.float(), dim=-1), feats.lengths

@@ -131,7 +131,7 @@ class CTCObjective(Objective):
         else:
             feats = model.extract_features(batch.source, batch.lengths)
             context, lengths = feats.output, feats.lengths
-        logits = force_blank(model.head(context), lengths, self.blank)
+        logits = force_blank(model.head(context, lengths), lengths, self.blank)
         B, T = logits.shape[:2]
         frames = lengths if lengths is not None else torch.full((B,), T, dtype=torch.long,
                                                                 device=logits.device)

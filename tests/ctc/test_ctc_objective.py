@@ -99,7 +99,7 @@ class PlainHead(Head):
         self.proj = torch.nn.Linear(dim, vocab)
         self.vocab_size = vocab
 
-    def forward(self, x):
+    def forward(self, x, lengths=None):
         return self.proj(x)
 
 
@@ -244,3 +244,17 @@ def test_untrained_blank_only_model_is_flagged_degenerate(letters):
     assert "empty" in check_not_degenerate([h.text for h in hyps])
     out = CTCObjective(CTCConfig(apply_mask=False), letters)(batch, model, 0)
     assert out.stats["wer"] == 100.0 and out.stats["uer"] == 100.0
+
+
+def test_lstm_probe_head_output_is_the_same_alone_and_padded_in_a_batch():
+    from w2v.plugins.ctc.head import CTCHead
+
+    torch.manual_seed(0)
+    head = CTCHead(6, 5, lstm_layers=2, lstm_dim=4).eval()
+    a, b = torch.randn(1, 7, 6), torch.randn(1, 4, 6)
+    batch = torch.zeros(2, 7, 6)
+    batch[0], batch[1, :4] = a[0], b[0]
+    out = head(batch, torch.tensor([7, 4]))
+    assert torch.allclose(out[0], head(a)[0], atol=1e-6)
+    assert torch.allclose(out[1, :4], head(b)[0], atol=1e-6)
+    assert (out[1, 4:].argmax(-1) == head.blank).all()  # padding forced to blank

@@ -4,6 +4,7 @@ training, freezing, parameter groups, restore and checkpoint errors."""
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 from pathlib import Path
@@ -439,3 +440,46 @@ def test_empty_batch_still_steps(tmp_path):
     assert t.fit().updates == 4
     assert [r.sample_size for r in records][1] == 0 and records[1].loss == 0.0
     assert all(r.sample_size > 0 for i, r in enumerate(records) if i != 1)
+
+
+class FakeTTY(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_console_progress_bar_on_a_tty_and_plain_lines_otherwise(tmp_path):
+    from w2v.train.metrics import MetricsLog
+
+    record = {"stage": "s", "split": "train", "step": 4, "loss": 1.5, "lr": 1e-3}
+    tty = FakeTTY()
+    log = MetricsLog(tmp_path / "m.jsonl", console=tty, total=10, stage="s")
+    log.advance(4)
+    log.write(record)
+    log.close()
+    assert "4/10" in tty.getvalue() and "loss 1.5" in tty.getvalue()
+    plain = io.StringIO()
+    log = MetricsLog(tmp_path / "m.jsonl", console=plain, total=10, stage="s")
+    log.write(record)
+    log.close()
+    assert plain.getvalue() == "[s] update 4: loss 1.5 | lr 0.001\n"
+    lines = read_metrics(tmp_path / "m.jsonl")
+    assert lines == [record, record]
+    quiet = io.StringIO()
+    MetricsLog(tmp_path / "other.jsonl", console=quiet, enabled=False).write(record)
+    assert quiet.getvalue() == "" and not (tmp_path / "other.jsonl").exists()
+
+
+@pytest.mark.slow
+def test_compile_keeps_names_and_numerics(tmp_path):
+    """torch.compile (dynamic shapes) of the encoder and aggregator; slow on CPU (~30 s)."""
+    losses = {}
+    for compile_ in (False, True):
+        t = trainer(tmp_path / str(compile_), config(max_updates=2, log_interval=1,
+                                                     compile=compile_))
+        names = list(t.model.state_dict())
+        t.fit()
+        losses[compile_] = [r["loss"] for r in read_metrics(tmp_path / str(compile_) /
+                                                             "metrics.jsonl")]
+        assert list(t.model.state_dict()) == names
+    assert t.compiled == ["encoder", "aggregator"]
+    assert losses[True] == pytest.approx(losses[False], rel=1e-4)
