@@ -24,7 +24,21 @@ FORMAT_VERSION = 1
 MODEL_FILE = "model.pt"
 
 
-def save_model(model, model_config, path: str | Path, *, dictionary: list[str] | None = None,
+def dictionary_state(d) -> dict[str, Any] | None:
+    """A label dictionary as plain data (symbols and special ids)."""
+    if d is None:
+        return None
+    return {"symbols": list(d.symbols), "blank": d.blank, "pad": d.pad, "unk": d.unk,
+            "eos": d.eos, "bos": d.bos, "nspecial": d.nspecial, "word_boundary": d.word_boundary}
+
+
+def dictionary_from_state(state: dict[str, Any] | None):
+    from .data.dictionary import Dictionary
+
+    return None if state is None else Dictionary(**state)
+
+
+def save_model(model, model_config, path: str | Path, *, dictionary=None,
                extra: dict[str, Any] | None = None) -> Path:
     """Write a w2v model file atomically (temp file + rename)."""
     from .config.structure import unstructure
@@ -37,7 +51,7 @@ def save_model(model, model_config, path: str | Path, *, dictionary: list[str] |
         "model_config": unstructure(model_config),
         "sample_rate": getattr(model, "sample_rate", 16000),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "dictionary": dictionary,
+        "dictionary": dictionary_state(dictionary),
         "plugins": plugins().versions(),
         "extra": extra or {},
     }
@@ -73,11 +87,10 @@ def load_w2v(path: str | Path, *, dictionary=None):
 
     blob = read_blob(Path(path))
     cfg = structure(blob["model_config"], ModelConfig, path=("model",))
-    symbols = blob.get("dictionary")
     if dictionary is not None and not isinstance(dictionary, Dictionary):
         dictionary = Dictionary.load(dictionary)
-    if dictionary is None and symbols:
-        dictionary = Dictionary.from_symbols(symbols)
+    if dictionary is None:
+        dictionary = dictionary_from_state(blob.get("dictionary"))
     model = build_model(cfg, blob.get("sample_rate", 16000), dictionary=dictionary)
     missing, unexpected = model.load_state_dict(blob["state_dict"], strict=False)
     if missing or unexpected:

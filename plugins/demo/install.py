@@ -48,9 +48,13 @@ def missing_packages() -> list[str]:
     return [p for p in MAIN_PACKAGES if not installed(p)]
 
 
+def has_dpkg() -> bool:
+    return shutil.which("dpkg-query") is not None
+
+
 def can_install() -> tuple[bool, str]:
     """Whether this process can run apt-get, and why not."""
-    if shutil.which("apt-get") is None or shutil.which("dpkg-query") is None:
+    if shutil.which("apt-get") is None or not has_dpkg():
         return False, "this system has no apt-get (not Debian/Ubuntu)"
     if os.geteuid() != 0:
         return False, "installing needs root"
@@ -59,9 +63,10 @@ def can_install() -> tuple[bool, str]:
 
 def install_engines(*, dry_run: bool = False, say: Callable[[str], None] = print) -> int:
     """Install the missing main-archive packages where possible; always returns 0."""
-    if shutil.which("dpkg-query") is None:
-        say("No dpkg/apt on this system: the demo corpus uses espeak-ng from the "
-            "espeakng-loader wheel only (its corpus id says so).")
+    if not has_dpkg():
+        say("No dpkg/apt on this system: nothing to install. The demo corpus uses espeak-ng from "
+            "the espeakng-loader wheel, plus flite/festival if you install them yourself (the "
+            "corpus id records the engine set).")
         say(NON_FREE_NOTE)
         return 0
     missing = missing_packages()

@@ -7,11 +7,15 @@ W2V_PLUGIN_API = "1.0"
 
 @hookimpl
 def w2v_register_components(registrar):
+    from .evaluate import EvaluateStage
+    from .report import ReportStage
     from .train import FinetuneStage, PretrainStage, TrainStage
 
     registrar.add_stage("train", TrainStage)
     registrar.add_stage("pretrain", PretrainStage)
     registrar.add_stage("finetune", FinetuneStage)
+    registrar.add_stage("evaluate", EvaluateStage)
+    registrar.add_stage("report", ReportStage)
 
 
 @hookimpl

@@ -103,7 +103,7 @@ class TrainStage(Stage):
         if self.config.save_model and dist.rank == 0:
             path = Path(context.stage_dir) / MODEL_FILE
             save_model(model, sec.model, path,
-                       dictionary=list(dictionary.symbols) if dictionary is not None else None,
+                       dictionary=dictionary,
                        extra={"stage": context.stage_id, "updates": summary.updates})
             log.info("stage `%s`: model written to %s", context.stage_id, path)
 

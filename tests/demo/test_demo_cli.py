@@ -71,6 +71,7 @@ def test_standalone_entry_point_reports_user_errors(capsys):
 
 
 def test_install_engines_without_root_only_reports(monkeypatch, capsys):
+    monkeypatch.setattr(install, "has_dpkg", lambda: True)
     monkeypatch.setattr(install, "missing_packages", lambda: ["flite", "wordnet-base"])
     monkeypatch.setattr(install, "can_install", lambda: (False, "installing needs root"))
     ran = []
@@ -82,8 +83,30 @@ def test_install_engines_without_root_only_reports(monkeypatch, capsys):
     assert ran == []
 
 
-def test_install_engines_dry_run_lists_only_main_packages(capsys):
+def test_install_engines_dry_run_lists_only_main_packages(monkeypatch, capsys):
+    monkeypatch.setattr(install.subprocess, "run", lambda *a, **k: pytest.fail("dry run ran " + str(a)))
+    monkeypatch.setattr(install, "missing_packages", lambda: list(install.MAIN_PACKAGES))
+    monkeypatch.setattr(install, "has_dpkg", lambda: True)
+    monkeypatch.setattr(install, "can_install", lambda: (True, ""))
     assert cli.run_install_engines(argparse.Namespace(dry_run=True)) == 0
     out = capsys.readouterr().out
+    assert "Dry run; would run:" in out and "festvox-us-slt-hts" in out
     assert "mbrola" in out  # explained, never installed
     assert not any(p.startswith("mbrola") for p in install.MAIN_PACKAGES)
+
+
+def test_install_engines_runs_apt_when_it_can(monkeypatch, capsys):
+    calls = []
+
+    class Done:
+        returncode, stdout, stderr = 0, "", ""
+
+    monkeypatch.setattr(install.subprocess, "run", lambda cmd, **k: calls.append(cmd) or Done())
+    state = iter([["sox", "fortunes"], []])
+    monkeypatch.setattr(install, "missing_packages", lambda: next(state))
+    monkeypatch.setattr(install, "has_dpkg", lambda: True)
+    monkeypatch.setattr(install, "can_install", lambda: (True, ""))
+    assert install.install_engines() == 0
+    assert calls == [["apt-get", "update"],
+                     ["apt-get", "install", "-y", "--no-install-recommends", "sox", "fortunes"]]
+    assert "Installed: sox fortunes" in capsys.readouterr().out

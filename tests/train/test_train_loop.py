@@ -474,8 +474,9 @@ def test_compile_keeps_names_and_numerics(tmp_path):
     """torch.compile (dynamic shapes) of the encoder and aggregator; slow on CPU (~30 s)."""
     losses = {}
     for compile_ in (False, True):
+        # no dropout: inductor draws random numbers differently from eager mode
         t = trainer(tmp_path / str(compile_), config(max_updates=2, log_interval=1,
-                                                     compile=compile_))
+                                                     compile=compile_), model=ToyModel(dropout=0))
         names = list(t.model.state_dict())
         t.fit()
         losses[compile_] = [r["loss"] for r in read_metrics(tmp_path / str(compile_) /

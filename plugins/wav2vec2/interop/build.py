@@ -7,7 +7,7 @@ from typing import Any
 
 import attrs
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from w2v.errors import UserError
 from w2v.interfaces import waveform_signal
@@ -125,16 +125,3 @@ def finish(model: SpeechModel, report: LoadReport) -> SpeechModel:
     model.eval()
     model.load_report = report
     return model
-
-
-def first(mapping: dict[str, Any], *keys: str, default: Any = None) -> Any:
-    """The value of the first of ``keys`` present (and not None) in ``mapping``."""
-    for key in keys:
-        if mapping.get(key) is not None:
-            return mapping[key]
-    return default
-
-
-def tensor_of(state: dict[str, Tensor], key: str) -> Tensor | None:
-    value = state.get(key)
-    return value if isinstance(value, Tensor) else None

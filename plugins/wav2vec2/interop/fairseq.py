@@ -191,8 +191,11 @@ def _model_config(cfg: dict[str, Any], source: str) -> tuple[dict[str, Any], dic
     return model, task, finetune
 
 
-def spec_from_fairseq_config(cfg: dict[str, Any], keys: set[str], *, source: str = "fairseq"
-                             ) -> tuple[Wav2Vec2Spec, dict[str, Any]]:
+def spec_from_fairseq_config(cfg: dict[str, Any], keys: set[str], *, head_vocab: int | None = None,
+                             source: str = "fairseq") -> tuple[Wav2Vec2Spec, dict[str, Any]]:
+    """The w2v architecture (and objective config) of a plain fairseq config; ``keys`` are the
+    state-dict keys (prefix removed) that say which optional parts exist; ``head_vocab`` is the
+    CTC layer's output size (fine-tuned checkpoints)."""
     m, task, finetune = _model_config(cfg, source)
     if m["activation_fn"] != "gelu":
         raise config_error(source, "activation_fn", m["activation_fn"], "`gelu`")
@@ -245,9 +248,6 @@ def spec_from_fairseq_config(cfg: dict[str, Any], keys: set[str], *, source: str
                   "mask_channel_min_space": int(m["mask_channel_min_space"]),
                   "mask_channel_before": bool(m["mask_channel_before"])}
     ft = finetune or {}
-    head_vocab = None
-    if "w2v_encoder.proj.weight" in keys:
-        head_vocab = -1                                      # set from the tensor's shape
     spec = Wav2Vec2Spec(
         encoder=encoder, aggregator=aggregator,
         normalize=bool(task.get("normalize") or m.get("normalize") or False),
@@ -280,9 +280,9 @@ def from_fairseq(path: str | Path) -> SpeechModel:
     state, cfg = read_fairseq_checkpoint(path)
     prefix = "w2v_encoder.w2v_model."
     keys = {k[len(prefix):] if k.startswith(prefix) else k for k in state}
-    spec, objective = spec_from_fairseq_config(cfg, keys, source=name)
-    if spec.head_vocab is not None:
-        spec.head_vocab = int(state["w2v_encoder.proj.weight"].shape[0])
+    proj = state.get("w2v_encoder.proj.weight")
+    spec, objective = spec_from_fairseq_config(
+        cfg, keys, head_vocab=None if proj is None else int(proj.shape[0]), source=name)
     report = LoadReport(source=name, objective_config=objective)
     if spec.head_vocab is not None:
         report.notes.append("Fine-tuned fairseq checkpoints carry no dictionary: supply "

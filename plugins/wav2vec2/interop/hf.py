@@ -183,7 +183,8 @@ def from_hf(source: str | Path | tuple[Any, Mapping[str, Tensor]], *,
     model = build_model(spec)
     if spec.head_vocab is not None:
         model.head.blank = int(config.get("pad_token_id", 0) or 0)
-    mapped = fuse_attention(KeyMap(HF_RULES, source=name, strip=("wav2vec2.",)).apply(state, report), name)
+    keymap = KeyMap(HF_RULES, source=name, strip=("wav2vec2.",))
+    mapped = fuse_attention(keymap.apply(state, report), name)
     load_mapped(model, mapped, report)
     return finish(model, report)
 
