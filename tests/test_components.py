@@ -43,7 +43,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import load_with_toy
+from core_testkit import load_with_toy
 from w2v import plugin_manager
 from w2v.config.structure import structure, structure_component
 from w2v.errors import FitError

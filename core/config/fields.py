@@ -80,6 +80,13 @@ def component(kind: str, default: Mapping[str, Any] | None = None, help: str = "
     return attrs.field(factory=make, metadata=md)
 
 
+def components(kind: str, help: str = ""):
+    """A mapping of named component sections of ``kind`` (``{greedy: {name: ctc_greedy}}``);
+    annotate as ``dict[str, ComponentSpec]``."""
+    return attrs.field(factory=dict, metadata={"help": help, "component_kind": kind,
+                                               "component_container": dict})
+
+
 def check(condition: bool, key: str, message: str, hint: str | None = None) -> None:
     """Cross-field check for ``__attrs_post_init__``: raise a ConfigError at ``key``."""
     if not condition:

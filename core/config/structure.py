@@ -72,7 +72,14 @@ def _structure(value: Any, tp: Any, path: tuple[str, ...], ctx: _Ctx, meta: Mapp
     if "component_kind" in meta:
         if value is None:
             return None
-        return _structure_component(meta["component_kind"], value, path, ctx)
+        kind = meta["component_kind"]
+        if meta.get("component_container") is dict:
+            if not isinstance(value, Mapping):
+                raise ctx.error(path, f"expected a mapping of named {kind} sections, found "
+                                      f"{_show(value)}.")
+            return {str(k): _structure_component(kind, v, path + (str(k),), ctx)
+                    for k, v in value.items()}
+        return _structure_component(kind, value, path, ctx)
     if tp is Any or tp is typing.Any:
         return value
     origin = typing.get_origin(tp)

@@ -179,10 +179,10 @@ class Trainer:
         self.optimizers = build_optimizers(self.model, self.objective, config, self.composite)
         self._group_params = {g: [p for pg in o.param_groups for p in pg["params"]]
                               for g, o in self.optimizers.items()}
-        self.schedules = {g: build_lr_schedule(config.schedule,
-                                               o.param_groups[0]["peak_lr"] if o.param_groups
-                                               else config.lr, config.max_updates)
-                          for g, o in self.optimizers.items()}
+        self.peak_lr = {g: self._group_lr(g) for g in self.optimizers}
+        self.schedules = {g: build_lr_schedule(config.schedule, lr, config.max_updates)
+                          for g, lr in self.peak_lr.items()}
+        self.current_lr = dict(self.peak_lr)
         self.freeze = FreezePlan(self.model, self.objective, config.freeze, config.freeze_updates,
                                  config.max_updates)
         quantizer = getattr(model, "quantizer", None)
@@ -235,11 +235,15 @@ class Trainer:
         if self.dist.is_main and self._log is not None:
             self._log.message(f"[{self.stage}] {text}")
 
+    def _group_lr(self, group: str) -> float:
+        override = self.config.group_optimizers.get(group)
+        return override.lr if override is not None and override.lr is not None \
+            else self.config.lr
+
     @property
     def lr(self) -> float:
-        """The current lr of the first optimizer's first group."""
-        opt = next(iter(self.optimizers.values()))
-        return float(opt.param_groups[0]["lr"]) if opt.param_groups else 0.0
+        """The scheduled lr of the first optimizer (before any component's ``lr_scale``)."""
+        return self.current_lr[next(iter(self.optimizers))]
 
     # ------------------------------------------------------------------ fit
     def fit(self) -> FitSummary:
@@ -328,6 +332,7 @@ class Trainer:
         step = update - self.schedule_offset
         for g, opt in self.optimizers.items():
             factor = self.schedules[g](step)
+            self.current_lr[g] = self.peak_lr[g] * factor
             for pg in opt.param_groups:
                 pg["lr"] = pg["peak_lr"] * factor
         for name in self.freeze.apply(update):
@@ -415,9 +420,8 @@ class Trainer:
         if ok:
             self.precision.step(optimizer)
         self.precision.update()
-        for opt in self.optimizers.values():
-            opt.zero_grad(set_to_none=True)
-        lr = float(optimizer.param_groups[0]["lr"]) if optimizer.param_groups else 0.0
+        self.step_module.zero_grad(set_to_none=True)  # every group's, and unoptimised ones
+        lr = self.current_lr[group]
         if ok:
             self.num_updates += 1
             self.health.observe(self.num_updates, update_stats)
@@ -437,8 +441,8 @@ class Trainer:
                                   "step_time_s": result.pop("step_time_s"),
                                   "grad_norm": result.pop("grad_norm")}
         if self.composite is not None:
-            for g, opt in self.optimizers.items():
-                record[f"lr_{g}"] = float(opt.param_groups[0]["lr"]) if opt.param_groups else 0.0
+            for g, lr in self.current_lr.items():
+                record[f"lr_{g}"] = lr
         if self.precision.scaler is not None:
             record["loss_scale"] = self.precision.loss_scale
         record.update({k: v for k, v in result.items() if k not in record})

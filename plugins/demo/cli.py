@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-DEMO_DATA_HELP = "build (or find) the synthetic demo speech corpus"
-INSTALL_HELP = "install the Debian main-archive speech engines and text sources (root + apt)"
+DEMO_DATA_HELP = "Build (or find) the synthetic demo speech corpus (fairseq manifests, labels, alignments)."
+INSTALL_HELP = "Install the Debian main-archive speech engines and text sources (needs root and apt)."
 
 
 def configure_demo_data(parser: argparse.ArgumentParser) -> None:
@@ -61,7 +61,8 @@ def run_demo_data(args: argparse.Namespace) -> int:
         real = meta.get("real", {})
         say(f"  {'real':10s} {real.get('seconds', 0) / 60:7.2f} min  {real.get('utterances', 0):5d} "
             "utterances (human speech)")
-        say(f"  unpaired   {meta['unpaired']['sentences']} sentences; lm.txt {meta['lm']['sentences']} sentences")
+        say(f"  unpaired   {meta['unpaired']['sentences']} sentences; "
+            f"lm.txt {meta['lm']['sentences']} sentences")
         absent = [e for e in ("flite", "festival") if e not in available_engines()]
         if absent:
             say(f"  note: {', '.join(absent)} not installed; `w2vrun install-engines` adds more "

@@ -4,8 +4,10 @@
 of 22.05 kHz samples and events; with ``espeakINITIALIZE_PHONEME_EVENTS |
 espeakINITIALIZE_PHONEME_IPA`` every phoneme arrives as an event holding its
 IPA name (stress marks included) and its sample position. A phone lasts
-until the next event; the unnamed events are pauses.
+until the next event; the unnamed events are pauses (see :func:`events_to_segments`).
 
+Each utterance is synthesised by a fresh copy of the library with fixed
+random seeds, so it does not depend on what the process said before.
 While loaded, the wheel's library shadows Debian's ``libespeak-ng.so.1`` in
 the process (same soname), so only the builder's worker processes load it.
 """
@@ -242,7 +244,7 @@ class EspeakEngine(Engine):
         for job in jobs:
             rate = int(round(DEFAULT_RATE_WPM * job.rate))
             pitch = int(round(25 + 50 * job.pitch))
-            pitch_range = int(round(30 + 50 * job.pitch))
+            pitch_range = int(round(30 + 50 * ((7.0 * job.pitch) % 1.0)))  # decorrelated from pitch
             try:
                 wave, events, sample_rate = synthesize(job.text + ".", job.voice.name, rate, pitch,
                                                        pitch_range)

@@ -98,7 +98,8 @@ def _sentence(rng: random.Random) -> str:
         return (f"{_pick(rng, NAMES)} and {_pick(rng, NAMES)} will {verb[0]} {_object(rng)} on "
                 f"the {day}{_suffix(day)} of {_pick(rng, MONTHS)}.")
     if form == 5:
-        return f"Please {verb[0]} {_object(rng)} before {rng.randint(1, 12)}:{_pick(rng, ('00', '15', '30', '45'))}."
+        minutes = _pick(rng, ("00", "15", "30", "45"))
+        return f"Please {verb[0]} {_object(rng)} before {rng.randint(1, 12)}:{minutes}."
     if form == 6:
         thing = _pick(rng, THINGS)
         return (f"There are {rng.randint(2, 250)} {_pick(rng, ADJECTIVES)} {thing[1]} in "

@@ -18,7 +18,7 @@ from typing import Literal
 import attrs
 import torch
 
-from w2v.config import ComponentSpec, field, size
+from w2v.config import ComponentSpec, components, field, size
 from w2v.errors import ConfigError
 from w2v.interfaces import Stage
 
@@ -29,9 +29,9 @@ log = logging.getLogger("w2v")
 class EvaluateConfig:
     models: list[str] = field(help="stage ids of this recipe (or checkpoint paths) to evaluate")
     split: Literal["valid", "test"] = field("test", "the labelled split to decode")
-    decoders: dict[str, ComponentSpec] = field(
-        factory=lambda: {}, help="name -> decoder section, e.g. `{greedy: {name: ctc_greedy}}` "
-                                 "(default: greedy only)")
+    decoders: dict[str, ComponentSpec] = components(
+        "decoder", "name -> decoder section, e.g. `{greedy: {name: ctc_greedy}}` (default: "
+                   "greedy only)")
     lm_text: str | None = field(None, "text to build the word LM from (a path, or `CORPUS:lm`); "
                                       "decoders with `lm: auto` / `lexicon: auto` use it")
     lm_order: int = size(4, 1, 10, "n-gram order of the LM built from lm_text")
@@ -69,7 +69,8 @@ class EvaluateStage(Stage):
             if dictionary is None or model.head is None:
                 raise ConfigError(f"model `{name}` has no CTC head and dictionary to decode with.",
                                   key=f"stages.{context.stage_id}.models")
-            dataset = build_dataset(attrs.evolve(data, pad=True), cfg.split, labels=True,
+            whole = attrs.evolve(data, pad=True, max_sample_size=1 << 31, max_tokens=1 << 31)
+            dataset = build_dataset(whole, cfg.split, labels=True,
                                     dictionary=dictionary,
                                     min_samples=model.encoder.produces().receptive_field)
             refs, lps, lens = self._emissions(model, dataset, dictionary)

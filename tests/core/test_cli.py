@@ -13,7 +13,7 @@ import types
 import pytest
 import yaml
 
-from conftest import TOY_RECIPE, make_entry_point_dist, write
+from core_testkit import TOY_RECIPE, make_entry_point_dist, write
 from w2v import hookimpl, plugin_manager
 from w2v.errors import ConfigError
 
@@ -369,7 +369,7 @@ def register_toy_quantizer_copy(registrar):
 
 
 def test_duplicate_registration_names_both_modules():
-    from conftest import load_with_toy
+    from core_testkit import load_with_toy
 
     other = make_plugin("other_vendor_plugin", register_toy_quantizer_copy)
     with pytest.raises(ConfigError) as info:
@@ -415,7 +415,7 @@ def test_duplicate_registration_through_entry_points(run_cli, tmp_path, monkeypa
 
 
 def test_plugin_whose_hook_raises_is_reported_and_others_keep_working(run_cli):
-    from conftest import load_with_toy
+    from core_testkit import load_with_toy
 
     def explode(registrar):
         raise RuntimeError("libfoo.so: cannot open shared object file")
@@ -437,7 +437,7 @@ def test_plugin_whose_hook_raises_is_reported_and_others_keep_working(run_cli):
 @pytest.mark.xfail(strict=True, reason="core bug: a plugin whose hook fails part-way keeps the "
                    "components it registered before failing (w2v.plugin_manager.load_plugins)")
 def test_failed_plugin_leaves_no_half_registration():
-    from conftest import load_with_toy
+    from core_testkit import load_with_toy
 
     def half(registrar):
         import toy_plugin
@@ -470,7 +470,7 @@ def test_plugin_that_fails_to_import_is_reported(run_w2vrun, toy_entry_point, tm
 
 
 def test_plugin_without_api_version_is_refused():
-    from conftest import load_with_toy
+    from core_testkit import load_with_toy
 
     module = make_plugin("unversioned_plugin", register_toy_quantizer_copy)
     del module.W2V_PLUGIN_API

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TOY_RECIPE, write
+from core_testkit import TOY_RECIPE, write
 from w2v.config.recipe import load_recipe, recipe_from_dict, stage_sections
 from w2v.errors import ConfigError
 

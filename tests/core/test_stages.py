@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from conftest import write
+from core_testkit import write
 from w2v.config.recipe import load_recipe
 from w2v.errors import ConfigError
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import make_entry_point_dist, write
+from core_testkit import make_entry_point_dist, write
 from w2v import plugin_manager
 
 PLUGIN_SOURCE = '''\
