@@ -350,12 +350,40 @@ class Trainer:
         return group
 
     def _update(self, stream: BatchStream) -> UpdateRecord:
+        """One update (or a skipped attempt, when the loss or gradients are not finite)."""
         start = time.perf_counter()
         update = self.num_updates
         self._call("on_update_start", update)
         self._prepare_update(update)
         group = self._group_for(update)
         optimizer = self.optimizers[group]
+        losses, sizes, stats_list = self._accumulate(stream, update, group)
+        totals = all_reduce_sum(torch.stack([torch.stack(losses).sum(), torch.stack(sizes).sum()]))
+        grad_norm = self._finish_gradients(group, totals[1])
+        self._call("on_before_optimizer_step", update, group)
+        loss_sum, sample_size, norm, update_stats = self._to_host(totals, grad_norm, sizes,
+                                                                  stats_list)
+        fp16 = self.precision.scaler is not None
+        ok = self.health.record(update + 1, loss_sum, norm, fp16=fp16,
+                                loss_scale=self.precision.loss_scale
+                                if fp16 and not math.isfinite(norm) else None)
+        if ok:
+            self.precision.step(optimizer)
+        self.precision.update()
+        self.step_module.zero_grad(set_to_none=True)  # every group's, and unoptimised ones
+        if ok:
+            self.num_updates += 1
+            self.health.observe(self.num_updates, update_stats)
+        return UpdateRecord(update=self.num_updates, stepped=ok,
+                            loss=loss_sum / sample_size if sample_size > 0 else loss_sum,
+                            sample_size=sample_size, grad_norm=norm, lr=self.current_lr[group],
+                            time_s=time.perf_counter() - start,
+                            group=group if self.composite is not None else None,
+                            stats=update_stats)
+
+    def _accumulate(self, stream: BatchStream, update: int, group: str
+                    ) -> tuple[list[Tensor], list[Tensor], list[Mapping[str, Any]]]:
+        """Forward and backward ``update_freq`` micro-batches; DDP syncs on the last one."""
         ddp = hasattr(self.step_module, "no_sync")
         losses: list[Tensor] = []
         sizes: list[Tensor] = []
@@ -375,62 +403,44 @@ class Trainer:
             losses.append(loss.detach().float())
             sizes.append(_as_tensor(sample_size, self.device))
             stats_list.append(stats)
+        return losses, sizes, stats_list
 
-        totals = all_reduce_sum(torch.stack([torch.stack(losses).sum(), torch.stack(sizes).sum()]))
+    def _finish_gradients(self, group: str, global_size: Tensor) -> Tensor:
+        """Unscale (fp16), scale to ``sum / global sample size`` (DDP averaged over ranks,
+        hence ``x world_size``), clip; returns the norm before clipping (a device tensor)."""
         params = self._group_params[group]
-        self.precision.unscale_(optimizer)
+        self.precision.unscale_(self.optimizers[group])
         grads = [p.grad for p in params if p.grad is not None]
         if grads:
-            factor = self.dist.world_size / totals[1].clamp(min=1.0)
-            torch._foreach_mul_(grads, factor)
+            torch._foreach_mul_(grads, self.dist.world_size / global_size.clamp(min=1.0))
         if self.config.clip_norm > 0:
-            grad_norm = nn.utils.clip_grad_norm_(params, self.config.clip_norm)
-        else:
-            grad_norm = nn.utils.get_total_norm(grads) if grads else totals.new_zeros(())
-        self._call("on_before_optimizer_step", update, group)
+            return nn.utils.clip_grad_norm_(params, self.config.clip_norm)
+        return nn.utils.get_total_norm(grads) if grads else global_size.new_zeros(())
 
-        # one device->host transfer for everything this update reports
-        keys, tensors, floats = [], [], []
+    @staticmethod
+    def _to_host(totals: Tensor, grad_norm: Tensor, sizes: list[Tensor],
+                 stats_list: list[Mapping[str, Any]]
+                 ) -> tuple[float, float, float, dict[str, float]]:
+        """One device-to-host transfer: global loss sum and sample size, gradient norm, and the
+        micro-batches' stats aggregated (weighted by their local sample sizes)."""
+        where, tensors = [], []
         for j, stats in enumerate(stats_list):
             for k, v in stats.items():
                 if isinstance(v, Tensor):
-                    keys.append((j, k, len(tensors)))
+                    where.append((j, k))
                     tensors.append(v.detach().float().reshape(()).to(totals.device))
-                else:
-                    floats.append((j, k, float(v)))
         values = torch.stack([totals[0], totals[1], grad_norm.float().to(totals.device),
                               *sizes, *tensors]).tolist()
-        loss_sum, sample_size, norm = values[0], values[1], values[2]
         local_sizes = values[3:3 + len(sizes)]
-        base = 3 + len(sizes)
-        per_batch: list[dict[str, float]] = [{} for _ in stats_list]
-        for j, k, idx in keys:
-            per_batch[j][k] = values[base + idx]
-        for j, k, v in floats:
+        per_batch: list[dict[str, float]] = [
+            {k: float(v) for k, v in stats.items() if not isinstance(v, Tensor)}
+            for stats in stats_list]
+        for (j, k), v in zip(where, values[3 + len(sizes):]):
             per_batch[j][k] = v
-        stats_meter = WeightedMeter()
-        for s, w in zip(per_batch, local_sizes):
-            stats_meter.add(s, w)
-        update_stats = stats_meter.result()
-
-        fp16 = self.precision.scaler is not None
-        ok = self.health.record(update + 1, loss_sum, norm, fp16=fp16,
-                                loss_scale=self.precision.loss_scale
-                                if fp16 and not math.isfinite(norm) else None)
-        if ok:
-            self.precision.step(optimizer)
-        self.precision.update()
-        self.step_module.zero_grad(set_to_none=True)  # every group's, and unoptimised ones
-        lr = self.current_lr[group]
-        if ok:
-            self.num_updates += 1
-            self.health.observe(self.num_updates, update_stats)
-        per_unit = loss_sum / sample_size if sample_size > 0 else loss_sum
-        return UpdateRecord(update=self.num_updates, stepped=ok, loss=per_unit,
-                            sample_size=sample_size, grad_norm=norm, lr=lr,
-                            time_s=time.perf_counter() - start,
-                            group=group if self.composite is not None else None,
-                            stats=update_stats)
+        meter = WeightedMeter()
+        for stats, weight in zip(per_batch, local_sizes):
+            meter.add(stats, weight)
+        return values[0], values[1], values[2], meter.result()
 
     # ------------------------------------------------------------------ logging
     def _write_train(self, meter: TrainMeter) -> None:

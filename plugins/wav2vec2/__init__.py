@@ -47,3 +47,46 @@ def w2v_register_components(registrar):
     registrar.add_component("contrastive_loss", "pml", PMLContrastiveLoss,
                             smoke={"loss": "NTXentLoss"},
                             help="any pytorch-metric-learning loss over the sampled pairs")
+
+
+def _with_dictionary(model, dictionary):
+    from w2v.data.dictionary import as_dictionary
+
+    if dictionary is not None:
+        model.dictionary = as_dictionary(dictionary)
+    elif getattr(model, "dictionary", None) is None:
+        model.dictionary = None
+    return model
+
+
+def _load_fairseq(path, dictionary=None, **kwargs):
+    """A fine-tuned fairseq checkpoint carries no dictionary: `dictionary=` gives dict.ltr.txt."""
+    from .interop import load_fairseq
+
+    return _with_dictionary(load_fairseq(path, **kwargs), dictionary)
+
+
+def _load_hf(path, dictionary=None, **kwargs):
+    """A Hugging Face CTC directory brings its vocab.json (`<pad>` = blank at 0)."""
+    import json
+    from pathlib import Path
+
+    from w2v.data.dictionary import Dictionary
+
+    from .interop import load_hf
+
+    model = load_hf(path, **kwargs)
+    vocab = Path(path) / "vocab.json"
+    if dictionary is None and vocab.exists() and getattr(model, "head", None) is not None:
+        dictionary = Dictionary.from_hf_vocab(json.loads(vocab.read_text()))
+    return _with_dictionary(model, dictionary)
+
+
+@hookimpl
+def w2v_register_checkpoint_formats(registrar):
+    from .interop import detect_fairseq, detect_hf
+
+    registrar.add_importer("fairseq_wav2vec2", detect_fairseq, _load_fairseq,
+                           help="fairseq wav2vec 2.0 .pt (wav2vec2 / wav2vec_ctc); fairseq not needed")
+    registrar.add_importer("huggingface_wav2vec2", detect_hf, _load_hf,
+                           help="Hugging Face Wav2Vec2Model / ForPreTraining / ForCTC directory")

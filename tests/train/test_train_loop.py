@@ -279,6 +279,7 @@ def test_param_group_lr_scale_and_weight_decay_rules(tmp_path):
     assert [round(x["default"], 8) for x in lrs] == [2.5e-3, 2.5e-3, 5e-3]  # fairseq warmup
     for x in lrs:
         assert x["encoder"] == pytest.approx(0.1 * x["default"])
+    assert read_metrics(tmp_path / "metrics.jsonl")[-1]["lr"] == pytest.approx(5e-3)
     # adam: decoupled decay on every parameter; adamw: none on biases and norm weights
     assert all(g["weight_decay"] == 0.1 for g in t.optimizers["default"].param_groups)
     t2 = trainer(tmp_path / "w", attrs.evolve(cfg, optimizer="adamw"))
