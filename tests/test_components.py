@@ -73,7 +73,7 @@ def installed_plugins():
 
 
 def tiny_dictionary():
-    """A letters dictionary (fairseq layout, blank 0), or None while w2v.data.dictionary is absent."""
+    """A letters dictionary (fairseq layout, blank 0); None while w2v.data.dictionary is absent."""
     try:
         from w2v.data.dictionary import Dictionary
     except ImportError:
@@ -328,3 +328,27 @@ def test_candidate_models_start_small():
     first = next(model_candidates())
     assert first["encoder"] == TOY_ENCODER and first["aggregator"]["causal"] is True
     assert not math.isnan(FRAMES.frame_rate)
+
+
+def test_no_smoke_check_demands_a_reason():
+    """The no-smoke test fails for an undocumented registration and skips a documented one."""
+    import attrs
+
+    from w2v.registry import PluginInfo, Registration
+
+    class Undocumented:
+        @attrs.define
+        class Config:
+            pass
+
+    class Documented(Undocumented):
+        no_smoke_reason = "needs a KenLM binary"
+
+    plugin = PluginInfo(name="p", module="p")
+    bare = Registration(kind="decoder", name="bare", cls=Undocumented,
+                        config_cls=Undocumented.Config, plugin=plugin)
+    with pytest.raises(AssertionError, match="registers no smoke config"):
+        test_component_without_smoke_says_why(bare)
+    documented = attrs.evolve(bare, cls=Documented)
+    with pytest.raises(pytest.skip.Exception, match="KenLM"):
+        test_component_without_smoke_says_why(documented)

@@ -27,7 +27,7 @@ def pyproject() -> dict:
 
 
 def package_folders() -> dict[str, Path]:
-    """``{w2v package name: folder}`` for every folder with an ``__init__.py`` under core/, plugins/."""
+    """``{w2v package name: folder}`` of every folder with an ``__init__.py`` in core/, plugins/."""
     found = {}
     for folder, name in FOLDERS.items():
         base = ROOT / folder

@@ -25,7 +25,8 @@ _LENGTH_HELP = "updates (an integer) or a fraction of max_updates (a float up to
 
 
 def resolve_length(value: int | float | None, max_updates: int, key: str) -> int:
-    """A phase length in updates: ints are updates, floats up to 1.0 fractions of ``max_updates``."""
+    """A phase length in updates: an int is updates, a float up to 1.0 a fraction of
+    ``max_updates``."""
     if value is None:
         return 0
     if isinstance(value, bool) or value < 0:
@@ -34,8 +35,8 @@ def resolve_length(value: int | float | None, max_updates: int, key: str) -> int
     if isinstance(value, float) and value <= 1.0:
         return int(round(value * max_updates))
     if isinstance(value, float) and not value.is_integer():
-        raise ConfigError(f"a float length must be a fraction up to 1.0 (of max_updates) or a whole "
-                          f"number of updates, found {value}.", key=key,
+        raise ConfigError(f"a float length must be a fraction up to 1.0 (of max_updates) or a "
+                          f"whole number of updates, found {value}.", key=key,
                           hint=f"Write `{int(value)}` updates or a fraction like "
                                f"`{min(value / max_updates, 0.99):.2f}`.")
     return int(value)

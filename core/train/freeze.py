@@ -32,14 +32,19 @@ def _submodule(model: nn.Module, objective: nn.Module, name: str, key: str) -> n
     return module
 
 
-def set_frozen(module: nn.Module, frozen: bool) -> None:
-    """Freeze or unfreeze ``module``: its own flag where it has one, and ``requires_grad``."""
+def set_frozen(module: nn.Module, frozen: bool,
+               trainable: Mapping[int, bool] | None = None) -> None:
+    """Freeze or unfreeze ``module``: its own flag where it has one, and ``requires_grad``.
+
+    ``trainable`` (parameter id -> requires_grad before any freezing) keeps parameters
+    that were never trainable (a fixed codebook, say) frozen when unfreezing.
+    """
     if hasattr(module, "set_frozen"):
         module.set_frozen(frozen)
     elif isinstance(getattr(module, "frozen", None), bool):
         module.frozen = frozen
     for p in module.parameters():
-        p.requires_grad_(not frozen)
+        p.requires_grad_(False if frozen else (trainable or {}).get(id(p), True))
 
 
 class FreezePlan:
@@ -59,6 +64,8 @@ class FreezePlan:
         self.until = {n: (_submodule(model, objective, n, "freeze_updates"),
                           resolve_length(v, max_updates, f"freeze_updates.{n}"))
                       for n, v in until.items()}
+        self._trainable = {id(p): p.requires_grad for m, _ in self.until.values()
+                           for p in m.parameters()}
         self._state: dict[str, bool] = {}
 
     @property
@@ -74,7 +81,7 @@ class FreezePlan:
             set_frozen(module, True)
             self._state[name] = True
         for name, (module, _) in self.until.items():
-            set_frozen(module, False)
+            set_frozen(module, False, self._trainable)
             self._state[name] = False
 
     def apply(self, update: int) -> list[str]:
@@ -88,7 +95,7 @@ class FreezePlan:
         for name, (module, n) in self.until.items():
             frozen = update < n
             if self._state.get(name) is not frozen:
-                set_frozen(module, frozen)
+                set_frozen(module, frozen, self._trainable)
                 self._state[name] = frozen
                 changed.append(name)
         return changed

@@ -2,11 +2,12 @@
 
 One update: tell the model and objective the update count, set the scheduled
 lr, accumulate ``update_freq`` micro-batches (each forward reseeded from
-``(seed, update, rank, micro-batch)``; DDP syncs only on the last), sum the loss and sample size over
-ranks, scale gradients to ``sum / global sample size``, clip, check health, and
-step the optimizer the objective chose. Validation, logging and checkpoints
-happen between updates; everything that influences later updates is in the
-checkpoint, so a resumed run repeats the uninterrupted one exactly.
+``(seed, update, rank, micro-batch)``; DDP syncs only on the last), sum the
+loss and sample size over ranks, scale gradients to ``sum / global sample
+size``, clip, check health, and step the optimizer the objective chose.
+Validation, logging and checkpoints happen between updates; everything that
+influences later updates is in the checkpoint, so a resumed run repeats the
+uninterrupted one exactly.
 
 Example::
 
@@ -22,7 +23,7 @@ import contextlib
 import math
 import time
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Protocol, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 import attrs
 import torch

@@ -90,7 +90,8 @@ def main() -> None:
     print(f"torch {torch.__version__}, 1 thread, {args.updates} updates x {args.repeats} repeats")
     print(f"bare loop     {b * 1e3:8.3f} ms/update")
     print(f"trainer loop  {f * 1e3:8.3f} ms/update")
-    print(f"overhead      {(f - b) * 1e3:8.3f} ms/update ({(f - b) / b * 100:.0f} % of a tiny step)")
+    print(f"overhead      {(f - b) * 1e3:8.3f} ms/update "
+          f"({(f - b) / b * 100:.0f} % of a tiny step)")
 
 
 if __name__ == "__main__":

@@ -138,8 +138,8 @@ def mutated(draw) -> tuple[dict, list[str], tuple[int, str] | None]:
         .map(lambda t: "".join(t)), max_size=2))
     corrupt = None
     if draw(st.integers(0, 9)) == 0:
-        corrupt = (draw(st.integers(0, 2000)), draw(st.sampled_from(["", ":", "{", "  ", "- ", "\t",
-                                                                     "&a ", "*b", "!!python/name:os.system "])))
+        inserts = ["", ":", "{", "  ", "- ", "\t", "&a ", "*b", "!!python/name:os.system "]
+        corrupt = (draw(st.integers(0, 2000)), draw(st.sampled_from(inserts)))
     return recipe, overrides, corrupt
 
 

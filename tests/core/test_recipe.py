@@ -19,7 +19,8 @@ def load_error(path: Path, overrides=()) -> ConfigError:
 
 def plan(path_or_raw, overrides=()):
     """Structure every stage (needs the data and trainer sections' configs)."""
-    pytest.importorskip("w2v.train.config", reason="w2v.train.config (TrainerConfig) not written yet")
+    pytest.importorskip("w2v.train.config",
+                        reason="w2v.train.config (TrainerConfig) not written yet")
     from w2v.stages import plan_stages
 
     raw = path_or_raw if not isinstance(path_or_raw, (str, Path)) else \
@@ -52,7 +53,8 @@ def test_base_path_is_relative_to_the_file_naming_it(tmp_path):
     assert raw.data["trainer"] == {"lr": 0.1}
     assert "base" not in raw.data
     # every key remembers the file and line it came from
-    assert raw.srcmap.where(("model", "encoder", "dim")) == f"{tmp_path / 'bases' / 'parent.yaml'}:2"
+    parent = tmp_path / "bases" / "parent.yaml"
+    assert raw.srcmap.where(("model", "encoder", "dim")) == f"{parent}:2"
     assert raw.srcmap.where(("model", "aggregator", "layers")) == f"{child}:3"
     assert [p.name for p in raw.files] == ["child.yaml", "parent.yaml"]
 
@@ -172,7 +174,8 @@ def test_overrides_parse_values_as_yaml():
     ])
     q = raw.data["model"]["quantizer"]
     assert q["num_vars"] == 64 and type(q["num_vars"]) is int
-    assert raw.data["trainer"]["lr"] == pytest.approx(3e-5) and type(raw.data["trainer"]["lr"]) is float
+    lr = raw.data["trainer"]["lr"]
+    assert lr == pytest.approx(3e-5) and type(lr) is float
     assert q["temp"] == [2, 0.5, 0.9]
     assert raw.data["data"]["train"] == "/tmp/x.tsv"
     assert "groups" not in q

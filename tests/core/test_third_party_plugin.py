@@ -72,7 +72,8 @@ class NoopStage(Stage):
 
 @hookimpl
 def w2v_register_components(registrar):
-    registrar.add_component("encoder", "{prefix}_framing", FramingEncoder, smoke={{"frame": 80, "dim": 8}})
+    registrar.add_component("encoder", "{prefix}_framing", FramingEncoder,
+                            smoke={{"frame": 80, "dim": 8}})
     registrar.add_stage("{prefix}_noop", NoopStage)
 '''
 

@@ -85,7 +85,7 @@ class ToyQuantizer(Quantizer):
 
 
 class ToyNorm(nn.Module):
-    """Base class of the plugin-declared ``toy_norm`` kind: ``forward(x [B, T, D]) -> [B, T, D]``."""
+    """Base of the plugin-declared ``toy_norm`` kind: ``forward(x [B, T, D]) -> [B, T, D]``."""
 
 
 class ToyScale(ToyNorm):

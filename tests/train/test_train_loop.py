@@ -196,7 +196,8 @@ def test_mixed_precision_on_cpu(tmp_path, precision):
     assert set(dtypes) == {expected}
     lines = read_metrics(tmp_path / "metrics.jsonl")
     assert all(r["loss"] is not None and r["loss"] > 0 for r in lines)
-    assert not torch.equal(snap.start["aggregator.conv.weight"], snap.after[-1]["aggregator.conv.weight"])
+    w = "aggregator.conv.weight"
+    assert not torch.equal(snap.start[w], snap.after[-1][w])
     assert all(p.dtype == torch.float32 for p in t.model.parameters())
     state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
     if precision == "fp16":
@@ -244,10 +245,17 @@ def test_freeze_for_n_updates_and_throughout(tmp_path):
         def on_before_optimizer_step(self, trainer, update, group):
             flags.append(trainer.model.encoder.frozen)
 
+    model = ToyModel()
+    model.encoder.conv.bias.requires_grad_(False)  # never trainable: stays so after unfreezing
     t = trainer(tmp_path, config(max_updates=6, freeze=["aggregator.out"],
-                                 freeze_updates={"encoder": 3}), callbacks=[snap, Flag()])
+                                 freeze_updates={"encoder": 3}), model=model,
+                callbacks=[snap, Flag()])
     t.fit()
-    enc, agg_frozen, agg_free = "encoder.conv.weight", "aggregator.out.weight", "aggregator.conv.weight"
+    assert not model.encoder.conv.bias.requires_grad and model.encoder.conv.weight.requires_grad
+    assert all(torch.equal(s["encoder.conv.bias"], snap.start["encoder.conv.bias"])
+               for s in snap.after)
+    enc, agg_frozen, agg_free = ("encoder.conv.weight", "aggregator.out.weight",
+                                 "aggregator.conv.weight")
     assert flags == [True, True, True, False, False, False]  # the component's own flag
     for u in range(3):
         assert torch.equal(snap.after[u][enc], snap.start[enc])

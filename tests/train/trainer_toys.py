@@ -214,7 +214,8 @@ class ToyGanObjective(Objective):
         self.groups_seen: list[str] = []
 
     def parameter_groups(self, model: nn.Module):
-        return {"generator": list(model.parameters()), "discriminator": list(self.disc.parameters())}
+        return {"generator": list(model.parameters()),
+                "discriminator": list(self.disc.parameters())}
 
     def group_for_step(self, step: int) -> str:
         return "generator" if step % 2 == 0 else "discriminator"
