@@ -30,8 +30,7 @@ class _Parser(argparse.ArgumentParser):
     """argparse that raises a UserError (exit 2, no usage dump) on bad arguments."""
 
     def error(self, message: str):  # type: ignore[override]
-        raise UserError(f"{message}.", where=f"w2vrun {self.prog.split(' ', 1)[-1]}".strip(),
-                        hint=f"See `{self.prog} --help`.")
+        raise UserError(f"{message}.", where=self.prog, hint=f"See `{self.prog} --help`.")
 
 
 def _recipe_parser() -> argparse.ArgumentParser:
@@ -58,7 +57,7 @@ def run_recipe(argv: Sequence[str]) -> int:
     from .config.recipe import load_recipe
     from .stages import dry_run, plan_stages, run_stages
 
-    args = _recipe_parser().parse_args(list(argv))
+    args = _recipe_parser().parse_intermixed_args(list(argv))
     overrides = list(args.overrides)
     raw = load_recipe(args.recipe, overrides)
     plans = plan_stages(raw)
@@ -112,7 +111,8 @@ def cmd_show(argv: Sequence[str]) -> int:
         if "component_kind" in f.metadata:
             comp_default = f.metadata.get("component_default")
             default = f"{{name: {comp_default['name']}}}" if comp_default else "null"
-        typ = getattr(f.type, "__name__", None) or str(f.type).replace("typing.", "")
+        typ = f.type.__name__ if isinstance(f.type, type) else \
+            str(f.type).replace("typing.", "").replace("w2v.config.spec.", "")
         print(f"    {f.name}: {typ} = {default}")
         help_ = f.metadata.get("help", "")
         if help_:
@@ -191,3 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv is None:
         sys.exit(code)
     return code
+
+
+if __name__ == "__main__":
+    main()

@@ -120,6 +120,7 @@ def load_plugins(extra_modules: Iterable[tuple[str, Any]] = ()) -> PluginSet:
                 raise  # duplicate registrations and the like are the user's to fix
             except Exception as exc:
                 failed_in_hooks[name] = _short_error(exc)
+                _forget(registry, name)
 
     for name, info in infos.items():
         if name in failed_in_hooks:
@@ -127,6 +128,15 @@ def load_plugins(extra_modules: Iterable[tuple[str, Any]] = ()) -> PluginSet:
         else:
             statuses.append(PluginStatus(info=info, loaded=True))
     return PluginSet(registry=registry, statuses=statuses)
+
+
+def _forget(registry: Registry, plugin: str) -> None:
+    """Remove everything a failed plugin registered before its hook raised."""
+    for table in (registry.components, registry.importers, registry.commands, registry.corpora):
+        for key in [k for k, v in table.items() if v.plugin.name == plugin]:
+            del table[key]
+    for key in [k for k, v in registry.kinds.items() if v.plugin and v.plugin.name == plugin]:
+        del registry.kinds[key]
 
 
 def _short_error(exc: BaseException) -> str:

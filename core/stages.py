@@ -145,20 +145,42 @@ def dry_run(raw: RawRecipe, plans: dict[str, StagePlan], echo=print) -> None:
     for sid, plan in plans.items():
         sec = plan.sections
         echo(f"stage `{sid}` ({plan.spec.name}):")
-        if sec.model.encoder is None:
+        slots = ("encoder", "quantizer", "aggregator", "masker", "head")
+        if all(getattr(sec.model, slot) is None for slot in slots):
             echo("  (no model)")
             continue
+        dictionary = _dry_run_dictionary(sec) if sec.model.head is not None else None
         with on_meta():
             sample_rate = getattr(sec.data, "sample_rate", 16000)
-            model = build_model(sec.model, sample_rate)
+            model = build_model(sec.model, sample_rate, dictionary=dictionary)
             for line in describe_model(model, sec.model):
                 echo(line)
             if sec.objective is not None:
-                objective = build_objective(sec.objective, model)
+                objective = build_objective(sec.objective, model, dictionary=dictionary)
                 echo(f"  {'objective':<11}{sec.objective.name:<26}"
                      f"{count_parameters(objective):>13,} params")
         total = count_parameters(model)
         echo(f"  total model parameters: {total:,}")
+
+
+def _dry_run_dictionary(sec: Sections):
+    """The stage's label dictionary when it is on disk already; otherwise a placeholder of
+    fairseq's letter set (a dry run never builds a corpus or reads audio)."""
+    import os
+
+    from .data.dictionary import Dictionary
+
+    data = sec.data
+    if data.labels is None:
+        return None
+    candidates = [data.dictionary] if data.dictionary else []
+    if data.train and os.path.exists(data.train):
+        base = data.train if os.path.isdir(data.train) else os.path.dirname(data.train)
+        candidates.append(os.path.join(base, f"dict.{data.labels}.txt"))
+    for path in candidates:
+        if path and os.path.isfile(path):
+            return Dictionary.load(path)
+    return Dictionary.from_symbols(["|", *"ETAOINSHRDLUCMFWYPVBGKQJXZ'"])
 
 
 def run_stages(raw: RawRecipe, plans: dict[str, StagePlan], run_dir: Path, *,

@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import math
 from typing import Any, Mapping
 
 import attrs
@@ -39,6 +40,8 @@ def _bounded(lo: float | None, hi: float | None):
     def check(instance, attribute, value):
         if value is None:
             return
+        if isinstance(value, float) and math.isnan(value):
+            raise ConfigError("must be a number, found nan.", key=attribute.name)
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             span = f"between {lo} and {hi}" if lo is not None and hi is not None else \
                 (f">= {lo}" if lo is not None else f"<= {hi}")

@@ -171,6 +171,9 @@ def apply_override(raw: RawRecipe, item: str) -> None:
                               f"{type(nxt).__name__}, not a section.", where=where, key=key)
         node = nxt
     leaf = path[-1]
+    if leaf == "name" and node.get("name") not in (None, value):
+        node.clear()  # a component switched by name starts from its own defaults
+        raw.srcmap.drop(path[:-1])
     over_map = SourceMap({path: where})
     if isinstance(value, dict):
         for sub in _paths(value):

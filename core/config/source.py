@@ -68,16 +68,21 @@ _Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456
 def _construct(node: yaml.Node, loader: _Loader, path: Path_, file: str, srcmap: SourceMap) -> Any:
     srcmap.set(path, f"{file}:{node.start_mark.line + 1}")
     if isinstance(node, yaml.MappingNode):
+        explicit = [k for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"]
+        loader.flatten_mapping(node)  # YAML merge keys (`<<: *anchor`); explicit keys win
         out: dict[str, Any] = {}
+        seen: set[str] = set()
         for key_node, value_node in node.value:
             key = loader.construct_object(key_node, deep=True)
             if not isinstance(key, str):
                 key = str(key)
-            if key in out:
-                raise ConfigError(f"duplicate key `{key}`.",
-                                  where=f"{file}:{key_node.start_mark.line + 1}",
-                                  key=".".join(path + (key,)))
-            srcmap.set(path + (key,), f"{file}:{key_node.start_mark.line + 1}")
+            if any(key_node is k for k in explicit):
+                if key in seen:
+                    raise ConfigError(f"duplicate key `{key}`.",
+                                      where=f"{file}:{key_node.start_mark.line + 1}",
+                                      key=".".join(path + (key,)))
+                seen.add(key)
+            srcmap.drop(path + (key,))
             out[key] = _construct(value_node, loader, path + (key,), file, srcmap)
             srcmap.set(path + (key,), f"{file}:{key_node.start_mark.line + 1}")
         return out

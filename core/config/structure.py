@@ -119,10 +119,12 @@ def _structure(value: Any, tp: Any, path: tuple[str, ...], ctx: _Ctx, meta: Mapp
             return value
         raise ctx.error(path, f"expected an integer, found {_show(value)}.")
     if tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str) and _FLOAT_TEXT.match(value.strip()):
-            return float(value)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) or \
+                isinstance(value, str) and _FLOAT_TEXT.match(value.strip()):
+            try:
+                return float(value)
+            except OverflowError:
+                raise ctx.error(path, f"number too large, found {_show(value)}.") from None
         raise ctx.error(path, f"expected a number, found {_show(value)}.")
     if tp is str:
         if isinstance(value, str):

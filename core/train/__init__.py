@@ -9,7 +9,7 @@ run_dir=...).fit()``), :class:`TrainerConfig` (the recipe's ``trainer:`` section
 from .checkpoint import CheckpointError, LoadReport, load_checkpoint
 from .config import (GroupOptimizerConfig, ParamGroupConfig, RestoreConfig, ScheduleConfig,
                      TrainerConfig, resolve_length)
-from .data import BatchStream, LoaderFactory, ResumableBatchSampler
+from .data import BatchStream, LoaderFactory, ResumableBatchSampler, reusing_loader
 from .health import TrainingDiverged
 from .schedules import ScalarSchedule, build_lr_schedule
 from .trainer import FitSummary, Trainer, UpdateRecord
@@ -18,5 +18,5 @@ __all__ = [
     "BatchStream", "CheckpointError", "FitSummary", "GroupOptimizerConfig", "LoadReport",
     "LoaderFactory", "ParamGroupConfig", "ResumableBatchSampler", "RestoreConfig",
     "ScalarSchedule", "ScheduleConfig", "Trainer", "TrainerConfig", "TrainingDiverged",
-    "UpdateRecord", "build_lr_schedule", "load_checkpoint", "resolve_length",
+    "UpdateRecord", "build_lr_schedule", "load_checkpoint", "resolve_length", "reusing_loader",
 ]

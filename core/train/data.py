@@ -60,6 +60,22 @@ class ResumableBatchSampler(Protocol):
 #: with no utterances (all skipped) is allowed: the trainer steps on it with a zero loss.
 LoaderFactory = Callable[[int, "Mapping[str, Any] | None"], "tuple[Iterable[Batch], Any]"]
 
+def reusing_loader(loader: Iterable[Batch], sampler: Any) -> LoaderFactory:
+    """A :data:`LoaderFactory` over one loader (persistent workers) and its batch sampler:
+    each epoch calls ``sampler.set_epoch(epoch)`` and, on resume, ``load_state_dict``.
+
+    Example: ``Trainer(..., train_data=reusing_loader(*build_loader(cfg, "train", ...)))``.
+    """
+
+    def factory(epoch: int, sampler_state: Mapping[str, Any] | None):
+        sampler.set_epoch(epoch)
+        if sampler_state is not None:
+            sampler.load_state_dict(sampler_state)
+        return loader, sampler
+
+    return factory
+
+
 #: Validation data: a re-iterable of batches, or a callable returning a fresh iterable.
 ValidData = Iterable[Batch] | Callable[[], Iterable[Batch]]
 

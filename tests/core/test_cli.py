@@ -180,8 +180,6 @@ def test_model_without_encoder_is_a_fit_error(toy_plugins):
     assert info.value.key == "model.encoder" and "w2vrun list encoder" in info.value.hint
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: --dry-run prints `(no model)` and exits 0 when "
-                   "the model section configures components but no encoder (w2v.stages.dry_run)")
 def test_dry_run_rejects_a_model_without_encoder(dry):
     text = TOY_RECIPE.replace("  encoder: {name: toy_encoder, dim: 8, stride: 4}\n", "")
     _, result = dry(text)
@@ -273,8 +271,6 @@ def test_show_required_field(run_cli, toy_plugins):
                for line in result.out.splitlines())
 
 
-@pytest.mark.xfail(strict=True, reason="w2vrun show prints `Literal`/`tuple` without their "
-                   "arguments (core/cli.py cmd_show uses the type's __name__)")
 def test_show_lists_the_choices_of_a_literal_field(run_cli, toy_plugins):
     out = run_cli("show", "quantizer", "toy_quantizer").out
     mode = next(line for line in out.splitlines() if line.strip().startswith("mode:"))
@@ -313,8 +309,6 @@ def test_bad_option(run_cli, toy_recipe):
     assert_clean_user_error(run_cli(toy_recipe, "--dryrun"), "unrecognized arguments")
 
 
-@pytest.mark.xfail(strict=True, reason="cosmetic core bug: argument errors say `w2vrun w2vrun:` "
-                   "(core/cli.py _Parser.error builds where from prog twice)")
 def test_bad_option_message_names_the_program_once(run_cli, toy_recipe):
     assert "w2vrun w2vrun" not in run_cli(toy_recipe, "--dryrun").err
 
@@ -340,9 +334,6 @@ def test_recipe_run_writes_run_directory(run_cli, toy_plugins, toy_recipe, tmp_p
     assert resolved["stages"]["main"]["message"] == "bye"
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: overrides after an option (`--out DIR k=v`) are "
-                   "'unrecognized arguments' (core/cli.py run_recipe uses parse_args, not "
-                   "parse_intermixed_args)")
 def test_overrides_may_follow_options(run_cli, toy_plugins, toy_recipe, tmp_path):
     out = tmp_path / "run"
     result = run_cli(toy_recipe, "--out", out, "stages.main.message=bye")
@@ -434,8 +425,6 @@ def test_plugin_whose_hook_raises_is_reported_and_others_keep_working(run_cli):
     assert run_cli("show", "quantizer", "toy_quantizer").code == 0
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: a plugin whose hook fails part-way keeps the "
-                   "components it registered before failing (w2v.plugin_manager.load_plugins)")
 def test_failed_plugin_leaves_no_half_registration():
     from core_testkit import load_with_toy
 

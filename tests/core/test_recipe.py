@@ -195,8 +195,6 @@ def test_override_with_a_mapping_replaces_a_section_when_the_name_changes():
     assert raw.data["model"]["quantizer"] == {"name": "kmeans", "num_vars": 8}
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: `section.name=other` keeps the old component's "
-                   "keys (w2v.config.recipe.apply_override), contrary to the design's replace rule")
 def test_override_of_name_alone_replaces_the_section():
     raw = recipe_from_dict({"model": {"quantizer": {"name": "gumbel", "temp": [2, 0.5, 0.9]}}},
                            ["model.quantizer.name=kmeans", "model.quantizer.num_vars=8"])

@@ -367,15 +367,11 @@ def test_component_default_mapping_is_structured(toy_plugins):
 
 
 # ------------------------------------------------------------------ non-finite and huge numbers
-@pytest.mark.xfail(strict=True, reason="core bug: float(huge int) raises OverflowError in "
-                   "w2v.config.structure._structure instead of a ConfigError")
 def test_huge_integer_for_a_float_is_a_config_error():
     err = error_of("section:\n  lr: 1" + "0" * 400 + "\n")
     assert err.key == "section.lr"
 
 
-@pytest.mark.xfail(strict=True, reason="core bug: NaN passes the bounds check of "
-                   "w2v.config.fields._bounded (every comparison with NaN is False)")
 def test_nan_refused_by_a_bounded_float():
     err = error_of("section:\n  lr: .nan\n")
     assert err.key == "section.lr"

@@ -494,3 +494,31 @@ def test_compile_keeps_names_and_numerics(tmp_path):
         assert list(t.model.state_dict()) == names
     assert t.compiled == ["encoder", "aggregator"]
     assert losses[True] == pytest.approx(losses[False], rel=1e-4)
+
+
+def test_one_reused_loader_across_epochs_and_resume(tmp_path):
+    """``reusing_loader``: one DataLoader (persistent workers) for every epoch and resumes."""
+    from torch.utils.data import DataLoader
+    from trainer_toys import ToyBatchSampler, collate
+    from w2v.train import reusing_loader
+
+    def make():
+        ds = ToyDataset(16)  # 4 batches per epoch
+        sampler = ToyBatchSampler(len(ds), 4)
+        return reusing_loader(DataLoader(ds, batch_sampler=sampler, collate_fn=collate), sampler)
+
+    seen = []
+
+    class Ids:
+        def on_update_end(self, trainer, record):
+            seen.append(trainer._stream.epoch)
+
+    cfg = config(max_updates=6, save_interval=3)
+    summary = Trainer(cfg, ToyModel(), ToyObjective(), make(), run_dir=tmp_path,
+                      tensorboard=False, callbacks=[Ids()]).fit()
+    assert summary.epoch == 1 and seen == [0, 0, 0, 0, 1, 1]
+    state = load_checkpoint(tmp_path / "checkpoints" / "update_6.pt")["data"]
+    assert state == {"epoch": 1, "consumed": 2, "sampler": {"epoch": 1, "consumed": 2}}
+    more = Trainer(attrs.evolve(cfg, max_updates=8), ToyModel(), ToyObjective(), make(),
+                   run_dir=tmp_path, tensorboard=False).fit()
+    assert more.resumed_from == 6 and more.updates == 8 and more.epoch == 1
