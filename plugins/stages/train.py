@@ -9,7 +9,9 @@ The trained model is written to ``<stage dir>/model.pt`` for later stages,
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from pathlib import Path
 
 import attrs
@@ -97,15 +99,43 @@ class TrainStage(Stage):
                           valid_data=valid_data, stage=context.stage_id,
                           checkpoint_dir=context.checkpoint_dir, metrics_path=context.metrics_path,
                           max_tokens=data.max_tokens, sample_rate=data.sample_rate)
+        started = time.time()
         summary = trainer.fit()
         log.info("stage `%s`: %d updates (%s)", context.stage_id, summary.updates,
                  summary.stop_reason)
+        if dist.rank == 0:
+            write_summary(Path(context.stage_dir), model, objective, sec.trainer, summary,
+                          time.time() - started)
         if self.config.save_model and dist.rank == 0:
             path = Path(context.stage_dir) / MODEL_FILE
             save_model(model, sec.model, path,
                        dictionary=dictionary,
                        extra={"stage": context.stage_id, "updates": summary.updates})
             log.info("stage `%s`: model written to %s", context.stage_id, path)
+
+
+def trainable_parameters(model, objective, trainer_config) -> int:
+    """Parameters the stage trained: everything except what `trainer.freeze` froze throughout."""
+    frozen = set()
+    for name in trainer_config.freeze:
+        root = objective if name.startswith("objective") else model
+        path = name.split(".", 1)[1] if name.startswith("objective.") else \
+            ("" if name == "objective" else name)
+        frozen |= {id(p) for p in (root.get_submodule(path) if path else root).parameters()}
+    params = list(model.parameters()) + list(objective.parameters())
+    return sum(p.numel() for p in params if id(p) not in frozen)
+
+
+def write_summary(stage_dir: Path, model, objective, trainer_config, summary, seconds: float):
+    """``summary.json``: sizes, updates, time and the best validation value of the stage."""
+    info = {
+        "parameters": count_parameters(model) + count_parameters(objective),
+        "trainable_parameters": trainable_parameters(model, objective, trainer_config),
+        "updates": summary.updates, "stop_reason": summary.stop_reason,
+        "best_metric": summary.best_metric, "best_value": summary.best_value,
+        "seconds": round(seconds, 1),
+    }
+    (stage_dir / "summary.json").write_text(json.dumps(info, indent=2) + "\n")
 
 
 class PretrainStage(TrainStage):
