@@ -130,6 +130,20 @@ class SpeechModel(nn.Module):
         enc = self.encode(wave, lengths)
         return self.quantizer(enc.features, enc.lengths).codes
 
+    def transcribe(self, wave, **options):
+        """Text of ``wave`` (``[S]`` -> str; ``[B, S]``, a list or paths -> list), for models
+        whose head turns emissions into text (a CTC head: options are those of
+        ``w2v.plugins.ctc.transcribe.transcribe``: ``decoder``, ``lm``, chunking)."""
+        transcribe = getattr(self.head, "transcribe", None)
+        if transcribe is None:
+            from .errors import ConfigError
+
+            raise ConfigError("this model has no output head that produces text (no CTC head): "
+                              "a pretrained model must be fine-tuned before it can transcribe.",
+                              hint="Fine-tune it (recipes/finetune/) or load a fine-tuned "
+                                   "checkpoint.")
+        return transcribe(self, wave, **options)
+
     def forward(self, wave: Tensor, lengths: Tensor | None = None) -> Features:
         return self.extract_features(wave, lengths)
 

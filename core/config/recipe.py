@@ -49,6 +49,10 @@ def merge(base: Any, over: Any, path: tuple[str, ...], srcmap: SourceMap,
             out = dict(base)
             for key, value in over.items():
                 sub = path + (key,)
+                if value is None and _kept_null(sub):
+                    out[key] = None
+                    _take(srcmap, over_map, sub)
+                    continue
                 if value is None:
                     out.pop(key, None)
                     srcmap.drop(sub)
@@ -67,6 +71,13 @@ def merge(base: Any, over: Any, path: tuple[str, ...], srcmap: SourceMap,
             return out
     _take(srcmap, over_map, path)
     return copy.deepcopy(over)
+
+
+def _kept_null(path: tuple[str, ...]) -> bool:
+    """A ``null`` inside a stage's body (``stages.ID.model.quantizer: null``) survives a
+    ``base:`` merge: it still has to switch the top-level value off when the stage's
+    sections are merged (:func:`stage_sections`)."""
+    return len(path) >= 3 and path[0] == "stages"
 
 
 def _take(srcmap: SourceMap, over_map: SourceMap, path: tuple[str, ...]) -> None:
@@ -257,8 +268,7 @@ def stage_sections(raw: RawRecipe) -> dict[str, tuple[dict[str, Any], dict[str, 
                 if body[k] is None:
                     sections.pop(k, None)
                     continue
-                sections[k] = merge(sections.get(k, {}), body[k], (k,), stage_map, own_map) \
-                    if k in sections else copy.deepcopy(body[k])
+                sections[k] = merge(sections.get(k, {}), body[k], (k,), stage_map, own_map)
                 if k not in top:
                     _take(stage_map, own_map, (k,))
         own = {k: v for k, v in body.items() if k not in SECTIONS}

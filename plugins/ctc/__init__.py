@@ -12,6 +12,10 @@ Build context the registered components take:
   batches with ``targets``; with ``apply_mask`` also ``model.masker``.
 * decoders ``ctc_greedy`` / ``ctc_beam``: ``dictionary=`` (required); ``decode``
   takes emissions ``[B, T, len(dictionary)]``.
+
+Commands ``w2vrun transcribe`` and ``w2vrun evaluate`` (:mod:`.commands`); a
+model with a CTC head transcribes through ``model.transcribe(wave)``
+(:mod:`.transcribe`: greedy or LM decoding, long audio in chunks).
 """
 
 from w2v import hookimpl
@@ -40,3 +44,13 @@ def w2v_register_components(registrar):
     registrar.add_component(
         "decoder", "ctc_beam", CTCBeamDecoder, smoke={"beam": 4},
         help="CTC beam search with a lexicon and a KenLM n-gram (flashlight-text)")
+
+
+@hookimpl
+def w2v_register_commands(registrar):
+    from .commands import (EVALUATE_HELP, TRANSCRIBE_HELP, configure_evaluate,
+                           configure_transcribe, run_evaluate, run_transcribe)
+
+    registrar.add_command("transcribe", configure_transcribe, run_transcribe,
+                          help=TRANSCRIBE_HELP)
+    registrar.add_command("evaluate", configure_evaluate, run_evaluate, help=EVALUATE_HELP)

@@ -8,6 +8,7 @@ context: ``spec.build(upstream, dictionary=Dictionary.load("dict.ltr.txt"))``.
 from __future__ import annotations
 
 import os
+import tempfile
 from typing import Any
 
 import attrs
@@ -129,14 +130,22 @@ class CTCBeamDecoder(Decoder):
                               key="sil_token")
         self.config = config
         self.dictionary = dictionary
-        self._decoder = ctc_decoder(
-            lexicon=config.lexicon, tokens=list(dictionary.symbols), lm=config.lm,
-            nbest=config.nbest, beam_size=config.beam, beam_size_token=config.beam_size_token,
-            beam_threshold=config.beam_threshold, lm_weight=config.lm_weight,
-            word_score=config.word_score, unk_score=config.unk_score,
-            sil_score=config.sil_score, log_add=config.log_add,
-            blank_token=dictionary.symbols[dictionary.blank], sil_token=config.sil_token,
-            unk_word=dictionary.symbols[dictionary.unk])
+        with tempfile.TemporaryDirectory(prefix="w2v-ctc-") as tmp:
+            lm_dict = None
+            if config.lexicon is None and config.lm is not None:
+                # Lexicon-free: the LM is queried with token ids, so its word list must be in
+                # token order; torchaudio's own (built from a hash map) is not.
+                lm_dict = os.path.join(tmp, "tokens.txt")
+                with open(lm_dict, "w", encoding="utf-8") as fh:
+                    fh.writelines(f"{symbol}\n" for symbol in dictionary.symbols)
+            self._decoder = ctc_decoder(
+                lexicon=config.lexicon, tokens=list(dictionary.symbols), lm=config.lm,
+                lm_dict=lm_dict, nbest=config.nbest, beam_size=config.beam,
+                beam_size_token=config.beam_size_token, beam_threshold=config.beam_threshold,
+                lm_weight=config.lm_weight, word_score=config.word_score,
+                unk_score=config.unk_score, sil_score=config.sil_score, log_add=config.log_add,
+                blank_token=dictionary.symbols[dictionary.blank], sil_token=config.sil_token,
+                unk_word=dictionary.symbols[dictionary.unk])
 
     @classmethod
     def from_config(cls, config: BeamConfig, upstream: Signal | None = None, **context

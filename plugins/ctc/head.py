@@ -114,6 +114,11 @@ class CTCHead(Head):
             logits = logits + bias
         return force_blank(logits, lengths, self.blank)
 
+    def transcribe(self, model: nn.Module, wave, **options):
+        """``model.transcribe(wave, ...)``: see :func:`w2v.plugins.ctc.transcribe.transcribe`."""
+        from .transcribe import transcribe
+
+        return transcribe(model, wave, **options)
 
     def _run_lstm(self, x: Tensor, lengths: Tensor | None) -> Tensor:
         """The BiLSTM over valid frames only (padding never reaches the backward direction)."""

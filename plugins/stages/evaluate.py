@@ -5,7 +5,9 @@ it writes ``<stage dir>/<model>.<decoder>.tsv`` (per-utterance reference,
 hypothesis and error counts) and adds a row to ``results.json``. With
 ``lm_text`` it first builds a word n-gram LM (Kneser-Ney ARPA) and a lexicon in
 the stage directory, after checking that the LM text shares no sentence with
-the evaluated transcripts; decoders whose ``lm`` / ``lexicon`` are ``auto`` use them.
+the evaluated transcripts; decoders whose ``lm`` / ``lexicon`` are ``auto`` use them
+(``lexicon: auto`` beside an ARPA ``lm`` file makes the lexicon from that file's words).
+``w2vrun evaluate`` (:mod:`w2v.plugins.ctc.commands`) runs the same functions.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import attrs
 import torch
 
 from w2v.config import ComponentSpec, components, field, size
-from w2v.errors import ConfigError
+from w2v.errors import ConfigError, DataError
 from w2v.interfaces import Stage
 
 log = logging.getLogger("w2v")
@@ -53,6 +55,7 @@ class EvaluateStage(Stage):
         from w2v import load_pretrained
         from w2v.data.loader import build_dataset, resolve_corpus
         from w2v.plugins.ctc.metrics import check_not_degenerate
+        from w2v.plugins.ctc.transcribe import attach_dictionary
 
         cfg = self.config
         if not cfg.models:
@@ -61,11 +64,12 @@ class EvaluateStage(Stage):
         data = context.sections.data
         decoders = dict(cfg.decoders) or {"greedy": _greedy_spec()}
         lm_paths = self._build_lm(context, data, resolve_corpus) if cfg.lm_text else None
+        stage_dir = Path(context.stage_dir)
         results = []
         for name in cfg.models:
             source = context.output_of(name) if name in context.plans else Path(name)
-            model = load_pretrained(source).to("cpu").eval()
-            dictionary = getattr(model, "dictionary", None)
+            model = attach_dictionary(load_pretrained(source), source=source).to("cpu").eval()
+            dictionary = getattr(model, "dictionary", None)     # HF directories: vocab.json
             if dictionary is None or model.head is None:
                 raise ConfigError(f"model `{name}` has no CTC head and dictionary to decode with.",
                                   key=f"stages.{context.stage_id}.models")
@@ -73,13 +77,12 @@ class EvaluateStage(Stage):
             dataset = build_dataset(whole, cfg.split, labels=True,
                                     dictionary=dictionary,
                                     min_samples=model.encoder.produces().receptive_field)
-            refs, lps, lens = self._emissions(model, dataset, dictionary)
+            refs, ids, lps = split_emissions(model, dataset, dictionary)
             for dname, spec in decoders.items():
-                decoder = _build_decoder(spec, lm_paths, dictionary, context)
-                hyps = []
-                for lp, n in zip(lps, lens):
-                    hyps.append(decoder.decode(lp[None, :n], torch.tensor([n]))[0].text)
-                row = _score(name, dname, refs, hyps, Path(context.stage_dir))
+                decoder = build_decoder(spec, lm_paths, dictionary, stage_dir)
+                hyps = decode_utterances(decoder, lps)
+                path = stage_dir / f"{name.replace('/', '_')}.{dname}.tsv"
+                row = {"model": name, "decoder": dname, **score_hypotheses(refs, hyps, path, ids)}
                 warning = check_not_degenerate(hyps)
                 if warning:
                     row["warning"] = warning
@@ -90,46 +93,99 @@ class EvaluateStage(Stage):
         out = {"split": cfg.split, "results": results}
         if lm_paths:
             out["lm"] = lm_paths["report"]
-        (Path(context.stage_dir) / "results.json").write_text(json.dumps(out, indent=2) + "\n")
-
-    @staticmethod
-    @torch.inference_mode()
-    def _emissions(model, dataset, dictionary):
-        """Per-utterance CTC log-probs, one utterance at a time (exactly what a batch gives)."""
-        from w2v.plugins.ctc.head import emissions
-
-        refs, lps, lens = [], [], []
-        for i in range(len(dataset)):
-            item = dataset[i]
-            if "bad" in item:
-                raise item["bad"].to_error()
-            refs.append(dictionary.words(item["target"].tolist()))
-            lp, n = emissions(model, item["wave"][None])
-            lps.append(lp[0])
-            lens.append(lp.shape[1] if n is None else int(n[0]))
-        return refs, lps, lens
+        (stage_dir / "results.json").write_text(json.dumps(out, indent=2) + "\n")
 
     def _build_lm(self, context, data, resolve_corpus) -> dict:
+        from w2v.data.dictionary import letters_to_words
         from w2v.data.loader import resolve_manifest
-        from w2v.plugins.ctc.lm import arpa_vocabulary, build_arpa, oov_rate, read_lines
+        from w2v.plugins.ctc.lm import read_lines
 
         text = resolve_corpus(self.config.lm_text, f"stages.{context.stage_id}.lm_text")
         held_out = {}
         for split in ("valid", "test"):
             if getattr(data, split) is None:
                 continue
-            wrd = Path(resolve_manifest(data, split)).with_suffix(".wrd")
+            manifest = Path(resolve_manifest(data, split))
+            wrd, ltr = manifest.with_suffix(".wrd"), manifest.with_suffix(".ltr")
             if wrd.exists():
                 held_out[split] = read_lines(wrd)
-        stage_dir = Path(context.stage_dir)
-        arpa = stage_dir / "lm.arpa"
-        build_arpa(text, arpa, self.config.lm_order, held_out=held_out)
-        vocab = sorted(arpa_vocabulary(arpa) - {"<s>", "</s>", "<unk>"})
-        report = {"text": str(text), "order": self.config.lm_order, "words": len(vocab)}
-        if self.config.split in held_out:
-            oov = oov_rate(held_out[self.config.split], vocab)
-            report["oov_rate"] = round(oov.rate, 4)
-        return {"arpa": str(arpa), "vocab": vocab, "report": report}
+            elif ltr.exists():                  # letters only: their words are the transcripts
+                held_out[split] = [letters_to_words(line) for line in read_lines(ltr)]
+        return build_lm(text, context.stage_dir, self.config.lm_order, held_out,
+                        evaluated=held_out.get(self.config.split))
+
+
+# ----------------------------------------------------------------- shared with `w2vrun evaluate`
+
+
+def split_emissions(model, dataset, dictionary, *, chunk_seconds: float | None = None,
+                    context_seconds: float = 1.0, bad_hint: str | None = None):
+    """References, utterance ids (manifest paths) and CTC log-probs ``[T_i, V]`` of every
+    utterance of ``dataset``, one utterance at a time (exactly what a batch gives); whole
+    utterances unless ``chunk_seconds`` (see :mod:`w2v.plugins.ctc.transcribe`)."""
+    from w2v.plugins.ctc.transcribe import chunked_emissions
+
+    refs, ids, lps = [], [], []
+    manifest = dataset.manifest
+    for i in range(len(dataset)):
+        item = dataset[i]
+        if "bad" in item:
+            bad = item["bad"]
+            raise bad.to_error() if bad_hint is None else \
+                DataError(bad.describe(), where=bad.where, hint=bad_hint)
+        refs.append(dictionary.words(item["target"].tolist()))
+        ids.append(manifest.relpath(int(dataset.rows[i])))
+        lps += chunked_emissions(model, [item["wave"]], chunk_seconds=chunk_seconds,
+                                 context_seconds=context_seconds)
+    return refs, ids, lps
+
+
+def decode_utterances(decoder, lps) -> list[str]:
+    """The text of each utterance's emissions ``[T_i, V]``."""
+    return [decoder.decode(lp[None], torch.tensor([lp.shape[0]]))[0].text for lp in lps]
+
+
+def describe_lm(arpa, *, listable: bool = True, evaluated=None) -> dict:
+    """What decoding needs to know about an LM file: ``{"arpa", "vocab", "report"}``.
+
+    ``vocab`` (the words, for an ``auto`` lexicon) needs an ARPA file; with ``listable``
+    a KenLM binary is a ConfigError. ``evaluated`` transcripts get an OOV rate."""
+    from w2v.plugins.ctc.lm import arpa_vocabulary, oov_rate
+
+    arpa = str(arpa)
+    with open(arpa, "rb") as fh:
+        head = fh.read(4096)
+    if not head.lstrip().startswith(b"\\data\\"):
+        if not head.startswith(b"mmap lm "):
+            raise DataError(f"`{arpa}` is neither an ARPA file nor a KenLM binary.",
+                            hint="To estimate an LM from a text file, give the file as the LM "
+                                 "text (`--lm-text`, or `lm_text` of an evaluate stage).")
+        if listable:
+            raise ConfigError(f"`{arpa}` is a binary KenLM model, whose words cannot be listed "
+                              "to build a lexicon.",
+                              hint="Give a lexicon (`WORD W O R D |` lines) with it, or the ARPA "
+                                   "file.")
+        return {"arpa": arpa, "vocab": None, "report": {"file": arpa}}
+    vocab = sorted(arpa_vocabulary(arpa) - {"<s>", "</s>", "<unk>"})
+    report = {"file": arpa, "words": len(vocab)}
+    if evaluated is not None:
+        report["oov_rate"] = round(oov_rate(evaluated, vocab).rate, 4)
+    return {"arpa": arpa, "vocab": vocab, "report": report}
+
+
+def build_lm(text, directory, order: int, held_out, *, evaluated=None) -> dict:
+    """Estimate a Kneser-Ney ``order``-gram from ``text`` into ``directory/lm.arpa`` after
+    checking that no ``held_out`` sentence occurs in it; :func:`describe_lm` of the result."""
+    from w2v.plugins.ctc.lm import build_arpa
+
+    arpa = Path(directory) / "lm.arpa"
+    build_arpa(text, arpa, order, held_out=held_out)
+    info = describe_lm(arpa, evaluated=evaluated)
+    report = {"text": str(text), "order": order, "words": info["report"]["words"]}
+    if evaluated is not None:
+        report["oov_rate"] = info["report"]["oov_rate"]
+    info["report"] = report
+    return info
 
 
 def _greedy_spec() -> ComponentSpec:
@@ -138,20 +194,31 @@ def _greedy_spec() -> ComponentSpec:
     return structure_component("decoder", {"name": "ctc_greedy"}, path="decoder")
 
 
-def _build_decoder(spec: ComponentSpec, lm_paths, dictionary, context):
+def build_decoder(spec: ComponentSpec, lm_paths, dictionary, directory):
+    """Build a decoder spec; ``lm: auto`` takes the LM of ``lm_paths`` (:func:`build_lm`,
+    :func:`describe_lm`), ``lexicon: auto`` a lexicon of that LM's words (or of the words of
+    the decoder's own ARPA ``lm``) written to ``directory``."""
     from w2v.plugins.ctc.lexicon import build_lexicon
 
     cfg = spec.config
     changes = {}
     for key in ("lm", "lexicon"):
         if getattr(cfg, key, None) == "auto":
+            if key == "lexicon" and lm_paths is None and cfg.lm not in (None, "auto"):
+                if not Path(cfg.lm).is_file():
+                    raise DataError(f"lm file `{cfg.lm}` does not exist.", key=f"{spec.key}.lm")
+                lm_paths = describe_lm(cfg.lm)      # the words of the decoder's own ARPA file
             if lm_paths is None:
                 raise ConfigError(f"decoder `{spec.name}` asks for `{key}: auto`, but the stage "
                                   "has no `lm_text` to build it from.", key=spec.key)
             if key == "lm":
                 changes["lm"] = lm_paths["arpa"]
             else:
-                path = Path(context.stage_dir) / "lexicon.txt"
+                if lm_paths["vocab"] is None:
+                    raise ConfigError(f"decoder `{spec.name}` asks for `lexicon: auto`, but its "
+                                      "LM is a KenLM binary whose words cannot be listed.",
+                                      key=spec.key, hint="Give the lexicon file.")
+                path = Path(directory) / "lexicon.txt"
                 build_lexicon(lm_paths["vocab"], dictionary, path, unspellable="skip")
                 changes["lexicon"] = str(path)
     if changes:
@@ -159,17 +226,19 @@ def _build_decoder(spec: ComponentSpec, lm_paths, dictionary, context):
     return spec.build(None, dictionary=dictionary)
 
 
-def _score(model: str, decoder: str, refs, hyps, stage_dir: Path) -> dict:
+def score_hypotheses(refs, hyps, path: Path, ids=None) -> dict:
+    """CER and WER of ``hyps``; writes the per-utterance errors (id, error counts, reference,
+    hypothesis) to ``path`` as TSV."""
     from w2v.plugins.ctc.metrics import char_edits, utterance_errors, word_edits
 
     c_err, c_tot = char_edits(refs, hyps)
     w_err, w_tot = word_edits(refs, hyps)
     rows = utterance_errors(refs, hyps)
-    path = stage_dir / f"{model.replace('/', '_')}.{decoder}.tsv"
+    ids = range(len(refs)) if ids is None else ids
     with open(path, "w") as fh:
         fh.write("utterance\tword_errors\twords\tchar_errors\tchars\treference\thypothesis\n")
-        for i, (r, ref, hyp) in enumerate(zip(rows, refs, hyps)):
-            fh.write(f"{i}\t{r.word_errors}\t{r.ref_words}\t{r.char_errors}\t{r.ref_chars}\t"
+        for uid, r, ref, hyp in zip(ids, rows, refs, hyps):
+            fh.write(f"{uid}\t{r.word_errors}\t{r.ref_words}\t{r.char_errors}\t{r.ref_chars}\t"
                      f"{ref}\t{hyp}\n")
-    return {"model": model, "decoder": decoder, "cer": c_err / max(c_tot, 1),
-            "wer": w_err / max(w_tot, 1), "utterances": len(refs), "errors_file": path.name}
+    return {"cer": c_err / max(c_tot, 1), "wer": w_err / max(w_tot, 1), "utterances": len(refs),
+            "errors_file": Path(path).name}

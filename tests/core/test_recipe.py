@@ -153,6 +153,23 @@ def test_null_deletes_an_inherited_section_and_key(tmp_path):
     assert model["quantizer"] == {"name": "toy_quantizer", "groups": 4}
 
 
+def test_stage_null_survives_a_base_merge_and_still_switches_the_component_off(tmp_path):
+    write(tmp_path / "parent.yaml", """\
+        model:
+          quantizer: {name: toy_quantizer}
+        stages:
+          tune: {name: toy_stage, model: {quantizer: null}}
+        """)
+    child = write(tmp_path / "child.yaml", """\
+        base: parent.yaml
+        stages:
+          tune: {model: {quantizer: null}, trainer: {lr: 0.1}}
+        """)
+    sections, _, _ = stage_sections(load_recipe(child))["tune"]
+    assert "quantizer" not in sections["model"]
+    assert sections["trainer"] == {"lr": 0.1}
+
+
 def test_error_in_a_base_file_points_into_the_base(toy_plugins, tmp_path):
     parent = write(tmp_path / "parent.yaml", TOY_RECIPE.replace("layers: 2", "layers: 2.5"))
     child = write(tmp_path / "child.yaml", "base: parent.yaml\ntrainer: {}\n")

@@ -140,6 +140,24 @@ def test_lexicon_free_beam_without_lm_matches_greedy_and_nbest():
     assert nbest[0][0].score >= nbest[0][1].score >= nbest[0][2].score
 
 
+def test_lexicon_free_beam_with_a_letter_lm_changes_the_greedy_answer(tmp_path):
+    """A letter-level LM (lexicon-free decoding) is queried with the dictionary's own token
+    ids: each letter must reach the LM as itself (torchaudio's default word list does not
+    follow the token order)."""
+    text = tmp_path / "letters.txt"
+    text.write_text("C A T |\nT H E | C A T |\nA | C A T |\nT H E | H A T |\n")
+    arpa = tmp_path / "letters.arpa"
+    build_arpa(text, arpa, 3)
+    frames = spell("THE CA")[:-1] + ["-", {"R": 0.5, "T": 0.4}, "|"]   # acoustically CAR
+    x = emit(frames)[None]
+    assert CTCGreedyDecoder(D).decode(x)[0].text == "THE CAR"
+    dec = CTCBeamDecoder(BeamConfig(lm=str(arpa), beam=20, lm_weight=1.0, word_score=0.0), D)
+    assert dec.decode(x)[0].text == "THE CAT"
+    # every letter the LM knows survives when the audio is clear
+    for clear in ["THE CAT", "A HAT", "THE CAR"]:
+        assert dec.decode(emit(spell(clear))[None])[0].text == clear
+
+
 def test_registered_decoders_build_from_specs(lm_files):
     lexicon, arpa = lm_files
     greedy = structure_component("decoder", {"name": "ctc_greedy"}).build(None, dictionary=D)

@@ -1,0 +1,59 @@
+#!/bin/bash
+# One device-machine session (see docs/demo-scale.md, docs/demo-claim.md, docs/benchmarks.md):
+# BASE pretraining throughput and MFU, the demo-scale spike grid, then the demo claim with
+# the grid's best pretraining variant. Needs the packed corpora under .gpudata/ and the
+# wheels under .whl/ (tests/benchmarks/corpus_transfer.py pack ...). Results land in $OUT.
+set -u
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-/tmp/w2v_gpu_out}
+mkdir -p "$OUT"
+START=$(date +%s)
+left() { echo $(( ${BUDGET:-560} - ($(date +%s) - START) )); }
+export PYTHONUNBUFFERED=1
+if ! python3 -c "import soundfile, jiwer" 2>/dev/null && [ -d .whl ]; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
+fi
+# w2v itself, importable without pip (the machine's own torch stays): a site folder holding
+# the package layout as links and a dist-info with the entry points the plugins load through.
+SITE=/tmp/w2v_site
+rm -rf $SITE && mkdir -p $SITE/w2v $SITE/w2v-0.1.0.dist-info
+for f in core/*; do ln -s "$PWD/$f" $SITE/w2v/; done
+ln -s "$PWD/plugins" $SITE/w2v/plugins
+printf 'Metadata-Version: 2.1\nName: w2v\nVersion: 0.1.0\n' > $SITE/w2v-0.1.0.dist-info/METADATA
+python3 -c "
+import tomllib
+eps = tomllib.load(open('pyproject.toml', 'rb'))['project']['entry-points']['w2v']
+print('[w2v]'); [print(k, '=', v) for k, v in eps.items()]" > $SITE/w2v-0.1.0.dist-info/entry_points.txt
+export PYTHONPATH=$SITE:${PYTHONPATH:-}
+python3 tests/benchmarks/corpus_transfer.py relocate .gpudata/demo/*
+export W2V_DEMO_CORPUS=$(ls -d $PWD/.gpudata/demo/*-u30-l10-s1)
+export W2V_DEMO_CLAIM_CORPUS=$(ls -d $PWD/.gpudata/demo/*-u90-l1.8-e3-s1)
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT/machine.txt"
+python3 -c "import torch, w2v; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())" | tee -a "$OUT/machine.txt"
+python3 -m w2v.cli plugins 2>&1 | grep -v "^ " | tee -a "$OUT/machine.txt"
+
+echo "== BASE throughput ($(left) s left)"
+{ timeout 150 python3 tests/benchmarks/bench_gpu_pretrain.py --updates 20
+  timeout 60 python3 tests/benchmarks/bench_gpu_pretrain.py --precision fp32 --updates 5 --warmup 2; } \
+  > "$OUT/base_throughput.txt" 2>&1
+tail -40 "$OUT/base_throughput.txt"
+
+echo "== spike grid ($(left) s left)"
+G=${GRID_DEADLINE:-200}
+python3 tests/benchmarks/demo_scale.py --out runs/gpu/demo_scale --parallel ${GRID_PARALLEL:-12} \
+  --deadline "$G" ${GRID_ARGS:-} > "$OUT/demo_scale.txt" 2>&1
+tail -25 "$OUT/demo_scale.txt"
+VARIANT=$(python3 -c "import json; print(json.load(open('runs/gpu/demo_scale/results.json'))['best_variant'] or 'demo')")
+OVR=$(cd tests/benchmarks && python3 -c "from demo_scale import VARIANTS; print(' '.join(VARIANTS['$VARIANT']))")
+echo "best variant: $VARIANT -> $OVR"
+
+echo "== claim ($(left) s left)"
+C=$(( $(left) - 25 ))
+python3 tests/benchmarks/demo_claim.py --out runs/gpu/demo_claim --parallel ${CLAIM_PARALLEL:-9} \
+  --deadline "$C" "--pretrain-overrides=$OVR" ${CLAIM_ARGS:-} > "$OUT/demo_claim.txt" 2>&1
+tail -30 "$OUT/demo_claim.txt"
+
+cp runs/gpu/demo_scale/demo_scale.png "$OUT/" 2>/dev/null
+tar czf "$OUT/runs.tgz" --exclude='*.pt' runs/gpu
+echo "done in $(( $(date +%s) - START )) s"
