@@ -159,7 +159,7 @@ def dispatch(argv: Sequence[str]) -> int:
     head = argv[0]
     if head in BUILTIN_COMMANDS:
         return {"list": cmd_list, "show": cmd_show, "plugins": cmd_plugins}[head](argv[1:])
-    if not head.startswith("-") and not head.endswith((".yaml", ".yml")) and not Path(head).exists():
+    if not head.startswith("-") and not head.endswith((".yaml", ".yml")) and not Path(head).is_file():
         from .plugin_manager import registry
 
         if head in registry().commands:

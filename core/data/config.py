@@ -56,7 +56,7 @@ class DataConfig:
         "fail", "what to do with a missing, unreadable, empty, silent, non-finite or too short "
                 "file, or a label with symbols outside the dictionary: `fail` stops naming the "
                 "file and manifest line, `skip` leaves it out and lists it in "
-                "`<run_dir>/skipped.tsv`")
+                "`<run dir>/<stage>/skipped.tsv`")
     shuffle: bool = field(True, "shuffle the batch order each epoch (training only)")
     seed: int = size(1, 0, (1 << 31) - 1, "seed of batch shuffling and random crops "
                                           "(each epoch uses seed + epoch)")

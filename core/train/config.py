@@ -158,8 +158,10 @@ class TrainerConfig:
                                                    "improvement (0: never)")
     max_nonfinite: int = size(10, 1, 1 << 20, "stop when this many updates in a row have a "
                                               "non-finite loss or gradient")
-    collapse_window: int = size(200, 0, 1 << 24, "warn when code_perplexity stays at its floor "
-                                                 "(<= 1.1 x groups) for this many updates (0: off)")
+    collapse_window: int = size(200, 0, 1 << 24, "warn when code_perplexity stays collapsed "
+                                                 "(<= 1.1 x groups, or < 5% of the codebook) or "
+                                                 "the contrastive loss stays at chance for this "
+                                                 "many updates (0: off)")
     compile: bool = field(False, "torch.compile the encoder and aggregator (dynamic shapes); "
                                  "the first steps are slow")
     num_threads: int = size(0, 0, 1024, "torch CPU threads per process (0: cpu count / local "

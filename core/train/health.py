@@ -1,4 +1,5 @@
-"""Training health: non-finite steps, divergence, fp16 loss-scale floor, codebook collapse."""
+"""Training health: non-finite steps, divergence, fp16 loss-scale floor, codebook collapse,
+contrastive learning stalled at chance."""
 
 from __future__ import annotations
 
@@ -31,29 +32,39 @@ _ADVICE = ("Lower `trainer.lr` or lengthen the warmup, set `trainer.clip_norm`, 
            "Training can resume from the last good checkpoint.")
 
 
+#: Code perplexity under this fraction of the codebook (G x V) counts as collapsed.
+COLLAPSED_FRACTION = 0.05
+
+
 class HealthMonitor:
-    """Counts consecutive non-finite updates and watches code perplexity.
+    """Counts consecutive non-finite updates; watches code perplexity and contrastive loss.
 
     Args:
         max_nonfinite: consecutive non-finite updates that stop training.
-        collapse_window: updates ``code_perplexity`` may stay at its floor before a
-            warning (0: off).
+        collapse_window: updates a symptom may last before its warning (0: off):
+            ``code_perplexity`` at its floor (G, one code per group) or under
+            ``COLLAPSED_FRACTION`` of the codebook (``num_codes``), or a
+            ``contrastive`` loss within 1 % of its ``contrastive_chance`` (uniform logits:
+            predictions or targets have collapsed to one vector).
         groups: codebook groups G when the model has a quantizer (the perplexity floor
             is G); a ``num_groups`` stat overrides it.
+        num_codes: codebook size G x V (a ``num_codes`` stat overrides it).
         warn: where warnings go (default: the ``w2v.train`` logger).
     """
 
     def __init__(self, max_nonfinite: int, collapse_window: int = 0, groups: int | None = None,
+                 num_codes: int | None = None,
                  warn: Callable[[str], None] | None = None) -> None:
         self.max_nonfinite = max_nonfinite
         self.collapse_window = collapse_window
         self.groups = groups
+        self.num_codes = num_codes
         self.warn = warn or log.warning
         self.nonfinite_in_a_row = 0
         self.skipped_total = 0
         self.overflows_total = 0
-        self._collapsed_since: int | None = None
-        self._collapse_warned = False
+        self._since: dict[str, int | None] = {"collapse": None, "stall": None}
+        self._warned: dict[str, bool] = {"collapse": False, "stall": False}
 
     def record(self, update: int, loss: float, grad_norm: float, *, fp16: bool,
                loss_scale: float | None = None) -> bool:
@@ -87,35 +98,48 @@ class HealthMonitor:
         return False
 
     def observe(self, update: int, stats: dict[str, float]) -> None:
-        """Warn once when ``code_perplexity`` stays near its floor for ``collapse_window``."""
-        ppl = stats.get("code_perplexity")
-        if not self.collapse_window or ppl is None:
+        """Warn once per episode when a symptom lasts ``collapse_window`` updates."""
+        if not self.collapse_window:
             return
-        groups = stats.get("num_groups") or self.groups or 1
-        if ppl <= 1.1 * groups:
-            if self._collapsed_since is None:
-                self._collapsed_since = update
-            if not self._collapse_warned and update - self._collapsed_since + 1 >= \
-                    self.collapse_window:
-                self._collapse_warned = True
-                self.warn(
-                    f"update {update}: codebook collapse: code_perplexity has stayed at "
-                    f"{ppl:.2f} (floor {groups:g}, one code per group) for "
-                    f"{update - self._collapsed_since + 1} updates. Raise the diversity loss "
-                    f"weight, check the Gumbel temperature schedule, or lower the lr.")
-        else:
-            self._collapsed_since = None
-            self._collapse_warned = False
+        ppl = stats.get("code_perplexity")
+        if ppl is not None:
+            groups = stats.get("num_groups") or self.groups or 1
+            codes = stats.get("num_codes") or self.num_codes or 0
+            floor = max(1.1 * float(groups), COLLAPSED_FRACTION * float(codes))
+            self._watch("collapse", update, float(ppl) <= floor, lambda n: (
+                f"update {update}: codebook collapse: code_perplexity has stayed at {ppl:.2f} "
+                f"(at most {floor:.1f}: one code per group is {groups:g}) for {n} updates. Raise "
+                "the diversity loss weight (`objective.loss_weights`), check the Gumbel "
+                "temperature schedule and the codebook init, or lower the lr."))
+        loss, chance = stats.get("contrastive"), stats.get("contrastive_chance")
+        if loss is not None and chance is not None:
+            self._watch("stall", update, float(loss) >= 0.99 * float(chance), lambda n: (
+                f"update {update}: contrastive learning is at chance: the contrastive loss "
+                f"{loss:.3f} has stayed at the uniform-logits value {chance:.3f} for {n} "
+                "updates (predictions or targets have collapsed to one vector). Usual causes: "
+                "a feature penalty with a `layer_norm` encoder (fairseq LARGE uses "
+                "`loss_weights: [0.1, 0.0]`), too high an lr or too short a warm-up, or too few "
+                "updates for this model and data. See docs/troubleshooting.md."))
+
+    def _watch(self, symptom: str, update: int, present: bool, message) -> None:
+        if not present:
+            self._since[symptom], self._warned[symptom] = None, False
+            return
+        if self._since[symptom] is None:
+            self._since[symptom] = update
+        n = update - self._since[symptom] + 1
+        if not self._warned[symptom] and n >= self.collapse_window:
+            self._warned[symptom] = True
+            self.warn(message(n))
 
     def state_dict(self) -> dict[str, Any]:
         return {"nonfinite_in_a_row": self.nonfinite_in_a_row,
                 "skipped_total": self.skipped_total, "overflows_total": self.overflows_total,
-                "collapsed_since": self._collapsed_since,
-                "collapse_warned": self._collapse_warned}
+                "since": dict(self._since), "warned": dict(self._warned)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.nonfinite_in_a_row = int(state.get("nonfinite_in_a_row", 0))
         self.skipped_total = int(state.get("skipped_total", 0))
         self.overflows_total = int(state.get("overflows_total", 0))
-        self._collapsed_since = state.get("collapsed_since")
-        self._collapse_warned = bool(state.get("collapse_warned", False))
+        self._since.update(state.get("since", {"collapse": state.get("collapsed_since")}))
+        self._warned.update(state.get("warned", {"collapse": bool(state.get("collapse_warned"))}))

@@ -187,8 +187,9 @@ class Trainer:
         self.freeze = FreezePlan(self.model, self.objective, config.freeze, config.freeze_updates,
                                  config.max_updates)
         quantizer = getattr(model, "quantizer", None)
-        self.health = HealthMonitor(config.max_nonfinite, config.collapse_window,
-                                    groups=getattr(quantizer, "groups", None),
+        groups, entries = getattr(quantizer, "groups", None), getattr(quantizer, "num_vars", None)
+        self.health = HealthMonitor(config.max_nonfinite, config.collapse_window, groups=groups,
+                                    num_codes=groups * entries if groups and entries else None,
                                     warn=self._warn)
         self.maximize = config.maximize if config.maximize is not None else \
             config.best_metric in tuple(getattr(objective, "higher_is_better", ()))

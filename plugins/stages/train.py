@@ -77,6 +77,8 @@ class TrainStage(Stage):
         min_samples = model.encoder.produces().receptive_field
         labels = dictionary is not None
 
+        loaders = []  # every loader this stage made, for the skipped-input report
+
         def train_data(epoch, sampler_state):
             loader, sampler = build_loader(data, "train", rank=dist.rank,
                                            world_size=dist.world_size, epoch=epoch, train=True,
@@ -84,6 +86,7 @@ class TrainStage(Stage):
                                            dictionary=dictionary)
             if sampler_state is not None:
                 sampler.load_state_dict(sampler_state)
+            loaders.append(loader)
             return loader, sampler
 
         valid_data = None
@@ -92,6 +95,7 @@ class TrainStage(Stage):
                 loader, _ = build_loader(data, "valid", rank=dist.rank, world_size=dist.world_size,
                                          train=False, min_samples=min_samples, labels=labels,
                                          dictionary=dictionary)
+                loaders.append(loader)
                 return loader
 
         trainer_cfg = attrs.evolve(sec.trainer, resume=sec.trainer.resume and context.resume)
@@ -100,7 +104,11 @@ class TrainStage(Stage):
                           checkpoint_dir=context.checkpoint_dir, metrics_path=context.metrics_path,
                           max_tokens=data.max_tokens, sample_rate=data.sample_rate)
         started = time.time()
-        summary = trainer.fit()
+        try:
+            summary = trainer.fit()
+        finally:
+            if dist.rank == 0:
+                report_skips(loaders, Path(context.stage_dir), context.stage_id)
         log.info("stage `%s`: %d updates (%s)", context.stage_id, summary.updates,
                  summary.stop_reason)
         if dist.rank == 0:
@@ -112,6 +120,15 @@ class TrainStage(Stage):
                        dictionary=dictionary,
                        extra={"stage": context.stage_id, "updates": summary.updates})
             log.info("stage `%s`: model written to %s", context.stage_id, path)
+
+
+def report_skips(loaders, stage_dir: Path, stage_id: str) -> None:
+    """``<stage dir>/skipped.tsv`` and one log line, when the data policy `skip` left inputs out."""
+    from w2v.data.dataset import write_skip_report
+
+    skips = [rec for loader in loaders for rec in loader.skipped]
+    if skips:
+        log.warning("stage `%s`: %s", stage_id, write_skip_report(skips, str(stage_dir)))
 
 
 def trainable_parameters(model, objective, trainer_config) -> int:

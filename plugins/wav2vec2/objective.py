@@ -218,6 +218,8 @@ class MaskedContrastiveObjective(Objective):
             "loss": loss.detach() / n,
             "contrastive": contrastive.detach() / n,
             "accuracy": self.correct(scores.logits).float() / n,
+            # the loss of uniform logits: log(valid candidates), per masked frame
+            "contrastive_chance": scores.valid.sum(-1).float().log().sum().detach() / n,
             "mask_fraction": M / valid,
         })
         return ObjectiveOutput(loss=loss, sample_size=M, stats=stats)

@@ -55,8 +55,8 @@ def jobs_for(out: Path, variants: list[str], budgets: list[int], probe_updates: 
                 ["probe_random", "probe_logmel", "evaluate"],
                 ["stages.evaluate.models=[probe_random,probe_logmel]", *GREEDY_ONLY, *probe,
                  *extra])]
-    for variant in variants:
-        for n in budgets:
+    for n in budgets:
+        for variant in variants:
             jobs.append(Job(f"{variant}_{n}", RECIPE, out / f"{variant}_{n}",
                             ["pretrain", "probe_pretrained", "evaluate"],
                             [*VARIANTS[variant], f"trainer.max_updates={n}",

@@ -100,3 +100,21 @@ def test_probe_arms_train_the_same_number_of_parameters(demo_run):
     # the probe trains its head only: far fewer parameters than the whole model
     total = json.loads((demo_run / "probe_pretrained" / "summary.json").read_text())["parameters"]
     assert trainable("probe_pretrained") < total
+
+
+def test_skip_policy_lists_left_out_files_in_the_stage_directory(demo_run, tmp_path):
+    from w2v.cli import main
+
+    corpus = next((demo_run.parent / "cache" / "demo").iterdir())
+    lines = (corpus / "unlabeled.tsv").read_text().splitlines()
+    manifest = tmp_path / "with_missing.tsv"
+    manifest.write_text("\n".join([*lines, "audio/unlabeled/not-there.wav\t32000"]) + "\n")
+    run = tmp_path / "run"
+    code = main([str(RECIPE), "--out", str(run), "--stages", "pretrain", *TINY,
+                 f"data.train={manifest}", "data.valid=null", "data.bad_input=skip",
+                 "stages.pretrain.trainer.max_updates=1"])
+    assert code == 0
+    rows = (run / "pretrain" / "skipped.tsv").read_text().splitlines()
+    assert rows[0].split("\t")[:4] == ["source", "line", "path", "reason"]
+    assert len(rows) == 2 and "not-there.wav" in rows[1]
+    assert rows[1].split("\t")[1] == str(len(lines) + 1)

@@ -3,6 +3,8 @@ training, freezing, parameter groups, restore and checkpoint errors."""
 
 from __future__ import annotations
 
+import math
+
 import argparse
 import io
 import json
@@ -176,6 +178,33 @@ def test_health_monitor_overflow_and_collapse():
     for u in range(6, 9):
         h.observe(u, {"code_perplexity": 2.0})
     assert len(warnings) == 2
+
+
+def test_partial_codebook_collapse_counts_against_the_codebook_size():
+    warnings = []
+    h = HealthMonitor(max_nonfinite=2, collapse_window=2, groups=2, num_codes=128,
+                      warn=warnings.append)
+    for u in (1, 2):
+        h.observe(u, {"code_perplexity": 7.0})   # over 5 % of 128 codes: healthy
+    assert not warnings
+    for u in (3, 4):
+        h.observe(u, {"code_perplexity": 4.0})   # 4 of 128 codes in use, far above the floor 2
+    assert len(warnings) == 1 and "codebook collapse" in warnings[0]
+
+
+def test_contrastive_loss_at_chance_warns_once_per_episode():
+    warnings = []
+    h = HealthMonitor(max_nonfinite=2, collapse_window=3, warn=warnings.append)
+    chance = math.log(51)
+    for u in (1, 2):
+        h.observe(u, {"contrastive": chance, "contrastive_chance": chance})
+    h.observe(3, {"contrastive": 0.9 * chance, "contrastive_chance": chance})  # learning
+    for u in (4, 5):
+        h.observe(u, {"contrastive": chance + 0.01, "contrastive_chance": chance})
+    assert not warnings
+    h.observe(6, {"contrastive": chance, "contrastive_chance": chance})
+    h.observe(7, {"contrastive": chance, "contrastive_chance": chance})
+    assert len(warnings) == 1 and "at chance" in warnings[0] and "loss_weights" in warnings[0]
 
 
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])

@@ -258,6 +258,27 @@ def test_extra_terms_are_weighted_and_scaled_by_the_masked_count():
     assert float(b.stats["mask_fraction"]) == pytest.approx(M / (3 * T))
 
 
+def test_chance_level_is_the_log_of_the_valid_candidates():
+    torch.manual_seed(4)
+    model = tiny_model().eval()
+    obj = objective_for(model)
+    batch = wave_batch(seed=2)
+    T = model.encoder.output_lengths(torch.tensor([400])).item()
+    batch.extra["mask"] = model.masker.sample(3, T)
+    batch.extra["neg_idx"] = sample_negative_indices(batch.extra["mask"].sum(1), 6)
+    captured = {}
+    scores = obj.scores
+    obj.scores = lambda p, c: captured.setdefault("s", scores(p, c))
+    out = obj(batch, model)
+    valid = captured["s"].valid
+    expected = valid.sum(-1).float().log().mean()
+    assert float(out.stats["contrastive_chance"]) == pytest.approx(float(expected))
+    # uniform logits give exactly that loss
+    uniform = torch.zeros_like(captured["s"].logits).masked_fill(~valid, float("-inf"))
+    ce = torch.nn.functional.cross_entropy(uniform, torch.zeros(len(uniform), dtype=torch.long))
+    assert float(ce) == pytest.approx(float(expected), rel=1e-5)
+
+
 def test_kmeans_targets_add_the_weighted_aux_loss():
     torch.manual_seed(3)
     model = tiny_model(quantizer="kmeans").eval()
