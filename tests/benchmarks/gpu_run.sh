@@ -41,7 +41,7 @@ tail -40 "$OUT/base_throughput.txt"
 
 echo "== spike grid ($(left) s left)"
 G=${GRID_DEADLINE:-200}
-python3 tests/benchmarks/demo_scale.py --out runs/gpu/demo_scale --parallel ${GRID_PARALLEL:-12} \
+python3 tests/benchmarks/demo_scale.py --out runs/gpu/demo_scale --parallel ${GRID_PARALLEL:-17} \
   --deadline "$G" ${GRID_ARGS:-} > "$OUT/demo_scale.txt" 2>&1
 tail -25 "$OUT/demo_scale.txt"
 VARIANT=$(python3 -c "import json; print(json.load(open('runs/gpu/demo_scale/results.json'))['best_variant'] or 'demo')")
