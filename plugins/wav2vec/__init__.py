@@ -1,8 +1,12 @@
 """Built-in plugin family `wav2vec`: wav2vec 1.0 and vq-wav2vec.
 
 Registers the conv encoder (``wav2vec_conv``), the causal conv context
-network (``wav2vec_conv_aggregator``), the GRU context network (``gru``) and
-the future-step contrastive objective (``future_contrastive``).
+network (``wav2vec_conv_aggregator``), the GRU context network (``gru``),
+the future-step contrastive objective (``future_contrastive``), BERT on
+discrete units (encoder ``unit_embedding``, objective ``bert``), the
+pipeline stages ``export_units``, ``train_units`` and ``featurize_units``,
+the ``w2vrun export-units`` command, and the fairseq wav2vec 1.0 /
+vq-wav2vec checkpoint format.
 """
 
 from w2v import hookimpl
@@ -15,9 +19,14 @@ _TINY_ENCODER = [[8, 10, 5], [8, 8, 4]]
 @hookimpl
 def w2v_register_components(registrar):
     from .aggregator import ConvAggregator
+    from .bert import MaskedUnitObjective, UnitEmbedding
     from .encoder import Wav2VecConvEncoder
+    from .feature_input import FeatureInput
+    from .feature_stages import FeaturizeAudioStage, TrainFeaturesStage
     from .gru import GRUAggregator
     from .objective import FutureContrastiveObjective
+    from .unit_stages import ExportUnitsStage, FeaturizeUnitsStage, TrainUnitsStage
+    from .wav2letter import Wav2LetterAggregator
 
     registrar.add_component(
         "encoder", "wav2vec_conv", Wav2VecConvEncoder,
@@ -34,3 +43,48 @@ def w2v_register_components(registrar):
         "objective", "future_contrastive", FutureContrastiveObjective,
         smoke={"prediction_steps": 2, "num_negatives": 2},
         help="wav2vec 1.0 future-step contrastive loss (BCE or InfoNCE)")
+    registrar.add_component(
+        "encoder", "unit_embedding", UnitEmbedding,
+        help="discrete unit ids -> embeddings (+ the [MASK] row), for BERT on vq-wav2vec units")
+    registrar.add_component(
+        "objective", "bert", MaskedUnitObjective,
+        help="BERT masked-unit prediction (spans of 10 units, start probability 0.05)")
+    registrar.add_stage("export_units", ExportUnitsStage,
+                        help="write a quantized model's units (fairseq .src + dict.src.txt)")
+    registrar.add_stage("train_units", TrainUnitsStage,
+                        help="train a model over exported units (BERT) with the stage objective")
+    registrar.add_stage("featurize_units", FeaturizeUnitsStage,
+                        help="dump a unit model's features per split (fp16 shards)")
+    registrar.add_component(
+        "encoder", "precomputed", FeatureInput,
+        help="stored feature frames [B, T, D] as the model input (downstream models on frozen "
+             "features)")
+    registrar.add_component(
+        "aggregator", "wav2letter", Wav2LetterAggregator,
+        smoke={"layers": [[8, 3], [8, 5]], "dropout": 0.0},
+        help="non-causal conv stack (a small wav2letter-style acoustic model for frozen "
+             "features)")
+    registrar.add_stage("featurize_audio", FeaturizeAudioStage,
+                        help="dump an audio model's features (wav2vec c, z, vq code vectors, "
+                             "log-mel) per split (fp16 shards)")
+    registrar.add_stage("train_features", TrainFeaturesStage,
+                        help="train a downstream model (CTC) on frozen features with labels; "
+                             "greedy test CER/WER")
+
+
+@hookimpl
+def w2v_register_commands(registrar):
+    from .commands import configure_export_units, run_export_units
+
+    registrar.add_command("export-units", configure_export_units, run_export_units,
+                          help="write a quantized model's discrete units for manifests "
+                               "(fairseq vq-wav2vec_featurize format)")
+
+
+@hookimpl
+def w2v_register_checkpoint_formats(registrar):
+    from .interop import detect_fairseq_wav2vec, load_fairseq_wav2vec
+
+    registrar.add_importer("fairseq_wav2vec", detect_fairseq_wav2vec, load_fairseq_wav2vec,
+                           help="fairseq wav2vec 1.0 / vq-wav2vec .pt (arch wav2vec); fairseq "
+                                "not needed")

@@ -1,0 +1,252 @@
+"""BERT on discrete units (vq-wav2vec, Baevski et al. 2020, section 3.3).
+
+* :class:`UnitEmbedding` (encoder ``unit_embedding``): unit ids ``[B, T]`` ->
+  embeddings ``[B, T, D]``; one extra row is the ``[MASK]`` embedding (the
+  model owns it, as design.md asks). Its vocabulary is the exported unit
+  dictionary's size; the ``train_units`` stage fills it in.
+* :func:`span_mask`: the paper's masking: every valid position starts a span
+  with probability ``p`` (``round(p * length)`` starts without replacement,
+  rounded up at random), each span covers ``M`` consecutive units, spans
+  may overlap (p = 0.05, M = 10 masks about 40% of the units).
+* :class:`MaskedUnitObjective` (objective ``bert``): replace the masked units
+  with ``[MASK]`` (optionally RoBERTa's 10% random / 10% unchanged), run the
+  context network, predict the original units through an LM head (dense ->
+  GELU -> LayerNorm -> output tied to the embedding), cross-entropy summed
+  over masked units; ``sample_size`` = masked units.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import attrs
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from w2v.config import field, real, size
+from w2v.errors import ConfigError, FitError
+from w2v.interfaces import (Batch, Encoder, EncoderOutput, Objective, ObjectiveOutput, Signal,
+                            lengths_to_padding_mask)
+
+#: fairseq dictionary layout: ``<s>`` 0, ``<pad>`` 1, ``</s>`` 2, ``<unk>`` 3, then units.
+PAD_ID = 1
+NUM_SPECIAL = 4
+
+
+# ------------------------------------------------------------------ encoder
+@attrs.define(kw_only=True)
+class UnitEmbeddingConfig:
+    dim: int = size(768, 8, 16384, "embedding width (BERT-base 768, BERT-small 512)")
+    vocab_size: int | None = size(
+        None, NUM_SPECIAL + 1, 1 << 22,
+        "entries of the unit dictionary, specials included; null: the `train_units` stage sets "
+        "it from the exported dict.src.txt (a dry run before the export uses a placeholder)")
+    frame_stride: int = size(160, 1, 1 << 16, "input samples per unit: 160 for vq-wav2vec's "
+                                              "10 ms frames (the `train_units` stage sets it "
+                                              "from the export)")
+    max_positions: int = size(0, 0, 1 << 16, "learned absolute positions (RoBERTa); 0 = none, "
+                                             "the context network's positional conv orders them")
+    dropout: float = real(0.0, 0.0, 1.0, "dropout on the embeddings")
+
+
+class UnitEmbedding(Encoder):
+    """Unit ids ``[B, T]`` (padded with ``<pad>`` = 1) -> embeddings ``[B, T, dim]``.
+
+    Row ``vocab_size`` of ``embed.weight`` is the ``[MASK]`` embedding
+    (:attr:`mask_id`); padded positions give zeros.
+    """
+
+    Config = UnitEmbeddingConfig
+    no_smoke_reason = "reads unit ids, not audio; tests/wav2vec/test_bert.py exercises it"
+
+    def __init__(self, vocab_size: int, dim: int, *, frame_stride: int = 160,
+                 max_positions: int = 0, dropout: float = 0.0, sample_rate: int = 16000) -> None:
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.dim = dim
+        self.mask_id = vocab_size
+        self.frame_stride = frame_stride
+        self.sample_rate = sample_rate
+        self.embed = nn.Embedding(vocab_size + 1, dim, padding_idx=PAD_ID)
+        nn.init.normal_(self.embed.weight, mean=0.0, std=dim ** -0.5)
+        with torch.no_grad():
+            self.embed.weight[PAD_ID].zero_()
+        self.positions = nn.Embedding(max_positions, dim) if max_positions else None
+        if self.positions is not None:
+            nn.init.normal_(self.positions.weight, mean=0.0, std=0.02)
+        self.dropout = nn.Dropout(dropout)
+
+    @classmethod
+    def from_config(cls, config: UnitEmbeddingConfig, upstream: Signal | None = None,
+                    **context: Any) -> "UnitEmbedding":
+        vocab = config.vocab_size if config.vocab_size is not None else NUM_SPECIAL + 1
+        return cls(vocab, config.dim, frame_stride=config.frame_stride,
+                   max_positions=config.max_positions, dropout=config.dropout,
+                   sample_rate=upstream.sample_rate if upstream is not None else 16000)
+
+    def produces(self) -> Signal:
+        return Signal(kind="frames", dim=self.dim, sample_rate=self.sample_rate,
+                      stride=self.frame_stride, receptive_field=self.frame_stride, causal=True)
+
+    def output_lengths(self, lengths: Tensor) -> Tensor:
+        return lengths
+
+    def forward(self, source: Tensor, lengths: Tensor | None = None) -> EncoderOutput:
+        """``source`` ``[B, T]`` long ids -> :class:`EncoderOutput` (``features`` ``[B, T, D]``)."""
+        if source.dtype not in (torch.long, torch.int32, torch.int16, torch.uint8):
+            raise FitError(f"the unit_embedding encoder reads unit ids, but its input is "
+                           f"{source.dtype} {list(source.shape)} (audio?).",
+                           hint="Train it with the `train_units` stage on exported units.")
+        x = self.embed(source.long())
+        if self.positions is not None:
+            T = source.shape[1]
+            if T > self.positions.num_embeddings:
+                raise ValueError(f"{T} units exceed max_positions {self.positions.num_embeddings}")
+            x = x + self.positions.weight[:T]
+        x = self.dropout(x)
+        pad = lengths_to_padding_mask(lengths, source.shape[1])
+        if pad is not None:
+            x = x.masked_fill(pad[..., None], 0.0)
+        return EncoderOutput(features=x, lengths=lengths)
+
+
+# ------------------------------------------------------------------ masking
+def span_mask(lengths: Tensor, max_len: int, mask_prob: float, mask_length: int, *,
+              generator: torch.Generator | None = None) -> Tensor:
+    """``[B, T]`` bool: spans of ``mask_length`` units from random starts (see module docs).
+
+    Each utterance gets ``floor(mask_prob * length + U[0, 1))`` starts (at least 1), drawn
+    without replacement from its valid positions; spans are cut at the valid length.
+    """
+    B, T = lengths.shape[0], max_len
+    device = lengths.device
+    valid = torch.arange(T, device=device)[None, :] < lengths[:, None]
+    u = torch.rand(B, device=device, generator=generator)
+    starts = (mask_prob * lengths.float() + u).floor().long().clamp(min=1)
+    starts = torch.minimum(starts, lengths.clamp(min=1))
+    scores = torch.rand(B, T, device=device, generator=generator).masked_fill(~valid, 2.0)
+    rank = scores.argsort(dim=1).argsort(dim=1)                        # rank of each position
+    is_start = (rank < starts[:, None]) & valid
+    window = F.max_pool1d(F.pad(is_start.float()[:, None], (mask_length - 1, 0)),
+                          kernel_size=mask_length, stride=1)[:, 0]
+    return (window > 0) & valid
+
+
+# ------------------------------------------------------------------ objective
+@attrs.define(kw_only=True)
+class MaskedUnitConfig:
+    mask_prob: float = real(0.05, 0.0, 1.0, "probability that a unit starts a masked span "
+                                            "(the paper's p = 0.05)")
+    mask_length: int = size(10, 1, 1024, "units per masked span (the paper's M = 10)")
+    random_token_prob: float = real(0.0, 0.0, 1.0, "masked units replaced by a random unit "
+                                                   "instead of [MASK] (RoBERTa: 0.1)")
+    leave_unmasked_prob: float = real(0.0, 0.0, 1.0, "masked units left unchanged (RoBERTa: 0.1)")
+    tie_embeddings: bool = field(True, "the output layer reuses the unit embedding (RoBERTa); "
+                                       "needs the embedding width to equal the context width")
+
+    def __attrs_post_init__(self) -> None:
+        if self.random_token_prob + self.leave_unmasked_prob > 1.0:
+            raise ConfigError("random_token_prob + leave_unmasked_prob must not exceed 1, found "
+                              f"{self.random_token_prob + self.leave_unmasked_prob}.",
+                              key="random_token_prob")
+
+
+class UnitLMHead(nn.Module):
+    """``[N, D]`` -> ``[N, V]``: dense, GELU, LayerNorm, then the (tied) output layer."""
+
+    def __init__(self, dim: int, vocab_size: int, tied: nn.Embedding | None) -> None:
+        super().__init__()
+        self.dense = nn.Linear(dim, dim)
+        self.layer_norm = nn.LayerNorm(dim)
+        self.vocab_size = vocab_size
+        self.proj = None if tied is not None else nn.Linear(dim, vocab_size, bias=False)
+        self.bias = nn.Parameter(torch.zeros(vocab_size))
+        self._tied = [tied]                       # a list: not registered as a submodule
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.layer_norm(F.gelu(self.dense(x)))
+        weight = self._tied[0].weight[:self.vocab_size] if self.proj is None else self.proj.weight
+        return F.linear(x, weight) + self.bias
+
+
+class MaskedUnitObjective(Objective):
+    """BERT masked-unit prediction over a ``unit_embedding`` model (see the module docstring).
+
+    Stats: ``accuracy`` over masked units, ``loss_bits`` (per masked unit, bits),
+    ``mask_fraction``.
+    """
+
+    Config = MaskedUnitConfig
+    no_smoke_reason = "needs a unit_embedding model and unit-id batches; " \
+                      "tests/wav2vec/test_bert.py exercises it"
+
+    def __init__(self, config: MaskedUnitConfig, context_dim: int, embedding: nn.Embedding,
+                 vocab_size: int, mask_id: int) -> None:
+        super().__init__()
+        self.config = config
+        self.vocab_size = vocab_size
+        self.mask_id = mask_id
+        self.head = UnitLMHead(context_dim, vocab_size,
+                               embedding if config.tie_embeddings else None)
+
+    @classmethod
+    def from_config(cls, config: MaskedUnitConfig, upstream: Signal | None = None, *,
+                    model: nn.Module | None = None, **context: Any) -> "MaskedUnitObjective":
+        encoder = getattr(model, "encoder", None)
+        if not isinstance(encoder, UnitEmbedding):
+            raise FitError(
+                f"objective `bert` predicts masked units, but the model's encoder is "
+                f"{type(encoder).__name__ if encoder is not None else 'missing'}, not "
+                "`unit_embedding`.", hint="Use `model.encoder: {name: unit_embedding}` in a "
+                                          "`train_units` stage.")
+        if model.aggregator is None:
+            raise FitError("objective `bert` needs a context network (`model.aggregator`).")
+        dim = model.context_signal().dim
+        if config.tie_embeddings and encoder.dim != dim:
+            raise FitError(f"objective `bert` ties its output layer to the unit embedding (width "
+                           f"{encoder.dim}), but the context network produces width {dim}.",
+                           hint="Set the embedding `dim` to the aggregator's `embed_dim`, or "
+                                "`tie_embeddings: false`.")
+        return cls(config, dim, encoder.embed, encoder.vocab_size, encoder.mask_id)
+
+    def check_model(self, model: nn.Module) -> None:
+        if getattr(model.aggregator, "causal", False):
+            raise FitError("objective `bert` predicts each masked unit from both sides, but the "
+                           "context network is causal.", hint="Set `causal: false`.")
+
+    def corrupt(self, source: Tensor, mask: Tensor) -> Tensor:
+        """Masked positions -> ``[MASK]`` (or a random unit / unchanged, per the config)."""
+        c = self.config
+        x = source.masked_fill(mask, self.mask_id)
+        if c.random_token_prob or c.leave_unmasked_prob:
+            u = torch.rand(source.shape, device=source.device)
+            keep = mask & (u < c.leave_unmasked_prob)
+            rand = mask & (u >= c.leave_unmasked_prob) & \
+                (u < c.leave_unmasked_prob + c.random_token_prob)
+            random_units = torch.randint(NUM_SPECIAL, self.vocab_size, source.shape,
+                                         device=source.device)
+            x = torch.where(keep, source, torch.where(rand, random_units, x))
+        return x
+
+    def forward(self, batch: Batch, model: nn.Module, step: int = 0) -> ObjectiveOutput:
+        source = batch.source
+        B, T = source.shape
+        lengths = batch.lengths if batch.lengths is not None else \
+            torch.full((B,), T, dtype=torch.long, device=source.device)
+        mask = span_mask(lengths.to(source.device), T, self.config.mask_prob,
+                         self.config.mask_length)
+        enc = model.encode(self.corrupt(source, mask), lengths)
+        context = model.aggregate(model.project(enc.features), lengths).output
+        logits = self.head(context[mask]).float()                       # [N, V]
+        targets = source[mask]
+        loss = F.cross_entropy(logits, targets, reduction="sum")
+        n = mask.sum()
+        with torch.no_grad():
+            correct = (logits.argmax(-1) == targets).sum()
+            denom = n.clamp(min=1).to(logits.dtype)
+            stats = {"accuracy": correct.to(logits.dtype) / denom,
+                     "loss_bits": loss.detach() / denom / math.log(2),
+                     "mask_fraction": n.to(logits.dtype) / lengths.sum().clamp(min=1)}
+        return ObjectiveOutput(loss=loss, sample_size=n, stats=stats)
