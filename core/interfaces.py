@@ -371,9 +371,17 @@ class Head(nn.Module, Component, abc.ABC):
 
 
 class Stage(Component, abc.ABC):
-    """One step of a recipe (pretrain, finetune, featurize, cluster, ...)."""
+    """One step of a recipe (pretrain, finetune, featurize, cluster, ...), built from its
+    structured ``config`` alone."""
 
     kind = "stage"
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+
+    @classmethod
+    def from_config(cls, config: Any, upstream: Signal | None = None, **context: Any):
+        return cls(config)
 
     @abc.abstractmethod
     def run(self, context: Any) -> None:

@@ -44,13 +44,6 @@ class EvaluateStage(Stage):
 
     Config = EvaluateConfig
 
-    def __init__(self, config: EvaluateConfig):
-        self.config = config
-
-    @classmethod
-    def from_config(cls, config, upstream=None, **context):
-        return cls(config)
-
     def run(self, context) -> None:
         from w2v import load_pretrained
         from w2v.data.loader import build_dataset, resolve_corpus

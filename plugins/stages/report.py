@@ -36,13 +36,6 @@ class ReportStage(Stage):
 
     Config = ReportConfig
 
-    def __init__(self, config: ReportConfig):
-        self.config = config
-
-    @classmethod
-    def from_config(cls, config, upstream=None, **context):
-        return cls(config)
-
     def run(self, context) -> None:
         rows = []
         for sid in self.config.evaluations:

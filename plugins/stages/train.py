@@ -47,13 +47,6 @@ class TrainStage(Stage):
         valid: bool = field(True, "validate on `data.valid` when it is set")
         save_model: bool = field(True, "write the trained model to `<stage dir>/model.pt`")
 
-    def __init__(self, config):
-        self.config = config
-
-    @classmethod
-    def from_config(cls, config, upstream=None, **context):
-        return cls(config)
-
     def run(self, context) -> None:
         from w2v.data.loader import build_loader
         from w2v.train.distributed import detect

@@ -41,15 +41,6 @@ log = logging.getLogger("w2v")
 FeatureKind = Literal["output", "local", "quantized"]
 
 
-class _StageBase(Stage):
-    def __init__(self, config) -> None:
-        self.config = config
-
-    @classmethod
-    def from_config(cls, config, upstream=None, **context):
-        return cls(config)
-
-
 # ------------------------------------------------------------------ featurize_audio
 @attrs.define(kw_only=True)
 class FeaturizeAudioConfig:
@@ -148,7 +139,7 @@ def write_features(model, manifest_path: str, out_dir: Path, name: str, *, featu
     return {"utterances": len(lengths), "frames": int(sum(lengths))}
 
 
-class FeaturizeAudioStage(_StageBase):
+class FeaturizeAudioStage(Stage):
     """An audio model's features of the chosen splits, in ``w2vrun featurize``'s layout."""
 
     Config = FeaturizeAudioConfig
@@ -213,7 +204,7 @@ class TrainFeaturesConfig:
     save_model: bool = field(True, "write the trained model to `<stage dir>/model.pt`")
 
 
-class TrainFeaturesStage(_StageBase):
+class TrainFeaturesStage(Stage):
     """Train a downstream model (CTC) on frozen features with the labels of ``data:``."""
 
     Config = TrainFeaturesConfig

@@ -36,7 +36,6 @@ w2v's GRU runs over time, so outputs differ from fairseq's (by design, not a par
 from __future__ import annotations
 
 import ast
-import pickletools
 import zipfile
 from pathlib import Path
 from typing import Any, Mapping
@@ -45,7 +44,8 @@ import torch
 from torch import Tensor
 
 from w2v.errors import DataError, UserError
-from w2v.plugins.wav2vec2.interop.fairseq import legacy_config, parse_conv_layers
+from w2v.plugins.wav2vec2.interop.fairseq import (legacy_config, parse_conv_layers, pickle_of,
+                                                 pickle_strings)
 from w2v.plugins.wav2vec2.interop.keymap import KeyMap, LoadReport, MappedState
 from w2v.plugins.wav2vec2.interop.unpickle import load_checkpoint, resolve, to_plain
 
@@ -280,19 +280,11 @@ def detect_fairseq_wav2vec(path: Any) -> bool:
     if not p.is_file():
         return False
     try:
-        if zipfile.is_zipfile(p):
-            with zipfile.ZipFile(p) as z:
-                pkl = next((n for n in z.namelist() if n.endswith("data.pkl")), None)
-                if pkl is None:
-                    return False
-                data = z.read(pkl)
-        else:
-            data = p.read_bytes()[:1 << 24]
-        strings = set()
+        data = pickle_of(p)
+        if data is None:
+            return False
         try:
-            for _, arg, _ in pickletools.genops(data):
-                if isinstance(arg, (str, bytes)):
-                    strings.add(arg.encode() if isinstance(arg, str) else arg)
+            strings = pickle_strings(data)
         except Exception:  # a legacy (non-zip) file holds more than one pickle: scan bytes
             return all(marker in data for marker in _MARKERS) and b"wav2vec" in data
         if not any(any(m in s for s in strings) for m in _MARKERS):

@@ -82,15 +82,6 @@ def stage_manifests(splits, extra, data, sid: str) -> dict[str, str]:
     return out
 
 
-class _StageBase(Stage):
-    def __init__(self, config) -> None:
-        self.config = config
-
-    @classmethod
-    def from_config(cls, config, upstream=None, **context):
-        return cls(config)
-
-
 # ------------------------------------------------------------------ export_units
 @attrs.define(kw_only=True)
 class ExportUnitsConfig:
@@ -109,7 +100,7 @@ class ExportUnitsConfig:
     device: Device = field("auto", "where to run the model")
 
 
-class ExportUnitsStage(_StageBase):
+class ExportUnitsStage(Stage):
     """Write the discrete units of every utterance of the chosen splits (fairseq .src format)."""
 
     Config = ExportUnitsConfig
@@ -169,7 +160,7 @@ def sized_unit_model_config(model_cfg, dictionary, meta: dict):
     return attrs.evolve(model_cfg, encoder=enc.evolve(**changes))
 
 
-class TrainUnitsStage(_StageBase):
+class TrainUnitsStage(Stage):
     """Train a model over exported units (BERT on vq-wav2vec units) with the stage's objective."""
 
     Config = TrainUnitsConfig
@@ -258,7 +249,7 @@ def unit_features(model, ids: torch.Tensor, *, layer: int | None, chunk: int) ->
     return torch.cat(pieces)
 
 
-class FeaturizeUnitsStage(_StageBase):
+class FeaturizeUnitsStage(Stage):
     """Features of a trained unit model (BERT) for every exported split, in fp16 shards."""
 
     Config = FeaturizeUnitsConfig

@@ -299,6 +299,22 @@ def from_fairseq(path: str | Path) -> SpeechModel:
 _MARKERS = (b"feature_extractor.conv_layers.0.0.weight", b"encoder.pos_conv.0")
 
 
+def pickle_of(p: Path, head: int = 1 << 24) -> bytes | None:
+    """The pickle of a torch zip checkpoint (``data.pkl``), else the file's first ``head``
+    bytes; None for a zip without a pickle. Tensors are never loaded."""
+    if zipfile.is_zipfile(p):
+        with zipfile.ZipFile(p) as z:
+            pkl = next((n for n in z.namelist() if n.endswith("data.pkl")), None)
+            return None if pkl is None else z.read(pkl)
+    return p.read_bytes()[:head]
+
+
+def pickle_strings(data: bytes) -> set[bytes]:
+    """Every string in a pickle (raises on bytes that are not one pickle)."""
+    return {arg.encode() if isinstance(arg, str) else arg
+            for _, arg, _ in pickletools.genops(data) if isinstance(arg, (str, bytes))}
+
+
 def detect_fairseq(path: Any) -> bool:
     """True for a file that looks like a fairseq wav2vec 2.0 checkpoint (scans the pickle's
     strings without loading tensors when the file is in torch's zip format)."""
@@ -307,14 +323,10 @@ def detect_fairseq(path: Any) -> bool:
         return False
     try:
         if zipfile.is_zipfile(p):
-            with zipfile.ZipFile(p) as z:
-                pkl = next((n for n in z.namelist() if n.endswith("data.pkl")), None)
-                if pkl is None:
-                    return False
-                data = z.read(pkl)
-            strings = {arg.encode() if isinstance(arg, str) else arg
-                       for _, arg, _ in pickletools.genops(data)
-                       if isinstance(arg, (str, bytes))}
+            data = pickle_of(p)
+            if data is None:
+                return False
+            strings = pickle_strings(data)
             has_cfg = b"cfg" in strings or b"args" in strings
             return has_cfg and any(any(m in s for s in strings) for m in _MARKERS)
         head = p.read_bytes()[:1 << 22]
