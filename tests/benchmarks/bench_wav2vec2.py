@@ -31,19 +31,9 @@ import os
 import sys
 
 
-def _threads_from_argv(argv: list[str], default: int = 2) -> int:
-    """``--threads N`` read before argparse, so the env is set before torch loads."""
-    for i, arg in enumerate(argv):
-        if arg == "--threads" and i + 1 < len(argv):
-            return int(argv[i + 1])
-        if arg.startswith("--threads="):
-            return int(arg.split("=", 1)[1])
-    return default
+from runs import pin_threads  # noqa: E402  (the scripts' folder is on sys.path)
 
-
-THREADS = _threads_from_argv(sys.argv[1:])
-for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_var] = str(THREADS)
+THREADS = pin_threads(sys.argv[1:])  # before torch loads
 
 import argparse  # noqa: E402
 import gc  # noqa: E402

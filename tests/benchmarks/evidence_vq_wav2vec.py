@@ -43,18 +43,9 @@ import os
 import sys
 
 
-def _threads_from_argv(argv: list[str], default: int = 2) -> int:
-    for i, arg in enumerate(argv):
-        if arg == "--threads" and i + 1 < len(argv):
-            return int(argv[i + 1])
-        if arg.startswith("--threads="):
-            return int(arg.split("=", 1)[1])
-    return default
+from runs import pin_threads  # noqa: E402  (the scripts' folder is on sys.path)
 
-
-THREADS = _threads_from_argv(sys.argv[1:])
-for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_var] = str(THREADS)
+THREADS = pin_threads(sys.argv[1:])  # before torch loads
 
 import argparse  # noqa: E402
 import json  # noqa: E402
@@ -300,7 +291,7 @@ def measure_pnmi(args, corpus: Path) -> dict:
 # ------------------------------------------------------------------ 2. CTC on features
 def ctc_stage(features: str, lr: float, updates: int, labelled: dict, max_tokens: int) -> dict:
     """The downstream model: per-utterance CMVN of the frozen features, 3 non-causal conv blocks
-    (96 wide, kernel 5), a linear CTC head; tri-stage lr schedule."""
+    (96 wide, kernel 5), a linear CTC head; Adam (0.9, 0.98), tri-stage lr schedule."""
     return {"name": "train_features", "features": features, "data": labelled,
             "max_tokens": max_tokens,
             "model": {"encoder": {"name": "precomputed", "dim": None, "cmvn": True},
@@ -309,6 +300,7 @@ def ctc_stage(features: str, lr: float, updates: int, labelled: dict, max_tokens
                       "head": {"name": "ctc"}},
             "objective": {"name": "ctc", "apply_mask": False},
             "trainer": {"max_updates": updates, "lr": lr, "precision": "fp32",
+                        "betas": [0.9, 0.98], "eps": 1.0e-6, "weight_decay": 0.0,
                         "schedule": {"name": "tri_stage", "warmup": 0.1, "hold": 0.4,
                                      "decay": 0.5},
                         "log_interval": 100, "valid_interval": updates,

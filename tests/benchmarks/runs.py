@@ -17,6 +17,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+def pin_threads(argv: list[str], default: int = 2) -> int:
+    """Read ``--threads N`` from ``argv`` and export it as OMP/MKL_NUM_THREADS; call before
+    torch is imported, so the thread pools start at that size."""
+    threads = default
+    for i, arg in enumerate(argv):
+        if arg == "--threads" and i + 1 < len(argv):
+            threads = int(argv[i + 1])
+        elif arg.startswith("--threads="):
+            threads = int(arg.split("=", 1)[1])
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+    return threads
+
+
 @dataclass
 class Job:
     name: str
