@@ -228,7 +228,7 @@ def score_hypotheses(refs, hyps, path: Path, ids=None) -> dict:
     w_err, w_tot = word_edits(refs, hyps)
     rows = utterance_errors(refs, hyps)
     ids = range(len(refs)) if ids is None else ids
-    with open(path, "w") as fh:
+    with open(path, "w", encoding="utf-8") as fh:
         fh.write("utterance\tword_errors\twords\tchar_errors\tchars\treference\thypothesis\n")
         for uid, r, ref, hyp in zip(ids, rows, refs, hyps):
             fh.write(f"{uid}\t{r.word_errors}\t{r.ref_words}\t{r.char_errors}\t{r.ref_chars}\t"

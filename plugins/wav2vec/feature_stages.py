@@ -316,8 +316,8 @@ def decode_and_score(model, dataset, dictionary, name: str, out_dir: Path) -> di
     for length) and score CER/WER; writes ``<name>.greedy.tsv`` per utterance."""
     from w2v.plugins.ctc.decoders import greedy_tokens
     from w2v.plugins.ctc.head import force_blank
-    from w2v.plugins.ctc.metrics import (char_edits, check_not_degenerate, utterance_errors,
-                                         word_edits)
+    from w2v.plugins.ctc.metrics import check_not_degenerate
+    from w2v.plugins.stages.evaluate import score_hypotheses
 
     features = dataset.features
     refs, hyps = [], []
@@ -333,16 +333,8 @@ def decode_and_score(model, dataset, dictionary, name: str, out_dir: Path) -> di
                              dictionary.blank)
         tokens, _ = greedy_tokens(logits.float(), None, dictionary.blank)
         hyps.append(dictionary.words(tokens[0]))
-    c_err, c_tot = char_edits(refs, hyps)
-    w_err, w_tot = word_edits(refs, hyps)
-    path = out_dir / f"{name}.greedy.tsv"
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write("utterance\tword_errors\twords\tchar_errors\tchars\treference\thypothesis\n")
-        for i, (r, ref, hyp) in enumerate(zip(utterance_errors(refs, hyps), refs, hyps)):
-            fh.write(f"{i}\t{r.word_errors}\t{r.ref_words}\t{r.char_errors}\t{r.ref_chars}\t"
-                     f"{ref}\t{hyp}\n")
-    row = {"model": name, "decoder": "greedy", "cer": c_err / max(c_tot, 1),
-           "wer": w_err / max(w_tot, 1), "utterances": len(refs), "errors_file": path.name}
+    row = {"model": name, "decoder": "greedy",
+           **score_hypotheses(refs, hyps, out_dir / f"{name}.greedy.tsv")}
     warning = check_not_degenerate(hyps)
     if warning:
         row["warning"] = warning
