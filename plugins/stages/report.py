@@ -62,6 +62,10 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+#: A best CER at or above this means no system transcribes: gaps between them mean little.
+NEAR_CHANCE_CER = 0.9
+
+
 def summarize(rows: list[dict], baseline: str | None, compare: list[str]) -> str:
     """One line comparing each model's best CER with the baseline's."""
     best: dict[str, float] = {}
@@ -76,7 +80,14 @@ def summarize(rows: list[dict], baseline: str | None, compare: list[str]) -> str
             parts.append(f"`{name}` {'beats' if gap > 0 else 'does not beat'} `{baseline}` by "
                          f"{gap:+.1f} CER points ({100 * best[name]:.1f}% vs "
                          f"{100 * best[baseline]:.1f}%)")
-    return "; ".join(parts) + "." if parts else "Lower is better for both CER and WER."
+    if not parts:
+        return "Lower is better for both CER and WER."
+    line = "; ".join(parts) + "."
+    if min(best.values()) >= NEAR_CHANCE_CER:
+        line += (f" Every system is at {100 * NEAR_CHANCE_CER:.0f}% CER or worse: none has learned "
+                 "to transcribe at this budget, so these gaps do not show that one representation "
+                 "is better (docs/demo-scale.md).")
+    return line
 
 
 def plot_curves(metrics_path: Path, out_dir: Path) -> list[Path]:
