@@ -115,17 +115,13 @@ def check_feature(model, feature: str, layer: int | None, key: str) -> None:
 def write_features(model, manifest_path: str, out_dir: Path, name: str, *, feature: str,
                    layer: int | None, chunk: int, device: str) -> dict:
     """Featurize every row of a manifest into ``<name>_0_1.*``; returns ``{utterances, frames}``."""
-    from w2v.data.audio import read_audio
     from w2v.data.manifest import read_manifest, write_manifest
+
+    from .units import manifest_waves
 
     manifest = read_manifest(manifest_path)
     feats, lengths = [], []
-    for row in range(len(manifest)):
-        try:
-            wave, _ = read_audio(manifest.audio_path(row), sample_rate=model.sample_rate)
-        except Exception as exc:  # BadInput: name the file and manifest line
-            at = getattr(exc, "at", None)
-            raise (at(manifest.where(row)).to_error() if at else exc) from None
+    for wave in manifest_waves(manifest, model.sample_rate):
         f = audio_features(model, wave.to(device), feature=feature, layer=layer, chunk=chunk)
         feats.append(f.to(torch.float16).cpu().numpy())
         lengths.append(int(f.shape[0]))

@@ -93,21 +93,29 @@ def quantize_wave(model, wave: Tensor, chunk: int) -> Tensor:
     return torch.cat(pieces).long().cpu()
 
 
+
+def manifest_waves(manifest, sample_rate: int):
+    """Each row's waveform ``[S]`` in manifest order; a bad file stops with exit 2 naming the
+    file and the manifest line."""
+    from w2v.data.audio import read_audio
+
+    for row in range(len(manifest)):
+        try:
+            wave, _ = read_audio(manifest.audio_path(row), sample_rate=sample_rate)
+        except Exception as exc:  # BadInput: name the file and manifest line
+            at = getattr(exc, "at", None)
+            raise (at(manifest.where(row)).to_error() if at else exc) from None
+        yield wave
+
 def export_split(model, manifest_path: str, out_dir: Path, split: str, *, chunk: int,
                  device: str | torch.device = "cpu") -> dict:
     """Write ``<split>.src`` (one line per manifest row) and a copy ``<split>.tsv`` of the
     manifest; returns ``{utterances, tokens, empty}``."""
-    from w2v.data.audio import read_audio
     from w2v.data.manifest import read_manifest, write_manifest
 
     manifest = read_manifest(manifest_path)
     lines, tokens, empty = [], 0, 0
-    for row in range(len(manifest)):
-        try:
-            wave, _ = read_audio(manifest.audio_path(row), sample_rate=model.sample_rate)
-        except Exception as exc:  # BadInput: name the file and manifest line
-            at = getattr(exc, "at", None)
-            raise (at(manifest.where(row)).to_error() if at else exc) from None
+    for wave in manifest_waves(manifest, model.sample_rate):
         codes = quantize_wave(model, wave.to(device), chunk)
         lines.append(" ".join(codes_to_tokens(codes)))
         tokens += codes.shape[0]
