@@ -40,7 +40,9 @@ class ReportStage(Stage):
         rows = []
         for sid in self.config.evaluations:
             results = json.loads((context.output_of(sid) / "results.json").read_text())
-            rows += [{**r, "split": results["split"]} for r in results["results"]]
+            rows += [{**r, "split": results["split"],
+                      "errors_path": context.output_of(sid) / r["errors_file"]}
+                     for r in results["results"] if "errors_file" in r]
         table = format_table(rows)
         summary = summarize(rows, self.config.baseline, self.config.compare)
         stage_dir = Path(context.stage_dir)
@@ -66,27 +68,70 @@ def format_table(rows: list[dict]) -> str:
 NEAR_CHANCE_CER = 0.9
 
 
+def cer_gap_interval(baseline_tsv: Path, other_tsv: Path, rounds: int = 2000,
+                     seed: int = 0) -> tuple[float, float]:
+    """95 % paired-bootstrap interval of CER(baseline) - CER(other) in points, resampling the
+    utterances both systems decoded (Bisani & Ney, 2004). Reads the evaluate stage's
+    per-utterance error files."""
+    import numpy as np
+
+    a, b = _char_counts(baseline_tsv), _char_counts(other_tsv)
+    ids = sorted(a.keys() & b.keys())
+    if not ids:
+        return (float("nan"), float("nan"))
+    errors_a, errors_b, chars = (np.array([a[i][0] for i in ids]), np.array([b[i][0] for i in ids]),
+                                 np.array([a[i][1] for i in ids]))
+    draw = np.random.default_rng(seed).integers(0, len(ids), (rounds, len(ids)))
+    gaps = 100 * (errors_a[draw].sum(1) - errors_b[draw].sum(1)) / np.maximum(chars[draw].sum(1), 1)
+    low, high = np.percentile(gaps, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def _char_counts(tsv: Path) -> dict[str, tuple[int, int]]:
+    """utterance -> (character errors, reference characters) from an errors file."""
+    import csv
+
+    with open(tsv, encoding="utf-8", newline="") as f:
+        return {r["utterance"]: (int(r["char_errors"]), int(r["chars"]))
+                for r in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)}
+
+
 def summarize(rows: list[dict], baseline: str | None, compare: list[str]) -> str:
-    """One line comparing each model's best CER with the baseline's."""
-    best: dict[str, float] = {}
+    """One line comparing each model's best CER with the baseline's. Where the rows carry
+    their per-utterance error files, a gap whose 95 % paired-bootstrap interval contains 0 is
+    called a tie, not a win."""
+    best: dict[str, dict] = {}
     for r in rows:
-        best[r["model"]] = min(best.get(r["model"], 1e9), r["cer"])
+        if r["model"] not in best or r["cer"] < best[r["model"]]["cer"]:
+            best[r["model"]] = r
     if baseline is None or baseline not in best:
         return "Lower is better for both CER and WER."
+    base = best[baseline]
     parts = []
     for name in compare or [m for m in best if m != baseline]:
-        if name in best:
-            gap = 100 * (best[baseline] - best[name])
+        if name not in best:
+            continue
+        other = best[name]
+        gap = 100 * (base["cer"] - other["cer"])
+        cers = f"{100 * other['cer']:.1f}% vs {100 * base['cer']:.1f}%"
+        if "errors_path" in base and "errors_path" in other:
+            low, high = cer_gap_interval(base["errors_path"], other["errors_path"])
+            verdict = "beats" if low > 0 else "is worse than" if high < 0 else "is on par with"
+            parts.append(f"`{name}` {verdict} `{baseline}`: {gap:+.1f} CER points ({cers}; "
+                         f"95% interval {low:+.1f} to {high:+.1f})")
+        else:
             parts.append(f"`{name}` {'beats' if gap > 0 else 'does not beat'} `{baseline}` by "
-                         f"{gap:+.1f} CER points ({100 * best[name]:.1f}% vs "
-                         f"{100 * best[baseline]:.1f}%)")
+                         f"{gap:+.1f} CER points ({cers})")
     if not parts:
         return "Lower is better for both CER and WER."
     line = "; ".join(parts) + "."
-    if min(best.values()) >= NEAR_CHANCE_CER:
+    if min(r["cer"] for r in best.values()) >= NEAR_CHANCE_CER:
         line += (f" Every system is at {100 * NEAR_CHANCE_CER:.0f}% CER or worse: none has learned "
                  "to transcribe at this budget, so these gaps do not show that one representation "
                  "is better (docs/demo-scale.md).")
+    elif any("errors_path" in r for r in best.values()):
+        line += (" A gap counts when its 95% paired-bootstrap interval over the test utterances "
+                 "excludes 0.")
     return line
 
 

@@ -23,24 +23,22 @@ from runs import Job, best, evaluation, last, machine, run_jobs, summary
 
 RECIPE = "recipes/demo.yaml"
 
-#: Pretraining variants: overrides of recipes/demo.yaml.
+#: The waveform front end of the first demo drafts: wav2vec 2.0's conv encoder, 7 x 128 channels.
+WAVEFORM = ("model.encoder={name: wav2vec2_conv, mode: layer_norm, feature_grad_mult: 0.1, "
+            "conv_layers: [[128,10,5],[128,3,2],[128,3,2],[128,3,2],[128,3,2],[128,2,2],[128,2,2]]}")
+
+#: Pretraining variants: overrides of recipes/demo.yaml (log-mel front end, Gumbel, pre-LN).
 VARIANTS: dict[str, list[str]] = {
     "demo": [],
-    "preln": ["model.aggregator.layer_norm_first=true", "trainer.lr=5e-4"],
-    "preln_nopen": ["model.aggregator.layer_norm_first=true", "trainer.lr=5e-4",
-                    "objective.loss_weights=[0.1,0.0]"],
-    "groupnorm": ["model.encoder.mode=group_norm", "trainer.lr=5e-4"],
-    "continuous": ["model.quantizer=null", "model.aggregator.layer_norm_first=true",
-                   "trainer.lr=5e-4", "objective.loss_weights=[0.1,0.0]"],
-    "preln_nopen_cold": ["model.aggregator.layer_norm_first=true", "trainer.lr=5e-4",
-                         "objective.loss_weights=[0.1,0.0]",
-                         "model.quantizer.temp=[1.0,0.25,0.999995]"],
-    "preln_nopen_lr2e-3": ["model.aggregator.layer_norm_first=true", "trainer.lr=2e-3",
-                           "objective.loss_weights=[0.1,0.0]",
-                           "trainer.schedule={name: polynomial, warmup: 0.2}"],
-    "preln_nopen_wide": ["model.aggregator.layer_norm_first=true", "trainer.lr=5e-4",
-                         "objective.loss_weights=[0.1,0.0]", "model.aggregator.embed_dim=256",
-                         "model.aggregator.ffn_dim=1024", "model.aggregator.layers=6"],
+    "continuous": ["model.quantizer=null"],
+    "cold": ["model.quantizer.temp=[1.0,0.25,0.999995]"],
+    "lr2e-3": ["trainer.lr=2e-3", "trainer.schedule={name: polynomial, warmup: 0.2}"],
+    "wide": ["model.aggregator.embed_dim=256", "model.aggregator.ffn_dim=1024",
+             "model.aggregator.layers=6"],
+    "waveform": [WAVEFORM],
+    "waveform_postln": [WAVEFORM, "model.aggregator.layer_norm_first=false"],
+    "waveform_groupnorm": [WAVEFORM.replace("layer_norm", "group_norm"),
+                           "objective.loss_weights=[0.1,10.0]"],
 }
 
 GREEDY_ONLY = ["stages.evaluate.lm_text=null", "stages.evaluate.decoders.lm=null"]

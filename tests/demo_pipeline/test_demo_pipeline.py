@@ -17,7 +17,7 @@ RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "demo.yaml"
 TRAIN_STAGES = ("pretrain", "probe_pretrained", "probe_random", "probe_logmel", "finetune")
 
 TINY = [
-    "model.encoder.conv_layers=[[16,10,5],[16,3,2],[16,3,2],[16,3,2],[16,3,2],[16,2,2],[16,2,2]]",
+    "model.encoder.num_mel_bins=20",
     "model.aggregator.embed_dim=16", "model.aggregator.layers=1", "model.aggregator.ffn_dim=32",
     "model.aggregator.heads=2", "model.aggregator.conv_pos=4", "model.aggregator.conv_pos_groups=2",
     "model.quantizer.num_vars=8", "model.quantizer.dim=16", "objective.final_dim=16",
