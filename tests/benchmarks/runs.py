@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -58,6 +59,20 @@ def run_jobs(jobs: list[Job], parallel: int, logs: Path, threads: int = 1,
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
                PYTHONUNBUFFERED="1")
     waiting, running = list(jobs), {}
+    # A killed scheduler must not leave its jobs running (they would keep writing the runs).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        _schedule(by_name, waiting, running, parallel, logs, env, deadline, say)
+    finally:
+        for proc, log, _ in running.values():
+            proc.kill()
+            proc.wait()
+            log.close()
+    return by_name
+
+
+def _schedule(by_name: dict[str, Job], waiting: list[Job], running: dict, parallel: int,
+              logs: Path, env: dict, deadline: float | None, say) -> None:
     while waiting or running:
         if deadline is not None and time.time() > deadline:
             for name, (proc, log, started) in running.items():
@@ -68,7 +83,8 @@ def run_jobs(jobs: list[Job], parallel: int, logs: Path, threads: int = 1,
                 say(f"[runs] {name}: stopped at the deadline")
             for job in waiting:
                 job.rc = -1
-            return by_name
+            running.clear()
+            return
         for job in list(waiting):
             deps = [by_name[d] for d in job.after]
             if any(d.rc not in (None, 0) for d in deps):
@@ -90,7 +106,6 @@ def run_jobs(jobs: list[Job], parallel: int, logs: Path, threads: int = 1,
                 del running[name]
                 say(f"[runs] {name}: rc {job.rc} in {job.seconds:.0f} s")
         time.sleep(0.5)
-    return by_name
 
 
 def metrics(run_dir: Path, stage: str, split: str = "train") -> list[dict]:
