@@ -7,6 +7,8 @@ For every pretraining variant (overrides of ``recipes/demo.yaml``) and update bu
 ``demo_scale.png`` (probe test CER gap to the random-init probe against pretraining updates).
 
     python tests/benchmarks/demo_scale.py --out runs/demo_scale                  # full grid
+    python tests/benchmarks/demo_scale.py --out runs/demo_scale --variants demo,waveform@400 \\
+        --budgets 200,800,3200 --parallel 1 --threads 2                          # 2-core CPU
     python tests/benchmarks/demo_scale.py --out /tmp/s --variants demo --budgets 2 \\
         --probe-updates 2                                                       # plumbing check
 """
@@ -44,7 +46,7 @@ VARIANTS: dict[str, list[str]] = {
 GREEDY_ONLY = ["stages.evaluate.lm_text=null", "stages.evaluate.decoders.lm=null"]
 
 
-def jobs_for(out: Path, variants: list[str], budgets: list[int], probe_updates: int | None,
+def jobs_for(out: Path, grid: dict[str, list[int]], probe_updates: int | None,
              extra: list[str]) -> list[Job]:
     probe = ([f"stages.{p}.trainer.max_updates={probe_updates}"
               for p in ("probe_pretrained", "probe_random", "probe_logmel")]
@@ -53,8 +55,8 @@ def jobs_for(out: Path, variants: list[str], budgets: list[int], probe_updates: 
                 ["probe_random", "probe_logmel", "evaluate"],
                 ["stages.evaluate.models=[probe_random,probe_logmel]", *GREEDY_ONLY, *probe,
                  *extra])]
-    for n in budgets:
-        for variant in variants:
+    for n in sorted({n for budgets in grid.values() for n in budgets}):
+        for variant in (v for v, budgets in grid.items() if n in budgets):
             jobs.append(Job(f"{variant}_{n}", RECIPE, out / f"{variant}_{n}",
                             ["pretrain", "probe_pretrained", "evaluate"],
                             [*VARIANTS[variant], f"trainer.max_updates={n}",
@@ -63,11 +65,11 @@ def jobs_for(out: Path, variants: list[str], budgets: list[int], probe_updates: 
     return jobs
 
 
-def collect(out: Path, variants: list[str], budgets: list[int]) -> dict:
+def collect(out: Path, grid: dict[str, list[int]]) -> dict:
     base = evaluation(out / "baselines", "evaluate")
     cer = {m: base.get((m, "greedy"), {}).get("cer") for m in ("probe_random", "probe_logmel")}
     rows = []
-    for variant in variants:
+    for variant, budgets in grid.items():
         for n in budgets:
             run = out / f"{variant}_{n}"
             probe = evaluation(run, "evaluate").get(("probe_pretrained", "greedy"), {})
@@ -119,22 +121,24 @@ def plot(result: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for variant in dict.fromkeys(r["variant"] for r in result["rows"]):
-        pts = sorted((r["updates"], 100 * r["gap_to_random"]) for r in result["rows"]
-                     if r["variant"] == variant and r["gap_to_random"] is not None)
-        if pts:
-            ax.plot(*zip(*pts), marker="o", label=variant)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.5), sharey=True)
     b = result["baselines"]
-    if b["probe_random"] is not None and b["probe_logmel"] is not None:
-        ax.axhline(100 * (b["probe_random"] - b["probe_logmel"]), color="grey", ls="--",
-                   label="log-mel")
-    ax.axhline(0.0, color="black", lw=0.8)
-    ax.set_xscale("log")
-    ax.set_xlabel("pretraining updates (30 s of audio each)")
-    ax.set_ylabel("probe CER gain over random init (points)")
-    ax.set_title("demo scale: frozen-feature CTC probe, test split")
-    ax.legend(fontsize=7)
+    for ax, x, label in ((axes[0], "updates", "pretraining updates (30 s of audio each)"),
+                         (axes[1], "pretrain_seconds", "pretraining seconds (this machine)")):
+        for variant in dict.fromkeys(r["variant"] for r in result["rows"]):
+            pts = sorted((r[x], 100 * r["gap_to_random"]) for r in result["rows"]
+                         if r["variant"] == variant and r["gap_to_random"] is not None and r[x])
+            if pts:
+                ax.plot(*zip(*pts), marker="o", label=variant)
+        if b["probe_random"] is not None and b["probe_logmel"] is not None:
+            ax.axhline(100 * (b["probe_random"] - b["probe_logmel"]), color="grey", ls="--",
+                       label="log-mel probe")
+        ax.axhline(0.0, color="black", lw=0.8)
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+    axes[0].set_ylabel("probe CER gain over random init (points)")
+    axes[0].legend(fontsize=7)
+    fig.suptitle("demo scale: frozen-feature CTC probe, test split")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -151,7 +155,8 @@ def best_variant(result: dict) -> str | None:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--variants", default=",".join(VARIANTS))
+    ap.add_argument("--variants", default=",".join(VARIANTS),
+                    help="comma-separated; `name@400+1600` gives one variant its own budgets")
     ap.add_argument("--budgets", default="400,1600", help="pretraining updates, comma-separated")
     ap.add_argument("--probe-updates", type=int, default=None, help="override the probes' updates")
     ap.add_argument("--parallel", type=int, default=2)
@@ -161,16 +166,19 @@ def main(argv=None) -> int:
                     help="seconds after which running jobs are stopped and results collected")
     ap.add_argument("overrides", nargs="*", help="extra overrides for every job")
     args = ap.parse_args(argv)
-    variants = args.variants.split(",")
-    unknown = [v for v in variants if v not in VARIANTS]
+    budgets = [int(b) for b in args.budgets.split(",")]
+    grid = {}
+    for item in args.variants.split(","):
+        name, _, own = item.partition("@")
+        grid[name] = [int(b) for b in own.split("+")] if own else budgets
+    unknown = [v for v in grid if v not in VARIANTS]
     if unknown:
         ap.error(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
-    budgets = [int(b) for b in args.budgets.split(",")]
     if not args.collect_only:
-        run_jobs(jobs_for(args.out, variants, budgets, args.probe_updates, args.overrides),
+        run_jobs(jobs_for(args.out, grid, args.probe_updates, args.overrides),
                  args.parallel, args.out / "logs", threads=args.threads,
                  deadline=args.deadline and time.time() + args.deadline)
-    result = collect(args.out, variants, budgets)
+    result = collect(args.out, grid)
     result["best_variant"] = best_variant(result)
     (args.out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     text = table(result)
