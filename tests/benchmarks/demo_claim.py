@@ -23,6 +23,7 @@ import sys
 import time
 from pathlib import Path
 
+from demo_scale import VARIANTS
 from runs import Job, best, evaluation, machine, run_jobs, summary
 
 RECIPE = "recipes/demo_claim.yaml"
@@ -138,8 +139,9 @@ def main(argv=None) -> int:
     ap.add_argument("--pretrain-updates", type=int, default=None)
     ap.add_argument("--finetune-updates", type=int, default=None,
                     help="updates of both arms (they always get the same number)")
-    ap.add_argument("--pretrain-overrides", default="",
-                    help="space-separated overrides of the pretraining (e.g. a demo_scale variant)")
+    ap.add_argument("--pretrain-variant", default="demo", choices=list(VARIANTS),
+                    help="a pretraining variant of tests/benchmarks/demo_scale.py (its overrides "
+                         "apply to the pretraining)")
     ap.add_argument("--parallel", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--deadline", type=float, default=None,
@@ -154,7 +156,7 @@ def main(argv=None) -> int:
     if args.finetune_updates:
         common += [f"stages.finetune.trainer.max_updates={args.finetune_updates}",
                    f"stages.scratch.trainer.max_updates={args.finetune_updates}"]
-    pretrain = args.pretrain_overrides.split()
+    pretrain = list(VARIANTS[args.pretrain_variant])
     if args.pretrain_updates:
         pretrain.append(f"trainer.max_updates={args.pretrain_updates}")
     logs = args.out / "logs"
@@ -184,7 +186,8 @@ def main(argv=None) -> int:
     scr = [arm_row(args.out / scratch_name(chosen["lr"], chosen["mask"], s), "scratch", s, setting)
            for s in seeds]
     result = {"machine": machine(), "pretrain_seeds": pretrain_seeds,
-              "pretrain_overrides": pretrain, "overrides": common,
+              "pretrain_variant": args.pretrain_variant, "pretrain_overrides": pretrain,
+              "overrides": common,
               "pretrained": pre, "scratch": scr, "sweep": sweep, "verdict": verdict(pre, scr)}
     (args.out / "results.json").write_text(json.dumps(result, indent=2) + "\n")
     text = report(result)

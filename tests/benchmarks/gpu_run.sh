@@ -45,13 +45,12 @@ python3 tests/benchmarks/demo_scale.py --out runs/gpu/demo_scale --parallel ${GR
   --deadline "$G" ${GRID_ARGS:-} > "$OUT/demo_scale.txt" 2>&1
 tail -25 "$OUT/demo_scale.txt"
 VARIANT=$(python3 -c "import json; print(json.load(open('runs/gpu/demo_scale/results.json'))['best_variant'] or 'demo')")
-OVR=$(cd tests/benchmarks && python3 -c "from demo_scale import VARIANTS; print(' '.join(VARIANTS['$VARIANT']))")
-echo "best variant: $VARIANT -> $OVR"
+echo "best variant: $VARIANT"
 
 echo "== claim ($(left) s left)"
 C=$(( $(left) - 25 ))
 python3 tests/benchmarks/demo_claim.py --out runs/gpu/demo_claim --parallel ${CLAIM_PARALLEL:-9} \
-  --deadline "$C" "--pretrain-overrides=$OVR" ${CLAIM_ARGS:-} > "$OUT/demo_claim.txt" 2>&1
+  --deadline "$C" --pretrain-variant "$VARIANT" ${CLAIM_ARGS:-} > "$OUT/demo_claim.txt" 2>&1
 tail -30 "$OUT/demo_claim.txt"
 
 cp runs/gpu/demo_scale/demo_scale.png "$OUT/" 2>/dev/null
