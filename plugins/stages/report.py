@@ -39,10 +39,11 @@ class ReportStage(Stage):
     def run(self, context) -> None:
         rows = []
         for sid in self.config.evaluations:
-            results = json.loads((context.output_of(sid) / "results.json").read_text())
-            rows += [{**r, "split": results["split"],
-                      "errors_path": context.output_of(sid) / r["errors_file"]}
-                     for r in results["results"] if "errors_file" in r]
+            out = context.output_of(sid)
+            results = json.loads((out / "results.json").read_text())
+            for r in results["results"]:
+                errors = {"errors_path": out / r["errors_file"]} if "errors_file" in r else {}
+                rows.append({**r, "split": results["split"], **errors})
         table = format_table(rows)
         summary = summarize(rows, self.config.baseline, self.config.compare)
         stage_dir = Path(context.stage_dir)

@@ -27,7 +27,8 @@ RECIPE = "recipes/demo.yaml"
 
 #: The waveform front end of the first demo drafts: wav2vec 2.0's conv encoder, 7 x 128 channels.
 WAVEFORM = ("model.encoder={name: wav2vec2_conv, mode: layer_norm, feature_grad_mult: 0.1, "
-            "conv_layers: [[128,10,5],[128,3,2],[128,3,2],[128,3,2],[128,3,2],[128,2,2],[128,2,2]]}")
+            "conv_layers: [[128,10,5],[128,3,2],[128,3,2],[128,3,2],[128,3,2],"
+            "[128,2,2],[128,2,2]]}")
 
 #: Pretraining variants: overrides of recipes/demo.yaml (log-mel front end, Gumbel, pre-LN).
 VARIANTS: dict[str, list[str]] = {
