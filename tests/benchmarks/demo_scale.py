@@ -3,12 +3,13 @@ how much the pretrained features help a frozen-feature CTC probe per unit of com
 
 For every pretraining variant (overrides of ``recipes/demo.yaml``) and update budget it runs
 ``pretrain -> probe_pretrained -> evaluate`` of the demo recipe; once, the two baselines
-``probe_random`` and ``probe_logmel``. It writes ``results.json``, ``table.md`` and
+``probe_random`` and ``probe_logmel``, and a random-init probe for every variant that changes
+the model (the gap is always to the random-init probe of the same architecture). It writes ``results.json``, ``table.md`` and
 ``demo_scale.png`` (probe test CER gap to the random-init probe against pretraining updates).
 
     python tests/benchmarks/demo_scale.py --out runs/demo_scale                  # full grid
     python tests/benchmarks/demo_scale.py --out runs/demo_scale --variants demo,waveform@400 \\
-        --budgets 200,800,3200 --parallel 1 --threads 2                          # 2-core CPU
+        --budgets 200,800,3200 --parallel 1 --threads 2 [--skip-done]            # 2-core CPU
     python tests/benchmarks/demo_scale.py --out /tmp/s --variants demo --budgets 2 \\
         --probe-updates 2                                                       # plumbing check
 """
@@ -47,6 +48,16 @@ VARIANTS: dict[str, list[str]] = {
 GREEDY_ONLY = ["stages.evaluate.lm_text=null", "stages.evaluate.decoders.lm=null"]
 
 
+def own_architecture(variant: str) -> bool:
+    """Whether ``variant`` changes the model, so that its random-init probe differs from the
+    demo's (training-only variants share the demo's)."""
+    return any(o.startswith("model.") for o in VARIANTS[variant])
+
+
+def random_run(out: Path, variant: str) -> Path:
+    return out / (f"random_{variant}" if own_architecture(variant) else "baselines")
+
+
 def jobs_for(out: Path, grid: dict[str, list[int]], probe_updates: int | None,
              extra: list[str]) -> list[Job]:
     probe = ([f"stages.{p}.trainer.max_updates={probe_updates}"
@@ -56,6 +67,11 @@ def jobs_for(out: Path, grid: dict[str, list[int]], probe_updates: int | None,
                 ["probe_random", "probe_logmel", "evaluate"],
                 ["stages.evaluate.models=[probe_random,probe_logmel]", *GREEDY_ONLY, *probe,
                  *extra])]
+    for variant in filter(own_architecture, grid):
+        jobs.append(Job(f"random_{variant}", RECIPE, random_run(out, variant),
+                        ["probe_random", "evaluate"],
+                        [*VARIANTS[variant], "stages.evaluate.models=[probe_random]",
+                         *GREEDY_ONLY, *probe, *extra]))
     for n in sorted({n for budgets in grid.values() for n in budgets}):
         for variant in (v for v, budgets in grid.items() if n in budgets):
             jobs.append(Job(f"{variant}_{n}", RECIPE, out / f"{variant}_{n}",
@@ -66,14 +82,20 @@ def jobs_for(out: Path, grid: dict[str, list[int]], probe_updates: int | None,
     return jobs
 
 
+def _greedy_cer(run: Path, model: str) -> float | None:
+    return evaluation(run, "evaluate").get((model, "greedy"), {}).get("cer")
+
+
 def collect(out: Path, grid: dict[str, list[int]]) -> dict:
-    base = evaluation(out / "baselines", "evaluate")
-    cer = {m: base.get((m, "greedy"), {}).get("cer") for m in ("probe_random", "probe_logmel")}
+    """Every grid point's pretraining and probe numbers; the gap is to the random-init probe
+    of the same architecture."""
+    cer = {m: _greedy_cer(out / "baselines", m) for m in ("probe_random", "probe_logmel")}
     rows = []
     for variant, budgets in grid.items():
+        random_cer = _greedy_cer(random_run(out, variant), "probe_random")
         for n in budgets:
             run = out / f"{variant}_{n}"
-            probe = evaluation(run, "evaluate").get(("probe_pretrained", "greedy"), {})
+            probe_cer = _greedy_cer(run, "probe_pretrained")
             rows.append({
                 "variant": variant, "updates": n, "overrides": VARIANTS[variant],
                 "pretrain_seconds": summary(run, "pretrain").get("seconds"),
@@ -81,9 +103,10 @@ def collect(out: Path, grid: dict[str, list[int]]) -> dict:
                 "contrastive": last(run, "pretrain", "contrastive"),
                 "code_perplexity": last(run, "pretrain", "code_perplexity"),
                 "probe_valid_uer": _fraction(best(run, "probe_pretrained", "uer")),
-                "probe_test_cer": probe.get("cer"),
-                "gap_to_random": (cer["probe_random"] - probe["cer"])
-                if probe.get("cer") is not None and cer["probe_random"] is not None else None,
+                "probe_test_cer": probe_cer,
+                "random_test_cer": random_cer,
+                "gap_to_random": (random_cer - probe_cer)
+                if probe_cer is not None and random_cer is not None else None,
             })
     return {"machine": machine(), "baselines": cer, "rows": rows}
 
@@ -102,16 +125,18 @@ def _num(x, fmt="{:.3f}") -> str:
 
 def table(result: dict) -> str:
     b = result["baselines"]
-    lines = [f"Machine: {result['machine']}. Probe test CER (greedy): random-init features "
+    lines = [f"Machine: {result['machine']}. Probe test CER (greedy) with the demo's "
+             f"architecture: random-init features "
              f"{_pct(b['probe_random'])} %, log-mel {_pct(b['probe_logmel'])} %.", "",
              "| variant | updates | pretrain s | accuracy | contrastive | code ppl | "
-             "probe valid UER % | probe test CER % | gap to random (points) |",
-             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+             "probe valid UER % | probe test CER % | random-init probe CER % | "
+             "gap to random (points) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for r in result["rows"]:
         lines.append(f"| {r['variant']} | {r['updates']} | {_num(r['pretrain_seconds'], '{:.0f}')} "
                      f"| {_num(r['accuracy'])} | {_num(r['contrastive'])} "
                      f"| {_num(r['code_perplexity'], '{:.1f}')} | {_pct(r['probe_valid_uer'])} "
-                     f"| {_pct(r['probe_test_cer'])} "
+                     f"| {_pct(r['probe_test_cer'])} | {_pct(r['random_test_cer'])} "
                      f"| {_num(None if r['gap_to_random'] is None else 100 * r['gap_to_random'], '{:+.1f}')} |")
     return "\n".join(lines) + "\n"
 
@@ -163,6 +188,8 @@ def main(argv=None) -> int:
     ap.add_argument("--parallel", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1, help="threads per job")
     ap.add_argument("--collect-only", action="store_true")
+    ap.add_argument("--skip-done", action="store_true",
+                    help="leave out jobs whose stages have all finished (extend a grid)")
     ap.add_argument("--deadline", type=float, default=None,
                     help="seconds after which running jobs are stopped and results collected")
     ap.add_argument("overrides", nargs="*", help="extra overrides for every job")
@@ -176,8 +203,10 @@ def main(argv=None) -> int:
     if unknown:
         ap.error(f"unknown variants {unknown}; known: {', '.join(VARIANTS)}")
     if not args.collect_only:
-        run_jobs(jobs_for(args.out, grid, args.probe_updates, args.overrides),
-                 args.parallel, args.out / "logs", threads=args.threads,
+        jobs = jobs_for(args.out, grid, args.probe_updates, args.overrides)
+        if args.skip_done:
+            jobs = [j for j in jobs if not all((j.out / s / "DONE").exists() for s in j.stages)]
+        run_jobs(jobs, args.parallel, args.out / "logs", threads=args.threads,
                  deadline=args.deadline and time.time() + args.deadline)
     result = collect(args.out, grid)
     result["best_variant"] = best_variant(result)
