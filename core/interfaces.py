@@ -79,6 +79,15 @@ class Signal:
         return f"{self.kind}, dim {self.dim}, {rate}{rf}, {'causal' if self.causal else 'non-causal'}"
 
 
+def upstream_dim(upstream: Signal | None, component: str) -> int:
+    """The input width ``component`` reads from ``upstream``; a config error when it has none."""
+    if upstream is None:
+        from .errors import ConfigError
+        raise ConfigError(f"the {component} needs an upstream component (an encoder) to know "
+                          "its input width.")
+    return upstream.dim
+
+
 def waveform_signal(sample_rate: int = 16000) -> Signal:
     """The signal a raw-audio data source provides."""
     return Signal(kind="waveform", dim=1, sample_rate=sample_rate, stride=1, receptive_field=1,

@@ -22,7 +22,8 @@ from torch import Tensor, nn
 
 from w2v.config import check, choice, field, real, size
 from w2v.errors import ConfigError
-from w2v.interfaces import Quantizer, QuantizerOutput, Signal, lengths_to_padding_mask
+from w2v.interfaces import (Quantizer, QuantizerOutput, Signal, lengths_to_padding_mask,
+                            upstream_dim)
 
 
 @attrs.define(kw_only=True)
@@ -132,10 +133,8 @@ class GumbelQuantizer(Quantizer):
     @classmethod
     def from_config(cls, config: GumbelQuantizerConfig, upstream: Signal | None = None,
                     **context) -> "GumbelQuantizer":
-        if upstream is None:
-            raise ConfigError("the Gumbel quantizer needs an upstream component (an encoder) "
-                              "to know its input width.")
-        return cls(upstream.dim, groups=config.groups, num_vars=config.num_vars, dim=config.dim,
+        input_dim = upstream_dim(upstream, "Gumbel quantizer")
+        return cls(input_dim, groups=config.groups, num_vars=config.num_vars, dim=config.dim,
                    combine_groups=config.combine_groups, temp=tuple(config.temp),
                    temp_schedule=config.temp_schedule, temp_fraction=config.temp_fraction,
                    weight_proj_depth=config.weight_proj_depth,

@@ -23,7 +23,8 @@ from torch import Tensor, nn
 
 from w2v.config import field, real, size
 from w2v.errors import ConfigError
-from w2v.interfaces import Quantizer, QuantizerOutput, Signal, lengths_to_padding_mask
+from w2v.interfaces import (Quantizer, QuantizerOutput, Signal, lengths_to_padding_mask,
+                            upstream_dim)
 
 from .gumbel import code_frequencies, perplexity
 
@@ -81,10 +82,8 @@ class KMeansQuantizer(Quantizer):
     @classmethod
     def from_config(cls, config: KMeansQuantizerConfig, upstream: Signal | None = None,
                     **context) -> "KMeansQuantizer":
-        if upstream is None:
-            raise ConfigError("the k-means quantizer needs an upstream component (an encoder) "
-                              "to know its input width.")
-        return cls(upstream.dim, groups=config.groups, num_vars=config.num_vars,
+        input_dim = upstream_dim(upstream, "k-means quantizer")
+        return cls(input_dim, groups=config.groups, num_vars=config.num_vars,
                    combine_groups=config.combine_groups, gamma=config.gamma, upstream=upstream)
 
     def produces(self) -> Signal:

@@ -37,6 +37,14 @@ def load_stage_dictionary(data):
                                                               data.labels))
 
 
+def require_objective(context, hint: str) -> None:
+    """Stop with a config error when a training stage has no ``objective:``."""
+    if context.sections.objective is None:
+        from w2v.errors import ConfigError
+        raise ConfigError(f"stage `{context.stage_id}` trains, but no `objective:` is set.",
+                          key=f"stages.{context.stage_id}.objective", hint=hint)
+
+
 class TrainStage(Stage):
     """Train the stage's model with its objective (pretraining, fine-tuning, probes)."""
 
@@ -54,11 +62,7 @@ class TrainStage(Stage):
 
         sec = context.sections
         data = sec.data
-        if sec.objective is None:
-            from w2v.errors import ConfigError
-            raise ConfigError(f"stage `{context.stage_id}` trains, but no `objective:` is set.",
-                              key=f"stages.{context.stage_id}.objective",
-                              hint="Add `objective: {name: ...}` (see `w2vrun list objective`).")
+        require_objective(context, "Add `objective: {name: ...}` (see `w2vrun list objective`).")
         dictionary = load_stage_dictionary(data)
         model = build_model(sec.model, data.sample_rate, dictionary=dictionary)
         initialise(model, self.config.init, context)

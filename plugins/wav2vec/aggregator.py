@@ -24,8 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from w2v.config import choice, field, real
-from w2v.errors import ConfigError
-from w2v.interfaces import Aggregator, AggregatorOutput, Signal
+from w2v.interfaces import Aggregator, AggregatorOutput, Signal, upstream_dim
 
 from .layers import AGGREGATOR_PRESETS, ConvLayer, resolve_layers
 from .norms import Activation, NormKind, make_activation, make_norm, valid_mask
@@ -128,11 +127,9 @@ class ConvAggregator(Aggregator):
     @classmethod
     def from_config(cls, config: ConvAggregatorConfig, upstream: Signal | None = None,
                     **context) -> "ConvAggregator":
-        if upstream is None:
-            raise ConfigError("the conv aggregator needs an upstream component (an encoder) to "
-                              "know its input width.")
-        return cls(upstream.dim, resolve_layers(config.preset, config.layers, AGGREGATOR_PRESETS,
-                                             stride_one=True),
+        input_dim = upstream_dim(upstream, "conv aggregator")
+        return cls(input_dim, resolve_layers(config.preset, config.layers, AGGREGATOR_PRESETS,
+                                          stride_one=True),
                    norm=config.norm, affine_norm=config.affine_norm,
                    activation=config.activation, conv_bias=config.conv_bias,
                    zero_pad=config.zero_pad, skip_connections=config.skip_connections,

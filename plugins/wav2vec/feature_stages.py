@@ -32,6 +32,7 @@ from w2v.config import field, real, size
 from w2v.errors import ConfigError, did_you_mean
 from w2v.interfaces import Stage
 from w2v.plugins.stages.handover import InitConfig
+from w2v.plugins.stages.train import require_objective
 
 from .feature_data import META_FILE
 from .unit_stages import SPLITS, Device, _device, source_dir, stage_manifests
@@ -225,10 +226,7 @@ class TrainFeaturesStage(Stage):
             raise ConfigError(f"stage `{sid}` trains on labelled features, but `data.labels` is "
                               "null.", key=f"stages.{sid}.data.labels",
                               hint="Set `data.labels: ltr` (letters beside the manifests).")
-        if sec.objective is None:
-            raise ConfigError(f"stage `{sid}` trains, but no `objective:` is set.",
-                              key=f"stages.{sid}.objective", hint="Add `objective: {name: ctc, "
-                                                                  "apply_mask: false}`.")
+        require_objective(context, "Add `objective: {name: ctc, apply_mask: false}`.")
         for split in cfg.splits:
             if split not in SPLITS:
                 raise ConfigError(f"unknown data split `{split}`.", key=f"stages.{sid}.splits",

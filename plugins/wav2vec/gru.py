@@ -8,8 +8,7 @@ import attrs
 from torch import Tensor, nn
 
 from w2v.config import real, size
-from w2v.errors import ConfigError
-from w2v.interfaces import Aggregator, AggregatorOutput, Signal
+from w2v.interfaces import Aggregator, AggregatorOutput, Signal, upstream_dim
 
 from .aggregator import last_block
 from .norms import valid_mask
@@ -47,10 +46,8 @@ class GRUAggregator(Aggregator):
     @classmethod
     def from_config(cls, config: GRUAggregatorConfig, upstream: Signal | None = None,
                     **context) -> "GRUAggregator":
-        if upstream is None:
-            raise ConfigError("the GRU aggregator needs an upstream component (an encoder) to "
-                              "know its input width.")
-        return cls(upstream.dim, dim=config.dim, num_layers=config.num_layers,
+        input_dim = upstream_dim(upstream, "GRU aggregator")
+        return cls(input_dim, dim=config.dim, num_layers=config.num_layers,
                    dropout=config.dropout, upstream=upstream)
 
     @property

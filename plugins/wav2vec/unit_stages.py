@@ -169,6 +169,7 @@ class TrainUnitsStage(Stage):
         from w2v.build import build_model, build_objective, count_parameters
         from w2v.checkpoint_formats import MODEL_FILE, save_model
         from w2v.plugins.stages.handover import initialise
+        from w2v.plugins.stages.train import require_objective
         from w2v.train.distributed import detect
         from w2v.train.trainer import Trainer
 
@@ -177,10 +178,7 @@ class TrainUnitsStage(Stage):
 
         cfg = self.config
         sec = context.sections
-        if sec.objective is None:
-            raise ConfigError(f"stage `{context.stage_id}` trains, but no `objective:` is set.",
-                              key=f"stages.{context.stage_id}.objective",
-                              hint="Add `objective: {name: bert}`.")
+        require_objective(context, "Add `objective: {name: bert}`.")
         units = source_dir(cfg.units, context, "units")
         dictionary = load_unit_dictionary(units)
         meta = read_meta(units)

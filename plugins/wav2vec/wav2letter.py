@@ -17,8 +17,7 @@ import attrs
 from torch import Tensor, nn
 
 from w2v.config import check, choice, field, real
-from w2v.errors import ConfigError
-from w2v.interfaces import Aggregator, AggregatorOutput, Signal
+from w2v.interfaces import Aggregator, AggregatorOutput, Signal, upstream_dim
 
 from .aggregator import last_block
 from .norms import valid_mask
@@ -81,10 +80,8 @@ class Wav2LetterAggregator(Aggregator):
     @classmethod
     def from_config(cls, config: Wav2LetterConfig, upstream: Signal | None = None,
                     **context) -> "Wav2LetterAggregator":
-        if upstream is None:
-            raise ConfigError("the wav2letter aggregator needs an upstream component (an "
-                              "encoder) to know its input width.")
-        return cls(upstream.dim, config.layers, norm=config.norm, activation=config.activation,
+        input_dim = upstream_dim(upstream, "wav2letter aggregator")
+        return cls(input_dim, config.layers, norm=config.norm, activation=config.activation,
                    dropout=config.dropout, residual=config.residual, upstream=upstream)
 
     @property
