@@ -24,16 +24,18 @@ _MAX_UPDATES = 1 << 32
 _LENGTH_HELP = "updates (an integer) or a fraction of max_updates (a float up to 1.0)"
 
 
-def resolve_length(value: int | float | None, max_updates: int, key: str) -> int:
+def resolve_length(value: int | float | None, max_updates: int, key: str, *,
+                   truncate: bool = False) -> int:
     """A phase length in updates: an int is updates, a float up to 1.0 a fraction of
-    ``max_updates``."""
+    ``max_updates``, rounded to the nearest update (``truncate``: ``int(max_updates *
+    fraction)``, fairseq's tri_stage phases)."""
     if value is None:
         return 0
     if isinstance(value, bool) or value < 0:
         raise ConfigError(f"must be a non-negative number of updates or a fraction up to 1.0, "
                           f"found {value}.", key=key)
     if isinstance(value, float) and value <= 1.0:
-        return int(round(value * max_updates))
+        return int(max_updates * value) if truncate else int(round(value * max_updates))
     if isinstance(value, float) and not value.is_integer():
         raise ConfigError(f"a float length must be a fraction up to 1.0 (of max_updates) or a "
                           f"whole number of updates, found {value}.", key=key,
@@ -54,9 +56,10 @@ class ScheduleConfig:
     """The learning-rate schedule (``trainer.schedule``); the factor multiplies every group's lr."""
 
     name: ScheduleName = choice(
-        "polynomial", "`polynomial`: linear warmup to lr, then polynomial decay to end_lr at "
-                      "max_updates (fairseq polynomial_decay); `tri_stage`: warmup / hold / "
-                      "exponential decay (fairseq tri_stage); `cosine`: warmup then cosine to "
+        "polynomial", "`polynomial`: linear warmup to lr (update 0 at lr 0), then polynomial "
+                      "decay to end_lr at max_updates (fairseq polynomial_decay); `tri_stage`: "
+                      "warmup / hold / exponential decay, fractional phases truncated (fairseq "
+                      "tri_stage); `cosine`: warmup then cosine to "
                       "min_lr_scale x lr; `fixed`: warmup then constant")
     warmup: int | float | None = _length_field(
         None, "warmup length (default: 0.08 of training for polynomial/cosine, 0.1 for "

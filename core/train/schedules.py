@@ -2,10 +2,14 @@
 
 A schedule maps ``step`` (updates completed before the current one, 0-based)
 to a *factor* of the peak learning rate; no state besides the step, so a
-resumed run is exact and ``reset_lr_schedule`` is an offset. The values follow
-fairseq: ``polynomial_decay`` starts at ``1/warmup`` (updates 0 and 1 share it),
-``tri_stage`` starts at ``init_lr_scale`` and decays exponentially to
-``final_lr_scale``.
+resumed run is exact and ``reset_lr_schedule`` is an offset. ``polynomial`` and
+``tri_stage`` give fairseq's values update for update: the polynomial warmup
+runs update 0 at lr 0 (factor ``step / warmup``, fairseq
+``polynomial_decay_schedule.py``), tri_stage phase lengths given as fractions
+are truncated with ``int()`` (fairseq ``tri_stage_lr_scheduler.py``), and it
+decays exponentially from the peak to ``final_lr_scale``. ``cosine`` and
+``fixed`` warm up with ``max(step, 1) / warmup``, so their first update is never
+at lr 0.
 """
 
 from __future__ import annotations
@@ -19,13 +23,14 @@ from .config import ScheduleConfig, resolve_length
 
 
 def _warmup_factor(step: int, warmup: int) -> float:
-    """fairseq's linear warmup: ``max(step, 1) / warmup``."""
+    """Linear warmup that never gives lr 0: ``max(step, 1) / warmup`` (cosine, fixed)."""
     return max(step, 1) / warmup
 
 
 @attrs.frozen(kw_only=True)
 class PolynomialDecay:
-    """Linear warmup to the peak, then ``(1 - progress) ** power`` down to ``end_factor``."""
+    """Linear warmup ``step / warmup`` (update 0 at lr 0, as fairseq) to the peak, then
+    ``(1 - progress) ** power`` down to ``end_factor``."""
 
     warmup: int
     total: int
@@ -34,7 +39,7 @@ class PolynomialDecay:
 
     def __call__(self, step: int) -> float:
         if self.warmup > 0 and step <= self.warmup:
-            return _warmup_factor(step, self.warmup)
+            return step / self.warmup
         if step >= self.total:
             return self.end_factor
         remaining = 1.0 - (step - self.warmup) / (self.total - self.warmup)
@@ -98,10 +103,10 @@ LRSchedule = PolynomialDecay | TriStage | CosineDecay | FixedRate
 def build_lr_schedule(config: ScheduleConfig, lr: float, max_updates: int) -> LRSchedule:
     """The schedule of ``config`` for a run of ``max_updates`` with peak ``lr``."""
 
-    def length(name: str, default: float) -> int:
+    def length(name: str, default: float, truncate: bool = False) -> int:
         value = getattr(config, name)
         return resolve_length(default if value is None else value, max_updates,
-                              f"schedule.{name}")
+                              f"schedule.{name}", truncate=truncate)
 
     if config.name == "polynomial":
         warmup = min(length("warmup", 0.08), max_updates)
@@ -109,8 +114,9 @@ def build_lr_schedule(config: ScheduleConfig, lr: float, max_updates: int) -> LR
         return PolynomialDecay(warmup=warmup, total=max_updates, end_factor=end,
                                power=config.power)
     if config.name == "tri_stage":
-        return TriStage(warmup=length("warmup", 0.1), hold=length("hold", 0.4),
-                        decay=length("decay", 0.5), init_scale=config.init_lr_scale,
+        # fairseq: int(max_update * phase_ratio[i]), truncated, not rounded
+        return TriStage(warmup=length("warmup", 0.1, True), hold=length("hold", 0.4, True),
+                        decay=length("decay", 0.5, True), init_scale=config.init_lr_scale,
                         final_scale=config.final_lr_scale)
     if config.name == "cosine":
         return CosineDecay(warmup=min(length("warmup", 0.08), max_updates), total=max_updates,

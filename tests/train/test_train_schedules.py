@@ -16,12 +16,78 @@ from w2v.train.schedules import CosineDecay, FixedRate, PolynomialDecay, TriStag
 def test_polynomial_decay_follows_fairseq():
     s = build_lr_schedule(ScheduleConfig(name="polynomial", warmup=100, end_lr=1e-5), 1e-3, 1000)
     assert isinstance(s, PolynomialDecay)
-    assert s(0) == s(1) == pytest.approx(1 / 100)  # fairseq starts at lr / warmup
+    assert s(0) == 0.0 and s(1) == pytest.approx(1 / 100)  # fairseq: update 0 at lr 0
     assert s(50) == pytest.approx(0.5)
     assert s(100) == pytest.approx(1.0)
     end = 1e-5 / 1e-3
     assert s(550) == pytest.approx(end + (1 - end) * 0.5)  # linear (power 1) halfway
     assert s(1000) == s(5000) == pytest.approx(end)
+
+
+def fairseq_polynomial_lrs(lr, warmup, total, end_lr=0.0, power=1.0, updates=None):
+    """fairseq PolynomialDecayLRSchedule.step_update(n): the lr that update n runs at."""
+    out = []
+    for n in range(updates or total + 2):
+        if warmup > 0 and n <= warmup:
+            out.append(n / float(warmup) * lr)
+        elif n >= total:
+            out.append(end_lr)
+        else:
+            pct_remaining = 1 - (n - warmup) / (total - warmup)
+            out.append((lr - end_lr) * pct_remaining ** power + end_lr)
+    return out
+
+
+def fairseq_tri_stage_lrs(lr, total, ratios=(0.1, 0.4, 0.5), init_scale=0.01, final_scale=0.05):
+    """fairseq TriStageLRSchedule with phase_ratio: int()-truncated phases, step_update(n)."""
+    warmup, hold, decay = (int(total * r) for r in ratios)
+    init_lr, final_lr = init_scale * lr, final_scale * lr
+    rate = (lr - init_lr) / warmup if warmup else 0
+    factor = -math.log(final_scale) / decay
+    out = []
+    for n in range(total + 2):
+        if n < warmup:
+            out.append(init_lr + rate * n)
+        elif n < warmup + hold:
+            out.append(lr)
+        elif n <= warmup + hold + decay:
+            out.append(lr * math.exp(-factor * (n - warmup - hold)))
+        else:
+            out.append(final_lr)
+    return out
+
+
+@pytest.mark.parametrize("total, warmup", [(47, 0.08), (55, 0.1), (123, 0.08), (1000, 80),
+                                           (10, 3)])
+def test_polynomial_lr_sequence_equals_fairseq_from_update_0(total, warmup):
+    lr = 5e-4
+    s = build_lr_schedule(ScheduleConfig(name="polynomial", warmup=warmup, end_lr=1e-6), lr,
+                          total)
+    want = fairseq_polynomial_lrs(lr, s.warmup, total, end_lr=1e-6)
+    assert want[0] == 0.0
+    assert [lr * s(n) for n in range(total + 2)] == pytest.approx(want, rel=1e-12, abs=1e-15)
+
+
+@pytest.mark.parametrize("total", [47, 55, 123, 1000, 13000])
+def test_tri_stage_lr_sequence_equals_fairseq(total):
+    lr = 5e-5
+    s = build_lr_schedule(ScheduleConfig(name="tri_stage", warmup=0.1, hold=0.4, decay=0.5), lr,
+                          total)
+    assert [lr * s(n) for n in range(total + 2)] == pytest.approx(
+        fairseq_tri_stage_lrs(lr, total), rel=1e-12)
+
+
+def test_tri_stage_truncates_phase_fractions_but_other_lengths_round():
+    s = build_lr_schedule(ScheduleConfig(name="tri_stage"), 1.0, 47)
+    assert (s.warmup, s.hold, s.decay) == (4, 18, 23)            # int(4.7), int(18.8), int(23.5)
+    assert resolve_length(0.1, 47, "k") == 5                      # freeze_updates etc. round
+    assert build_lr_schedule(ScheduleConfig(name="cosine", warmup=0.1), 1.0, 47).warmup == 5
+
+
+def test_only_the_polynomial_warmup_starts_at_zero():
+    cos = build_lr_schedule(ScheduleConfig(name="cosine", warmup=10), 1.0, 100)
+    fixed = build_lr_schedule(ScheduleConfig(name="fixed", warmup=10), 1.0, 100)
+    assert cos(0) == fixed(0) == cos(1) == pytest.approx(0.1)
 
 
 def test_warmup_as_fraction_of_max_updates():
