@@ -65,8 +65,32 @@ class _Loader(yaml.SafeLoader):
 _Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
 
 
-def _construct(node: yaml.Node, loader: _Loader, path: Path_, file: str, srcmap: SourceMap) -> Any:
+#: Most values one YAML document may expand to. Aliases (``*name``) repeat their anchor's
+#: content, so nested aliases grow exponentially ("billion laughs": 329 bytes, 1.3 GB); the
+#: largest shipped recipe has a few hundred values.
+MAX_VALUES = 100_000
+
+
+class _Budget:
+    """Counts the values constructed from one document; stops past :data:`MAX_VALUES`."""
+
+    def __init__(self, file: str, limit: int = MAX_VALUES) -> None:
+        self.file, self.limit, self.used = file, limit, 0
+
+    def spend(self, path: Path_, srcmap: SourceMap) -> None:
+        self.used += 1
+        if self.used > self.limit:
+            raise ConfigError(
+                f"the YAML expands to more than {self.limit:,} values: aliases (`*name`) copy "
+                f"their anchor's content, and aliases nested inside anchors multiply it.",
+                where=srcmap.where(path[:1]) or self.file, key=path[0] if path else None,
+                hint="Share sections with `base:` inheritance or fewer nested aliases.")
+
+
+def _construct(node: yaml.Node, loader: _Loader, path: Path_, file: str, srcmap: SourceMap,
+               budget: _Budget) -> Any:
     srcmap.set(path, f"{file}:{node.start_mark.line + 1}")
+    budget.spend(path, srcmap)
     if isinstance(node, yaml.MappingNode):
         explicit = [k for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"]
         loader.flatten_mapping(node)  # YAML merge keys (`<<: *anchor`); explicit keys win
@@ -83,11 +107,12 @@ def _construct(node: yaml.Node, loader: _Loader, path: Path_, file: str, srcmap:
                                       key=".".join(path + (key,)))
                 seen.add(key)
             srcmap.drop(path + (key,))
-            out[key] = _construct(value_node, loader, path + (key,), file, srcmap)
+            out[key] = _construct(value_node, loader, path + (key,), file, srcmap, budget)
             srcmap.set(path + (key,), f"{file}:{key_node.start_mark.line + 1}")
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_construct(v, loader, path + (str(i),), file, srcmap) for i, v in enumerate(node.value)]
+        return [_construct(v, loader, path + (str(i),), file, srcmap, budget)
+                for i, v in enumerate(node.value)]
     return loader.construct_object(node, deep=True)
 
 
@@ -99,7 +124,7 @@ def parse_yaml(text: str, file: str = "<string>") -> tuple[Any, SourceMap]:
         node = loader.get_single_node()
         if node is None:
             return {}, srcmap
-        return _construct(node, loader, (), file, srcmap), srcmap
+        return _construct(node, loader, (), file, srcmap, _Budget(file)), srcmap
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{file}:{mark.line + 1}" if mark else file
