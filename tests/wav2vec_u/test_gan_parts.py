@@ -247,3 +247,34 @@ def test_selection_prefers_a_faithful_generator_to_a_collapsed_or_random_one():
     # "a" against a reference with an "a": 2 deletions; without one: 1 substitution + 2 deletions
     edits = sum(2 if "a" in r else 3 for r in refs)
     assert phone_error_rate([["a"] for _ in refs], refs) == pytest.approx(100 * edits / 150)
+
+
+def test_silence_insertion_rate_and_surround():
+    from w2v.plugins.wav2vec_u.text import SILENCE, phonemise_with_silence
+
+    lexicon = {"A": ["a"], "B": ["b", "c"]}
+    words = [["A", "B", "A", "B", "A"]] * 2000
+    text = phonemise_with_silence(words, lexicon, sil_prob=0.25, seed=3)
+    inner = [s[1:-1] for s in text.sentences]
+    assert all(s[0] == SILENCE and s[-1] == SILENCE for s in text.sentences)
+    rate = sum(p.count(SILENCE) for p in inner) / (4 * len(inner))
+    assert rate == pytest.approx(0.25, abs=0.015)
+    assert phonemise_with_silence(words, lexicon, sil_prob=0.25, seed=3).sentences == \
+        text.sentences
+    # a silence only ever follows a whole word
+    for s in inner:
+        for i, p in enumerate(s):
+            if p == SILENCE:
+                assert s[i - 1] in ("a", "c")
+    none = phonemise_with_silence([["A", "C"], ["B"]], lexicon, sil_prob=0.0, surround=False)
+    assert none.sentences == [["b", "c"]] and none.left_out == 1
+
+
+def test_phone_dictionary_keeps_frequent_phones_and_appends_silence():
+    from w2v.plugins.wav2vec_u.text import phone_dictionary, filter_lexicon, normalise
+
+    lexicon = {"A": ["a"], "B": ["b", "x"]}
+    d = phone_dictionary(lexicon, [["A", "A", "B"], ["A"]], min_count=2)
+    assert d.symbols[d.nspecial:] == ["a", "<SIL>"]
+    assert filter_lexicon(lexicon, d) == {"A": ["a"]}
+    assert normalise("  Hello, world!  it's 3 ") == "HELLO WORLD IT'S 3"
