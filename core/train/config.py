@@ -127,9 +127,11 @@ class TrainerConfig:
                         "ceil(batch_seconds / (max_tokens / sample_rate x world_size))")
     clip_norm: float = real(0.0, 0.0, 1e6, "clip the global gradient norm to this (0: off)")
     optimizer: OptimizerName = choice(
-        "adam", "`adam`: decoupled weight decay on all parameters (fairseq's adam, the AdamW "
-                "rule); `adamw`: the same, but without decay on biases and norm weights "
-                "(1-d parameters); `sgd`: with `momentum`")
+        "adam", "`adam`: fairseq's Adam: eps added to sqrt(v) before the bias correction "
+                "(its effective eps is eps / sqrt(1 - beta2^t), 7x torch's at update 1 with "
+                "beta2 0.98) and decoupled weight decay on all parameters; `adamw`: torch's "
+                "AdamW, without decay on biases and norm weights (1-d parameters); `sgd`: "
+                "with `momentum`")
     lr: float = real(5e-4, 0.0, 10.0, "peak learning rate")
     betas: tuple[float, float] = field((0.9, 0.98), "Adam betas")
     eps: float = real(1e-6, 0.0, 1.0, "Adam epsilon")

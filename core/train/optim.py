@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, did_you_mean
+from .adam import FairseqAdam
 from .config import GroupOptimizerConfig, ParamGroupConfig, TrainerConfig
 
 NamedParams = list[tuple[str, nn.Parameter]]
@@ -79,10 +80,13 @@ def param_groups(named: NamedParams, config: TrainerConfig, lr: float, weight_de
 
 def make_optimizer(kind: str, groups: list[dict], *, betas: tuple[float, float], eps: float,
                    momentum: float) -> torch.optim.Optimizer:
-    """``adam``/``adamw`` -> torch AdamW (decoupled decay); ``sgd`` -> SGD with momentum."""
+    """``adam`` -> :class:`~w2v.train.adam.FairseqAdam` (fairseq's rule); ``adamw`` -> torch
+    AdamW; ``sgd`` -> SGD with momentum. Weight decay comes from each group."""
     for g in groups:
         g.pop("names", None)
-    if kind in ("adam", "adamw"):
+    if kind == "adam":
+        return FairseqAdam(groups, lr=groups[0]["lr"] if groups else 0.0, betas=betas, eps=eps)
+    if kind == "adamw":
         return torch.optim.AdamW(groups, lr=groups[0]["lr"] if groups else 0.0, betas=betas,
                                  eps=eps)
     return torch.optim.SGD(groups, lr=groups[0]["lr"] if groups else 0.0, momentum=momentum)
