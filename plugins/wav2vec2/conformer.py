@@ -1,9 +1,20 @@
 """A Conformer block for the wav2vec 2.0 context network (fairseq ``ConformerWav2Vec2EncoderLayer``).
 
 ``x + FFN/2 -> x + MHSA -> x + conv module -> LayerNorm(x + FFN/2)``, with
-Swish (SiLU) activations, absolute positions from the shared positional
-conv, and fairseq's parameter names (``ffn1``, ``self_attn``,
+Swish (SiLU) activations and fairseq's parameter names (``ffn1``, ``self_attn``,
 ``self_attn_layer_norm``, ``conv_module``, ``ffn2``, ``final_layer_norm``).
+
+Positions (``pos_enc_type``): ``abs`` leaves them to the context network's
+positional conv (fairseq runs these blocks inside its ``TransformerEncoder``);
+``rel_pos`` uses Transformer-XL relative attention
+(:mod:`.relative_attention`) and ``rope`` rotary attention
+(:mod:`.rotary_attention`), as fairseq's ``ConformerEncoder`` does.
+
+Padding: by default padded frames are zeroed before the depthwise conv, so a
+padded batch gives each utterance the features it gets alone. fairseq and
+Hugging Face let whatever the block computed at padded frames into the
+depthwise conv, where it reaches the last ``(K-1)/2`` valid frames;
+``fairseq_compat`` keeps that.
 """
 
 from __future__ import annotations
@@ -12,6 +23,22 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .attention import SelfAttention
+from .relative_attention import RelPositionSelfAttention
+from .rotary_attention import RotarySelfAttention
+
+POS_ENC_TYPES = ("abs", "rel_pos", "rope")
+
+
+def conformer_attention(dim: int, heads: int, dropout: float, pos_enc_type: str = "abs", *,
+                        rotary_base: float = 10000.0) -> SelfAttention:
+    """The self-attention of a block with ``pos_enc_type`` positions."""
+    if pos_enc_type == "rel_pos":
+        return RelPositionSelfAttention(dim, heads, dropout)
+    if pos_enc_type == "rope":
+        return RotarySelfAttention(dim, heads, dropout, base=rotary_base)
+    if pos_enc_type != "abs":
+        raise ValueError(f"expected pos_enc_type in {POS_ENC_TYPES}, found {pos_enc_type!r}")
+    return SelfAttention(dim, heads, dropout)
 
 
 class ConformerFeedForward(nn.Module):
@@ -32,8 +59,10 @@ class ConformerConvModule(nn.Module):
     """``LayerNorm -> pointwise conv (2D) -> GLU -> depthwise conv (K) -> BatchNorm -> SiLU ->
     pointwise conv -> dropout``, ``[B, T, D] -> [B, T, D]``.
 
-    Padded frames are zeroed before the depthwise conv so they never leak into
-    valid ones; ``causal`` pads the depthwise conv on the left only.
+    Padded frames (``padding`` ``[B, T]``, True = padded) are zeroed before the
+    depthwise conv so they never leak into valid ones, unless ``padding`` is None
+    (fairseq compatibility passes None); ``causal`` pads the depthwise conv on the
+    left only.
     """
 
     def __init__(self, dim: int, kernel: int, dropout: float, *, causal: bool = False) -> None:
@@ -57,14 +86,21 @@ class ConformerConvModule(nn.Module):
 
 
 class ConformerLayer(nn.Module):
-    """One Conformer block, ``forward(x [B, T, D], mask, causal, padding) -> [B, T, D]``."""
+    """One Conformer block, ``forward(x [B, T, D], mask, causal, padding) -> [B, T, D]``.
+
+    ``fairseq_compat``: padded frames reach the depthwise conv (see the module docstring).
+    """
 
     def __init__(self, dim: int, ffn_dim: int, heads: int, *, dropout: float = 0.1,
-                 attention_dropout: float = 0.0, kernel: int = 31, causal: bool = False) -> None:
+                 attention_dropout: float = 0.0, kernel: int = 31, causal: bool = False,
+                 pos_enc_type: str = "abs", rotary_base: float = 10000.0,
+                 fairseq_compat: bool = False) -> None:
         super().__init__()
+        self.fairseq_compat = fairseq_compat
         self.ffn1 = ConformerFeedForward(dim, ffn_dim, dropout)
         self.self_attn_layer_norm = nn.LayerNorm(dim)
-        self.self_attn = SelfAttention(dim, heads, attention_dropout)
+        self.self_attn = conformer_attention(dim, heads, attention_dropout, pos_enc_type,
+                                             rotary_base=rotary_base)
         self.dropout = nn.Dropout(dropout)
         self.conv_module = ConformerConvModule(dim, kernel, dropout, causal=causal)
         self.ffn2 = ConformerFeedForward(dim, ffn_dim, dropout)
@@ -74,5 +110,5 @@ class ConformerLayer(nn.Module):
                 padding: Tensor | None = None) -> Tensor:
         x = x + 0.5 * self.ffn1(x)
         x = x + self.dropout(self.self_attn(self.self_attn_layer_norm(x), mask, causal))
-        x = x + self.conv_module(x, padding)
+        x = x + self.conv_module(x, None if self.fairseq_compat else padding)
         return self.final_layer_norm(x + 0.5 * self.ffn2(x))

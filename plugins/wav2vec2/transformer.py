@@ -18,6 +18,12 @@ flash kernel can run). ``causal: true`` makes attention causal and pads the
 positional conv on the left; LayerNorms are per frame, so no later frame
 leaks into an earlier one. LayerDrop skips whole blocks in training (a
 skipped block's entry in ``layers`` repeats its input).
+
+Conformer blocks (``layer_type: conformer``) take their positions from the
+positional conv (``pos_enc_type: abs``, fairseq's ``TransformerEncoder``) or,
+without it, from relative (``rel_pos``) or rotary (``rope``) attention
+(fairseq's ``ConformerEncoder``); ``fairseq_compat`` keeps fairseq's handling
+of padded frames there (see :mod:`.conformer`).
 """
 
 from __future__ import annotations
@@ -56,12 +62,23 @@ class TransformerAggregatorConfig:
                                          "convs with LayerNorm (data2vec); 0: no positional conv")
     causal: bool = field(False, "causal attention and a left-padded positional conv")
     layer_type: Literal["transformer", "conformer"] = choice(
-        "transformer", "block type: transformer, or conformer (FFN/2, attention, conv module, FFN/2)")
+        "transformer", "block type: transformer, or conformer (FFN/2, attention, conv module, "
+                       "FFN/2; its attention dropout is `dropout`, as in fairseq)")
     conformer_kernel: int = size(31, 1, 1023, "conformer: depthwise conv kernel (odd)")
+    pos_enc_type: Literal["abs", "rel_pos", "rope"] = choice(
+        "abs", "conformer positions: abs = the positional conv; rel_pos = Transformer-XL "
+               "relative attention, rope = rotary attention (both without the positional conv, "
+               "as fairseq's ConformerEncoder)")
+    rotary_base: float = real(10000.0, 1.0, None, "rope: base of the rotation frequencies")
     required_seq_len_multiple: int = size(2, 1, 1024, "padded batches are padded further to a "
                                                       "multiple of this (fairseq; no effect on "
-                                                      "results)")
+                                                      "results except under fairseq_compat)")
     layer_norm_eps: float = real(1e-5, 0.0, 1.0, "epsilon of every LayerNorm")
+    fairseq_compat: bool = field(False, "conformer: let padded frames reach the depthwise conv "
+                                        "as fairseq and Hugging Face do (with abs positions "
+                                        "fairseq pads every input to required_seq_len_multiple "
+                                        "first); off: a padded batch gives each utterance its "
+                                        "features alone")
 
     def __attrs_post_init__(self) -> None:
         check(self.embed_dim % self.heads == 0, "heads",
@@ -71,6 +88,9 @@ class TransformerAggregatorConfig:
               f"({self.conv_pos_groups}).")
         check(self.layer_type != "conformer" or self.conformer_kernel % 2 == 1, "conformer_kernel",
               f"must be odd, found {self.conformer_kernel}.")
+        check(self.layer_type == "conformer" or self.pos_enc_type == "abs", "pos_enc_type",
+              f"`{self.pos_enc_type}` needs Conformer blocks (layer_type: conformer); "
+              f"Transformer blocks take their positions from the positional conv (abs).")
 
 
 class TransformerLayer(nn.Module):
@@ -133,14 +153,19 @@ class TransformerAggregator(Aggregator):
         self.layerdrop = c.layerdrop
         self.seq_multiple = c.required_seq_len_multiple
         self._upstream = upstream
+        conformer = c.layer_type == "conformer"
+        #: fairseq's padding (see ``fairseq_compat``); only Conformer blocks can see it.
+        self.compat_padding = conformer and c.fairseq_compat
+        depth = c.pos_conv_depth if c.pos_enc_type == "abs" else 0
         self.positional = positional_embedding(c.embed_dim, c.conv_pos, c.conv_pos_groups,
-                                               c.pos_conv_depth, causal=c.causal)
+                                               depth, causal=c.causal)
         self.layer_norm = nn.LayerNorm(c.embed_dim, eps=c.layer_norm_eps)
         self.dropout = nn.Dropout(c.dropout)
-        if c.layer_type == "conformer":
+        if conformer:
             blocks = [ConformerLayer(c.embed_dim, c.ffn_dim, c.heads, dropout=c.dropout,
-                                     attention_dropout=c.attention_dropout,
-                                     kernel=c.conformer_kernel, causal=c.causal)
+                                     attention_dropout=c.dropout, kernel=c.conformer_kernel,
+                                     causal=c.causal, pos_enc_type=c.pos_enc_type,
+                                     rotary_base=c.rotary_base, fairseq_compat=c.fairseq_compat)
                       for _ in range(c.layers)]
         else:
             blocks = [TransformerLayer(c.embed_dim, c.ffn_dim, c.heads, dropout=c.dropout,
@@ -203,6 +228,10 @@ class TransformerAggregator(Aggregator):
         if not self.layer_norm_first:
             x = self.layer_norm(x)
         extra = (-T) % self.seq_multiple if padding is not None else 0
+        if self.compat_padding:          # fairseq: TransformerEncoder pads, ConformerEncoder not
+            extra = (-T) % self.seq_multiple if self.config.pos_enc_type == "abs" else 0
+            if extra and padding is None:
+                padding = torch.zeros(B, T, dtype=torch.bool, device=x.device)
         if extra:
             x = F.pad(x, (0, 0, 0, extra))
             padding = F.pad(padding, (0, extra), value=True)
@@ -213,9 +242,11 @@ class TransformerAggregator(Aggregator):
             skip = self.training and self.layerdrop > 0 and float(torch.rand(())) < self.layerdrop
             if not skip:
                 x = layer(x, mask, self.causal, padding)
-                if padding is not None:
+                if padding is not None and not self.compat_padding:
                     x = x.masked_fill(padding[..., None], 0.0)
-            outputs.append(x[:, :T] if extra else x)
+            kept = x.masked_fill(padding[..., None], 0.0) if self.compat_padding and \
+                padding is not None else x               # compat: the blocks keep padded values
+            outputs.append(kept[:, :T] if extra else kept)
         out = outputs[-1] if outputs else (x[:, :T] if extra else x)
         if self.layer_norm_first and last == len(self.layers) - 1:
             out = self.layer_norm(out)
