@@ -7,7 +7,7 @@ from typing import Sequence
 import attrs
 from torch import Tensor, nn
 
-from w2v.config import real, size
+from w2v.config import field, real, size
 from w2v.interfaces import Aggregator, AggregatorOutput, Signal, upstream_dim
 
 from .aggregator import last_block
@@ -19,6 +19,9 @@ class GRUAggregatorConfig:
     dim: int = size(512, 1, 8192, "hidden width (fairseq gru_dim)")
     num_layers: int = size(1, 1, 16, "stacked GRU layers")
     dropout: float = real(0.0, 0.0, 1.0, "dropout between stacked layers")
+    fairseq_compat: bool = field(False, "recur across the batch axis, as fairseq's `aggregator: "
+                                        "gru` does (its GRU is not batch_first); for fairseq "
+                                        "checkpoints, which were trained that way")
 
 
 class GRUAggregator(Aggregator):
@@ -28,14 +31,22 @@ class GRUAggregator(Aggregator):
     lets them reach a valid output; no packing is needed, and padded outputs
     are zeroed. The history is unbounded: :meth:`produces` reports the
     upstream receptive field.
+
+    ``fairseq_compat``: fairseq transposes to ``[B, T, C]`` and then runs a GRU that
+    is not ``batch_first``, so its recurrence runs across the *batch* axis (frame t
+    of utterance b sees frame t of utterances 0..b) and every frame starts from a
+    zero state in time. This flag reproduces that, so fairseq GRU checkpoints give
+    fairseq's outputs; it stays causal in time.
     """
 
     Config = GRUAggregatorConfig
     structurally_causal = True
 
     def __init__(self, input_dim: int, *, dim: int = 512, num_layers: int = 1,
-                 dropout: float = 0.0, upstream: Signal | None = None) -> None:
+                 dropout: float = 0.0, fairseq_compat: bool = False,
+                 upstream: Signal | None = None) -> None:
         super().__init__()
+        self.fairseq_compat = fairseq_compat
         self.input_dim = input_dim
         self.dim = dim
         self.upstream = upstream or Signal(kind="frames", dim=input_dim)
@@ -48,7 +59,8 @@ class GRUAggregator(Aggregator):
                     **context) -> "GRUAggregator":
         input_dim = upstream_dim(upstream, "GRU aggregator")
         return cls(input_dim, dim=config.dim, num_layers=config.num_layers,
-                   dropout=config.dropout, upstream=upstream)
+                   dropout=config.dropout, fairseq_compat=config.fairseq_compat,
+                   upstream=upstream)
 
     @property
     def num_layers(self) -> int:
@@ -65,6 +77,10 @@ class GRUAggregator(Aggregator):
         outputs = []
         h = x
         for i, gru in enumerate(self.layers[:last + 1]):
-            h = gru(self.dropout(h) if i else h)[0]
+            h = self.dropout(h) if i else h
+            if self.fairseq_compat:   # [T, B, C] to a batch_first GRU: recurrence over B
+                h = gru(h.transpose(0, 1))[0].transpose(0, 1)
+            else:
+                h = gru(h)[0]
             outputs.append(h if mask is None else h * mask.to(h.dtype))
         return AggregatorOutput(output=outputs[-1], layers=outputs, lengths=lengths)

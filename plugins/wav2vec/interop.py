@@ -20,17 +20,17 @@ fairseq                                             w2v
 ``vector_quantizer.embedding``, ``.projection.*``   ``quantizer.embedding``, ``.projection.*``
 ``wav2vec_predictions.project_to_steps.weight``     objective ``head.weight`` = ``w[:, :, 0, :]``
                                                     ``.permute(2, 0, 1)`` ``[K, D_ctx, D_z]``
-``wav2vec_predictions.project_to_steps.bias``       objective ``head.bias``: the one bias fairseq
-                                                    shares across steps, repeated ``K`` times
+``wav2vec_predictions.project_to_steps.bias``       objective ``head.bias`` ``[D_z]``, shared by
+                                                    all steps in both
 ==================================================  ===========================================
 
 The prediction head is loss-time state: it lands in ``model.load_report.objective_state``
 (keys of :class:`~w2v.plugins.wav2vec.objective.FutureContrastiveObjective`), its config
 in ``load_report.objective_config``; :func:`objective_from_report` builds that objective.
 
-Known difference: fairseq's ``aggregator: gru`` feeds ``[B, T, C]`` to a GRU that is not
-``batch_first``, so its recurrence runs over the *batch* axis; the weights import, but
-w2v's GRU runs over time, so outputs differ from fairseq's (by design, not a parity bug).
+fairseq's ``aggregator: gru`` feeds ``[B, T, C]`` to a GRU that is not ``batch_first``,
+so its recurrence runs over the *batch* axis; an imported GRU aggregator gets
+``fairseq_compat: true``, which runs it that way, so outputs equal fairseq's.
 """
 
 from __future__ import annotations
@@ -166,8 +166,9 @@ def model_section(m: Mapping[str, Any], source: str) -> dict[str, Any]:
                       "skip_connections": bool(m["skip_connections_agg"]),
                       "residual_scale": float(m["residual_scale"]),
                       "dropout": float(m["dropout"])}
-    elif m["aggregator"] == "gru":
-        aggregator = {"name": "gru", "dim": int(m["gru_dim"]), "num_layers": 1}
+    elif m["aggregator"] == "gru":       # fairseq's GRU recurs across the batch axis
+        aggregator = {"name": "gru", "dim": int(m["gru_dim"]), "num_layers": 1,
+                      "fairseq_compat": True}
     else:
         raise UserError(f"{source}: aggregator {m['aggregator']!r} is not supported (cnn, gru).")
     section: dict[str, Any] = {"encoder": encoder, "aggregator": aggregator, "quantize": "none",
@@ -216,14 +217,13 @@ def objective_section(m: Mapping[str, Any], criterion: Mapping[str, Any]) -> dic
 
 # ------------------------------------------------------------------ loading
 def step_head_tensors(weight: Tensor, bias: Tensor | None) -> dict[str, Tensor]:
-    """fairseq's ``ConvTranspose2d(D_ctx, D_z, (1, K))`` as the objective's per-step head:
-    ``weight`` ``[K, D_ctx, D_z]``, ``bias`` ``[K, D_z]`` (fairseq's one bias per step)."""
+    """fairseq's ``ConvTranspose2d(D_ctx, D_z, (1, K))`` as the objective's head:
+    ``weight`` ``[K, D_ctx, D_z]``, ``bias`` ``[D_z]`` (one bias shared by the steps)."""
     if weight.ndim != 4 or weight.shape[2] != 1:
         raise UserError(f"`{HEAD_W}` has shape {list(weight.shape)}; expected "
                         "[D_ctx, D_z, 1, K].")
     w = weight[:, :, 0, :].permute(2, 0, 1).contiguous()
-    b = torch.zeros(w.shape[0], w.shape[2]) if bias is None else \
-        bias[None, :].expand(w.shape[0], -1).contiguous()
+    b = torch.zeros(w.shape[2]) if bias is None else bias.clone()
     return {"head.weight": w, "head.bias": b}
 
 
@@ -295,7 +295,11 @@ def detect_fairseq_wav2vec(path: Any) -> bool:
 
 
 def load_fairseq_wav2vec(path: Any, dictionary: Any = None, **kwargs: Any):
-    """Importer entry for :func:`w2v.load_pretrained` (no dictionary: not a CTC model)."""
-    model = from_fairseq_wav2vec(path)
+    """Importer entry for :func:`w2v.load_pretrained` (no dictionary: not a CTC model); a
+    malformed file raises a one-line DataError."""
+    from w2v.plugins.wav2vec2.interop.malformed import reading
+
+    with reading(path, "fairseq wav2vec 1.0 checkpoint"):
+        model = from_fairseq_wav2vec(path)
     model.dictionary = None
     return model

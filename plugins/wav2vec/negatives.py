@@ -111,22 +111,29 @@ def fairseq_negatives(batch_size: int, max_len: int, num_negatives: int,
        (``[N, T]``), so the frame excluded for target ``t``'s ``n``-th
        distractor is ``(n*T + t) // N``, generally not ``t``: a target can
        be drawn as its own distractor.
+    4. Before the real draws, one ``randint(0, high, (B, N*T))`` is drawn and
+       thrown away, so the random stream after the same seed is fairseq's.
+
+    The draws are made on the CPU (fairseq's ``torch.randint`` has no device),
+    from ``generator`` (a CPU generator) or the global CPU stream, and moved to
+    ``device``: with the same seed, the indices are fairseq's on any device.
     """
     B, T = batch_size, max_len
     high = T if sample_distance is None else min(T, sample_distance)
     if high <= 1:
         raise ValueError(f"fairseq negative sampling needs at least 2 frames, found {high}.")
+    torch.randint(0, high, (B, num_negatives * T), generator=generator)   # fairseq's unused draw
     parts = []
     if num_negatives:
-        excluded = torch.arange(T, device=device).repeat_interleave(num_negatives)
-        idx = torch.randint(0, high - 1, (B, T * num_negatives), device=device,
-                            generator=generator)
+        excluded = torch.arange(T).repeat_interleave(num_negatives)
+        idx = torch.randint(0, high - 1, (B, T * num_negatives), generator=generator)
         idx = idx + (idx >= excluded).long()
-        parts.append(idx + torch.arange(B, device=device)[:, None] * high)
+        parts.append(idx + torch.arange(B)[:, None] * high)
     if cross_sample_negatives_count:
-        excluded = torch.arange(T, device=device).repeat_interleave(cross_sample_negatives_count)
-        idx = torch.randint(0, B * T - 1, (B, T * cross_sample_negatives_count), device=device,
+        excluded = torch.arange(T).repeat_interleave(cross_sample_negatives_count)
+        idx = torch.randint(0, B * T - 1, (B, T * cross_sample_negatives_count),
                             generator=generator)
         parts.append(idx + (idx >= excluded).long())
     flat = torch.cat(parts, dim=1)
-    return flat.view(B, num_negatives + cross_sample_negatives_count, T).transpose(1, 2)
+    out = flat.view(B, num_negatives + cross_sample_negatives_count, T).transpose(1, 2)
+    return out.to(device)

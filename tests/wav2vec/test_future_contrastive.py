@@ -123,7 +123,7 @@ def reference_loss(model, obj, wave, lengths, neg, infonce, weight):
                 j = t + off + i
                 if j >= int(lens[b]):
                     continue
-                p = c[b, t] @ W[i] + bias[i]
+                p = c[b, t] @ W[i] + bias
                 scores = [float(p @ z[b, j])] + [float(p @ flat[k]) for k in neg[b, j]]
                 if infonce:
                     total += -scores[0] + math.log(sum(math.exp(s) for s in scores))
@@ -297,7 +297,7 @@ class BidirectionalGRU(Aggregator):
 @pytest.fixture
 def registry_with_bigru():
     plugin = types.ModuleType("bigru_plugin")
-    plugin.W2V_PLUGIN_API = "1.0"
+    plugin.W2V_PLUGIN_API = "2.0"
 
     @hookimpl
     def w2v_register_components(registrar):
