@@ -66,21 +66,48 @@ class Sections:
 
 def structure_sections(raw: dict[str, Any], srcmap: SourceMap, prefix: tuple[str, ...] = ()
                        ) -> Sections:
-    """Structure the five sections strictly (errors carry file, line and key path)."""
+    """Structure the five sections strictly (errors carry file, line and key path).
+
+    A ``fairseq_compat`` key in ``raw`` (the recipe's, or the stage's own) fills that field
+    of every component config that has one and does not set it (:func:`inherited_values`).
+    """
     from .config.structure import structure_component
 
+    inherited = inherited_values(raw, srcmap, prefix)
+
     def sub(name: str, cls: Any) -> Any:
-        return structure(raw.get(name) or {}, cls, srcmap=srcmap, path=prefix + (name,))
+        return structure(raw.get(name) or {}, cls, srcmap=srcmap, path=prefix + (name,),
+                         inherited=inherited)
 
     def comp(name: str) -> ComponentSpec | None:
         value = raw.get(name)
         if value is None:
             return None
-        return structure_component(name, value, srcmap=srcmap, path=prefix + (name,))
+        return structure_component(name, value, srcmap=srcmap, path=prefix + (name,),
+                                   inherited=inherited)
 
     return Sections(data=sub("data", _data_config_cls()), model=sub("model", ModelConfig),
                     objective=comp("objective"), decoder=comp("decoder"),
                     trainer=sub("trainer", _trainer_config_cls()))
+
+
+def inherited_values(raw: dict[str, Any], srcmap: SourceMap, prefix: tuple[str, ...] = ()
+                     ) -> dict[str, Any]:
+    """The recipe-wide values in ``raw`` (``{"fairseq_compat": True}``), type-checked."""
+    from .config.recipe import INHERITED
+    from .errors import ConfigError
+
+    out = {}
+    for key in INHERITED:
+        if key not in raw or raw[key] is None:
+            continue
+        if not isinstance(raw[key], bool):
+            raise ConfigError(f"expected true or false, found {raw[key]!r}.",
+                              where=srcmap.where(prefix + (key,)), key=".".join(prefix + (key,)),
+                              hint="`fairseq_compat: true` turns on every fairseq quirk w2v "
+                                   "reproduces (docs/fidelity.md).")
+        out[key] = raw[key]
+    return out
 
 
 # ------------------------------------------------------------------ building

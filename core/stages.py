@@ -18,8 +18,8 @@ from typing import Any, Sequence
 import attrs
 import yaml
 
-from .build import Sections, build_model, build_objective, describe_model, on_meta, \
-    structure_sections, count_parameters
+from .build import Sections, build_model, build_objective, describe_model, inherited_values, \
+    on_meta, structure_sections, count_parameters
 from .config import ComponentSpec
 from .config.recipe import RawRecipe, stage_sections
 from .config.source import SourceMap
@@ -93,14 +93,15 @@ def plan_stages(raw: RawRecipe) -> dict[str, StagePlan]:
     # the top-level sections are validated on their own first, so an error
     # there is reported at its own key path, not under a stage
     top = {k: v for k, v in raw.data.items() if k in ("data", "model", "objective", "decoder",
-                                                     "trainer")}
+                                                     "trainer", "fairseq_compat")}
     structure_sections(top, raw.srcmap)
     for sid, (sections, own, smap) in stage_sections(raw).items():
         prefix = ("stages", sid)
         own_map = SourceMap({p[2:]: w for p, w in smap.entries.items() if p[:2] == prefix})
         if "name" not in own:
             own = {"name": sid, **own}
-        spec = structure_component("stage", own, srcmap=smap, path=prefix)
+        spec = structure_component("stage", own, srcmap=smap, path=prefix,
+                                   inherited=inherited_values(sections, smap))
         sec = structure_sections(sections, smap, ())
         plans[sid] = StagePlan(stage_id=sid, spec=spec, sections=sec, srcmap=smap)
         del own_map

@@ -7,7 +7,9 @@ whose ``name`` changes is replaced (switching ``gumbel`` to ``kmeans`` does
 not inherit ``temp``) and ``null`` deletes a key.
 
 Each stage sees the top-level sections with its own sections merged on top
-(same rules); the stage's remaining keys are its own config.
+(same rules); the stage's remaining keys are its own config. A top-level
+``fairseq_compat: true`` (:data:`INHERITED`) is passed to every stage, which may
+set its own.
 """
 
 from __future__ import annotations
@@ -25,7 +27,11 @@ from .source import SourceMap, load_yaml, parse_value
 
 #: Sections a stage inherits from the top level and may override.
 SECTIONS = ("data", "model", "objective", "decoder", "trainer")
-TOP_LEVEL = ("base", "stages", *SECTIONS)
+#: Recipe-wide values: each stage inherits them (and may set its own); every component and
+#: stage config with a field of that name takes the value unless its section sets the field.
+INHERITED = ("fairseq_compat",)
+_STAGE_KEYS = (*SECTIONS, *INHERITED)
+TOP_LEVEL = ("base", "stages", *SECTIONS, *INHERITED)
 DEFAULT_STAGES = {"train": {"name": "train"}}
 
 
@@ -248,7 +254,7 @@ def stage_sections(raw: RawRecipe) -> dict[str, tuple[dict[str, Any], dict[str, 
     if not isinstance(stages, dict) or not stages:
         raise ConfigError("`stages:` must map stage ids to stage sections.",
                           where=raw.srcmap.where(("stages",)), key="stages")
-    top = {k: raw.data[k] for k in SECTIONS if k in raw.data}
+    top = {k: raw.data[k] for k in _STAGE_KEYS if k in raw.data}
     out = {}
     for sid, body in stages.items():
         if body is None:
@@ -262,8 +268,8 @@ def stage_sections(raw: RawRecipe) -> dict[str, tuple[dict[str, Any], dict[str, 
         own_map = SourceMap({p[2:]: w for p, w in raw.srcmap.entries.items()
                              if p[:2] == ("stages", sid) and len(p) > 2})
         sections = {k: copy.deepcopy(v) for k, v in top.items()}
-        stage_map = SourceMap({p: w for p, w in smap.entries.items() if p and p[0] in SECTIONS})
-        for k in SECTIONS:
+        stage_map = SourceMap({p: w for p, w in smap.entries.items() if p and p[0] in _STAGE_KEYS})
+        for k in _STAGE_KEYS:
             if k in body:
                 if body[k] is None:
                     sections.pop(k, None)
@@ -271,8 +277,8 @@ def stage_sections(raw: RawRecipe) -> dict[str, tuple[dict[str, Any], dict[str, 
                 sections[k] = merge(sections.get(k, {}), body[k], (k,), stage_map, own_map)
                 if k not in top:
                     _take(stage_map, own_map, (k,))
-        own = {k: v for k, v in body.items() if k not in SECTIONS}
-        own_keys_map = SourceMap({p: w for p, w in own_map.entries.items() if p and p[0] not in SECTIONS})
+        own = {k: v for k, v in body.items() if k not in _STAGE_KEYS}
+        own_keys_map = SourceMap({p: w for p, w in own_map.entries.items() if p and p[0] not in _STAGE_KEYS})
         stage_map.update(own_keys_map.rebase(("stages", sid)))
         out[str(sid)] = (sections, own, stage_map)
     return out

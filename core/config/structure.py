@@ -27,9 +27,13 @@ _FLOAT_TEXT = re.compile(r"^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$")
 
 
 class _Ctx:
-    def __init__(self, srcmap: SourceMap | None, prefix: tuple[str, ...]):
+    def __init__(self, srcmap: SourceMap | None, prefix: tuple[str, ...],
+                 inherited: Mapping[str, Any] | None = None):
         self.srcmap = srcmap or SourceMap()
         self.prefix = prefix
+        #: recipe-wide values (``fairseq_compat``) for every config, at any depth, that has a
+        #: field of that name and does not set it
+        self.inherited = dict(inherited or {})
 
     def error(self, path: tuple[str, ...], message: str, hint: str | None = None) -> ConfigError:
         full = self.prefix + path
@@ -174,6 +178,17 @@ def _structure_attrs(value: Any, cls: type, path: tuple[str, ...], ctx: _Ctx) ->
                             did_you_mean(str(key), list(fields), "keys"))
         f = fields[key]
         kwargs[f.alias or f.name] = _structure(raw, f.type, path + (key,), ctx, f.metadata)
+    for key, f in fields.items():
+        if key in value:
+            continue
+        if key in ctx.inherited:
+            kwargs[f.alias or f.name] = _structure(ctx.inherited[key], f.type, (key,),
+                                                   _Ctx(ctx.srcmap, ()), f.metadata)
+        elif ctx.inherited and f.metadata.get("component_default") is not None:
+            # a default sub-component inherits too (structured here, not by its factory)
+            kwargs[f.alias or f.name] = _structure_component(
+                f.metadata["component_kind"], dict(f.metadata["component_default"]),
+                path + (key,), ctx)
     missing = [n for n, f in fields.items() if f.default is attrs.NOTHING and n not in value]
     if missing:
         name = missing[0]
@@ -220,17 +235,23 @@ def yaml_name(field_name: str) -> str:
 
 
 def structure(value: Any, cls: Any, *, srcmap: SourceMap | None = None,
-              path: tuple[str, ...] = ()) -> Any:
-    """Structure raw YAML data into ``cls`` (an attrs class or a type), strictly."""
-    return _structure(value, cls, (), _Ctx(srcmap, tuple(path)))
+              path: tuple[str, ...] = (), inherited: Mapping[str, Any] | None = None) -> Any:
+    """Structure raw YAML data into ``cls`` (an attrs class or a type), strictly.
+
+    ``inherited`` (``{"fairseq_compat": True}``) fills the field of that name in every
+    config, at any depth, that has one and whose section does not set it.
+    """
+    return _structure(value, cls, (), _Ctx(srcmap, tuple(path), inherited))
 
 
 def structure_component(kind: str, value: Any, *, srcmap: SourceMap | None = None,
-                        path: str | tuple[str, ...] = ()) -> ComponentSpec:
-    """Structure a ``{name: ..., ...}`` section into a :class:`ComponentSpec`."""
+                        path: str | tuple[str, ...] = (),
+                        inherited: Mapping[str, Any] | None = None) -> ComponentSpec:
+    """Structure a ``{name: ..., ...}`` section into a :class:`ComponentSpec` (``inherited``
+    as in :func:`structure`)."""
     if isinstance(path, str):
         path = tuple(p for p in path.split(".") if p)
-    return _structure_component(kind, value, (), _Ctx(srcmap, tuple(path)))
+    return _structure_component(kind, value, (), _Ctx(srcmap, tuple(path), inherited))
 
 
 def unstructure(value: Any) -> Any:
