@@ -90,3 +90,10 @@ def w2v_register_checkpoint_formats(registrar):
                            help="fairseq wav2vec 2.0 .pt (wav2vec2 / wav2vec_ctc); fairseq not needed")
     registrar.add_importer("huggingface_wav2vec2", detect_hf, _load_hf,
                            help="Hugging Face Wav2Vec2Model / ForPreTraining / ForCTC directory")
+
+
+@hookimpl
+def w2v_register_commands(registrar):
+    from .interop.export_command import EXPORT_HELP, configure_export, run_export
+
+    registrar.add_command("export", configure_export, run_export, help=EXPORT_HELP)

@@ -2,11 +2,15 @@
 
 Writes ``config.json``, ``preprocessor_config.json`` and ``model.safetensors``
 (keys prefixed ``wav2vec2.`` as on the Hub, weight norm as ``weight_g`` /
-``weight_v``). The architecture is ``Wav2Vec2ForCTC`` when the model has a CTC
-head, ``Wav2Vec2ForPreTraining`` when it has a Gumbel quantizer, else
-``Wav2Vec2Model``. Parts Hugging Face's Wav2Vec2 cannot express (causal
-attention, Conformer blocks, stacked positional convs, a deep quantizer
-projection, ``target_glu``) stop the export with a UserError.
+``weight_v``), and for a CTC model the tokenizer files of its label dictionary
+(:mod:`.hf_tokenizer`), so ``Wav2Vec2ForCTC.from_pretrained(DIR)`` and
+``transformers.pipeline("automatic-speech-recognition", model=DIR)`` work.
+The architecture is ``Wav2Vec2ForCTC`` when the model has a CTC head,
+``Wav2Vec2ForPreTraining`` when it has a Gumbel quantizer, else
+``Wav2Vec2Model``. Parts Hugging Face's Wav2Vec2 cannot express (another
+encoder or context network, causal attention, Conformer blocks, stacked
+positional convs, a deep quantizer projection, ``target_glu``, a BiLSTM CTC
+head) stop the export with a UserError. ``w2vrun export`` is the command.
 """
 
 from __future__ import annotations
@@ -18,11 +22,13 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor, nn
 
+from w2v.data.dictionary import Dictionary
 from w2v.errors import UserError
 from w2v.model import SpeechModel
 
 from ..feature_encoder import Wav2Vec2FeatureEncoder
 from ..transformer import TransformerAggregator
+from .hf_tokenizer import TOKENIZER_FILES, HFVocabulary, hf_vocabulary, write_tokenizer
 from .keymap import KeyMap, LoadReport, split_attention
 from .safetensors_io import write_safetensors
 
@@ -61,29 +67,85 @@ OBJECTIVE_RULES: list[tuple[str, str]] = [
 ]
 
 
-def _check_exportable(model: SpeechModel) -> None:
+#: What the export error says can be exported (docs/interop.md has the full list).
+EXPORTABLE = ("Exportable: wav2vec 2.0 models, i.e. the `wav2vec2_conv` encoder with the "
+              "`transformer` aggregator (post-LN BASE or pre-LN LARGE), optionally with a Gumbel "
+              "quantizer (as Wav2Vec2ForPreTraining) or a linear CTC head (as Wav2Vec2ForCTC); "
+              "see docs/interop.md.")
+
+
+def _component(model: SpeechModel, slot: str) -> str:
+    """``slot``'s registered name (``logmel``), or its class name for a model built by hand."""
+    spec = getattr(getattr(model, "model_config", None), slot, None)
+    part = getattr(model, slot, None)
+    return getattr(spec, "name", None) or ("null" if part is None else type(part).__name__)
+
+
+def _help(model: SpeechModel, slot: str) -> str:
+    """`` (<registered help>)`` of ``slot``'s component, or nothing."""
+    from w2v.plugin_manager import registry
+
+    reg = registry().components.get((slot, _component(model, slot)))
+    return f" ({reg.help})" if reg is not None and reg.help else ""
+
+
+def check_exportable(model: SpeechModel) -> None:
+    """A UserError naming every part Hugging Face's Wav2Vec2 cannot express."""
+    from w2v.plugins.quantizers.gumbel import GumbelQuantizer
+
     enc, agg = model.encoder, model.aggregator
-    if not isinstance(enc, Wav2Vec2FeatureEncoder) or not isinstance(agg, TransformerAggregator):
-        raise UserError("only wav2vec 2.0 models (the wav2vec2_conv encoder and the transformer "
-                        "aggregator) can be exported to Hugging Face.")
+    parts = [f"the model's {slot} `{_component(model, slot)}`{_help(model, slot)} has no "
+             f"counterpart in Hugging Face's Wav2Vec2, {counterpart}"
+             for slot, ok, counterpart in (
+                 ("encoder", isinstance(enc, Wav2Vec2FeatureEncoder),
+                  "which starts from the waveform conv feature encoder `wav2vec2_conv`"),
+                 ("aggregator", isinstance(agg, TransformerAggregator),
+                  "whose context network is the `transformer`")) if not ok]
+    if parts:
+        raise UserError("; ".join(parts) + ", so it cannot be exported.", hint=EXPORTABLE)
     c = agg.config
+    head = model.head
     problems = [what for bad, what in [
         (c.causal, "causal attention"), (c.layer_type != "transformer", "Conformer blocks"),
         (c.pos_conv_depth != 1, f"pos_conv_depth {c.pos_conv_depth} (only 1)"),
         (enc.layer_norm.eps != c.layer_norm_eps, "different LayerNorm epsilons"),
         (model.quantize_where == "input", "quantized inputs"),
-        (model.quantizer is not None and model.head is None
+        (model.quantizer is not None and head is None
+         and not isinstance(model.quantizer, GumbelQuantizer),
+         f"the quantizer `{_component(model, 'quantizer')}` (only Gumbel)"),
+        (isinstance(model.quantizer, GumbelQuantizer) and head is None
          and not isinstance(getattr(model.quantizer, "weight_proj_hidden", None), nn.Identity),
          "a deep quantizer projection"),
         (model.quantizer is not None and getattr(model.quantizer, "combine_groups", False),
          "a codebook shared across groups"),
+        (head is not None and getattr(head, "lstm", None) is not None,
+         "a BiLSTM CTC head (`lstm_layers` > 0; only a linear head)"),
+        (head is not None and not hasattr(head, "proj"),
+         f"the head `{_component(model, 'head')}` (only the linear CTC head)"),
     ] if bad]
     if problems:
         raise UserError(f"Hugging Face's Wav2Vec2 cannot express {', '.join(problems)}; the model "
-                        f"cannot be exported.")
+                        f"cannot be exported.", hint=EXPORTABLE)
 
 
-def hf_config(model: SpeechModel, objective_state: Mapping[str, Tensor]) -> dict[str, Any]:
+def head_state(head: nn.Module) -> dict[str, Tensor]:
+    """The CTC head as Hugging Face's ``lm_head`` (``weight`` ``[V, D]``, ``bias`` ``[V]``),
+    fairseq's blank bias folded in: ``add`` adds ``blank_weight`` to the blank row's bias,
+    ``set`` (a constant blank logit) zeroes the blank row and makes its bias the constant."""
+    weight = head.proj.weight.detach().clone()
+    bias = head.proj.bias.detach().clone()
+    blank, value = int(getattr(head, "blank", 0)), float(getattr(head, "blank_weight", 0.0))
+    if getattr(head, "blank_mode", "add") == "set":
+        weight[blank] = 0.0
+        bias[blank] = value
+    else:
+        bias[blank] += value
+    return {"head.proj.weight": weight, "head.proj.bias": bias}
+
+
+def hf_config(model: SpeechModel, objective_state: Mapping[str, Tensor],
+              vocabulary: HFVocabulary | None = None) -> dict[str, Any]:
+    """``config.json`` of ``model``; a CTC model's special-token ids come from ``vocabulary``."""
     enc, agg = model.encoder, model.aggregator
     c = agg.config
     masker = model.masker
@@ -127,25 +189,41 @@ def hf_config(model: SpeechModel, objective_state: Mapping[str, Tensor]) -> dict
                    pad_token_id=int(getattr(model.head, "blank", 0)),
                    final_dropout=float(model.head.dropout.p) if hasattr(model.head, "dropout")
                    else 0.0, ctc_loss_reduction="sum")
+        if vocabulary is not None:
+            cfg.update(bos_token_id=vocabulary.token_id(vocabulary.bos_token),
+                       eos_token_id=vocabulary.token_id(vocabulary.eos_token))
     return cfg
 
 
-def to_hf(model: SpeechModel, directory: str | Path, *,
-          objective_state: Mapping[str, Tensor] | None = None) -> LoadReport:
-    """Write ``model`` as a Hugging Face directory (see the module docstring).
+def to_hf(source: SpeechModel | str | Path, directory: str | Path, *,
+          objective_state: Mapping[str, Tensor] | None = None,
+          dictionary: Dictionary | str | Path | None = None) -> LoadReport:
+    """Write a model as a Hugging Face directory (see the module docstring).
 
     Args:
-        model: a wav2vec 2.0 :class:`~w2v.model.SpeechModel`.
-        directory: created if needed.
+        source: a wav2vec 2.0 :class:`~w2v.model.SpeechModel`, or anything
+            :func:`w2v.load_pretrained` reads (a w2v run or stage directory, a ``model.pt``,
+            a fairseq ``.pt``, a Hugging Face directory).
+        directory: created if needed; files of an earlier export there are replaced.
         objective_state: ``project_q.*`` / ``final_proj.*`` of the masked contrastive
-            objective (e.g. ``objective.state_dict()`` or an import's
-            ``load_report.objective_state``), written as HF's ``project_q`` / ``project_hid``.
+            objective, written as HF's ``project_q`` / ``project_hid``. Default for a path:
+            the import's ``load_report.objective_state``, or the objective in the w2v run's
+            last trainer checkpoint when its model weights equal the model file's.
+        dictionary: the CTC label dictionary (a Dictionary, ``dict.ltr.txt`` or
+            ``vocab.json``); default the model's own. A CTC model needs one (the tokenizer).
 
     Returns:
         A :class:`~.keymap.LoadReport` of what was written (``loaded``: w2v keys) and dropped.
     """
-    _check_exportable(model)
+    if isinstance(source, nn.Module):
+        model = source
+    else:
+        model, saved = load_for_export(source, dictionary)
+        objective_state = saved if objective_state is None else objective_state
+    check_exportable(model)
     objective_state = dict(objective_state or {})
+    labels = ctc_dictionary(model, dictionary) if model.head is not None else None
+    vocabulary = hf_vocabulary(labels) if labels is not None else None
     out_dir = Path(directory)
     out_dir.mkdir(parents=True, exist_ok=True)
     report = LoadReport(source=f"Hugging Face export {out_dir}")
@@ -154,6 +232,8 @@ def to_hf(model: SpeechModel, directory: str | Path, *,
         dim = model.aggregator.input_dim
         state["projection.weight"] = torch.eye(dim)
         state["projection.bias"] = torch.zeros(dim)
+    if model.head is not None:
+        state.update(head_state(model.head))
     state = split_attention(state)
     rules: list[tuple[str, str]] = list(EXPORT_RULES)
     if model.head is not None and model.quantizer is not None:
@@ -173,14 +253,82 @@ def to_hf(model: SpeechModel, directory: str | Path, *,
                                 "and project_hid randomly.")
     report.loaded = list(mapped.origin.values())
     write_safetensors(tensors, out_dir / "model.safetensors")
-    (out_dir / "config.json").write_text(json.dumps(hf_config(model, objective_state), indent=2))
+    (out_dir / "config.json").write_text(
+        json.dumps(hf_config(model, objective_state, vocabulary), indent=2))
     enc = model.encoder
     (out_dir / "preprocessor_config.json").write_text(json.dumps({
         "feature_extractor_type": "Wav2Vec2FeatureExtractor", "feature_size": 1,
         "sampling_rate": model.sample_rate, "padding_value": 0.0, "padding_side": "right",
         "do_normalize": bool(model.normalize),
         "return_attention_mask": enc.mode == "layer_norm"}, indent=2))
+    for name in TOKENIZER_FILES:                   # a stale tokenizer would claim a CTC model
+        (out_dir / name).unlink(missing_ok=True)
+    if labels is not None:
+        write_tokenizer(labels, out_dir)
+    elif model.head is not None:
+        report.notes.append("The model carries no label dictionary, so no tokenizer was "
+                            "written: transformers' pipeline needs one (pass `dictionary=`).")
     if getattr(enc, "group_norm_padding", "include") == "exclude":
         report.notes.append("group_norm_padding `exclude` has no Hugging Face equivalent: padded "
                             "batches will differ there.")
     return report
+
+
+def load_for_export(path: str | Path, dictionary=None
+                    ) -> tuple[SpeechModel, dict[str, Tensor]]:
+    """The model at ``path`` (anything :func:`w2v.load_pretrained` reads) with its label
+    dictionary (``dictionary``, else its own, else a Hugging Face directory's vocab.json) and
+    the objective state saved with it (:func:`saved_objective_state`)."""
+    from w2v.checkpoint_formats import load_pretrained
+
+    from w2v.plugins.ctc.transcribe import attach_dictionary, load_dictionary
+
+    if isinstance(dictionary, (str, Path)):
+        dictionary = load_dictionary(dictionary)
+    model = load_pretrained(path, dictionary=dictionary)
+    attach_dictionary(model, dictionary, source=path)
+    return model, saved_objective_state(path, model)
+
+
+def ctc_dictionary(model: SpeechModel, dictionary=None) -> Dictionary | None:
+    """The label dictionary the tokenizer is written from (``dictionary`` or the model's;
+    None when neither exists), checked against the CTC head's size."""
+    from w2v.plugins.ctc.transcribe import load_dictionary
+
+    if isinstance(dictionary, (str, Path)):
+        dictionary = load_dictionary(dictionary)
+    dictionary = dictionary if dictionary is not None else getattr(model, "dictionary", None)
+    size = model.head.proj.out_features
+    if dictionary is not None and len(dictionary) != size:
+        raise UserError(f"the dictionary has {len(dictionary)} symbols but the model's CTC head "
+                        f"has {size} outputs.",
+                        hint="Pass the dict.ltr.txt the model was fine-tuned with.")
+    return dictionary
+
+
+def saved_objective_state(source: str | Path, model: SpeechModel) -> dict[str, Tensor]:
+    """The objective's tensors saved with ``source``: an import's report, or the objective
+    of the w2v run's ``checkpoints/<stage>/last.pt`` when that checkpoint's model weights
+    equal ``model``'s (else nothing: the caller notes the gap)."""
+    report = getattr(model, "load_report", None)
+    if report is not None and getattr(report, "objective_state", None):
+        return dict(report.objective_state)
+    from w2v.checkpoint_formats import find_model_file, is_w2v
+
+    path = Path(source)
+    if not is_w2v(path):
+        return {}
+    model_file = find_model_file(path)
+    last = model_file.parent.parent / "checkpoints" / model_file.parent.name / "last.pt"
+    if not last.is_file():
+        return {}
+    from w2v.train.checkpoint import load_checkpoint
+
+    state = load_checkpoint(last)
+    ours = model.state_dict()
+    saved = state.get("model") or {}
+    if set(saved) != set(ours) or not all(torch.equal(saved[k].cpu(), ours[k].cpu())
+                                          for k in ours):
+        return {}
+    return {k: v for k, v in (state.get("objective") or {}).items()
+            if k.split(".")[0] in ("project_q", "final_proj", "target_glu")}
