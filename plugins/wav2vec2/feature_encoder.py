@@ -62,6 +62,8 @@ class Wav2Vec2FeatureEncoderConfig:
         "include", "group_norm mode with padded batches: include the (zeroed) padding in the "
                    "GroupNorm statistics as fairseq and Hugging Face do, or exclude it so a padded "
                    "utterance gets the features it gets alone")
+    fairseq_compat: bool = field(False, "feature penalty over every conv frame, padded ones "
+                                        "included, as fairseq (default: valid frames only)")
 
     def __attrs_post_init__(self) -> None:
         check(1 <= len(self.conv_layers) <= 32, "conv_layers",
@@ -153,6 +155,9 @@ class Wav2Vec2FeatureEncoder(Encoder):
     ``features`` ``[B, T, C]`` after the feature LayerNorm (padded frames zero),
     ``lengths`` the valid frames and ``penalty`` the mean squared conv output
     (before the LayerNorm, over valid frames, fp32): wav2vec 2.0's feature penalty.
+    With ``fairseq_compat`` the mean runs over every frame of the padded batch, as
+    fairseq's ``features.float().pow(2).mean()`` does (the frames of the zero padding
+    count, so the term depends on how much padding a batch has).
     """
 
     Config = Wav2Vec2FeatureEncoderConfig
@@ -160,8 +165,10 @@ class Wav2Vec2FeatureEncoder(Encoder):
     def __init__(self, conv_layers: Sequence[Sequence[int]] = DEFAULT_CONV_LAYERS, *,
                  mode: NormMode = "group_norm", conv_bias: bool = False,
                  feature_grad_mult: float = 1.0, dropout: float = 0.0, layer_norm_eps: float = 1e-5,
-                 group_norm_padding: str = "include", upstream: Signal | None = None) -> None:
+                 group_norm_padding: str = "include", fairseq_compat: bool = False,
+                 upstream: Signal | None = None) -> None:
         super().__init__()
+        self.fairseq_compat = fairseq_compat
         if mode not in ("group_norm", "layer_norm"):
             raise ValueError(f"mode must be group_norm or layer_norm, found {mode!r}")
         self.conv_config = [tuple(int(v) for v in block) for block in conv_layers]
@@ -191,7 +198,8 @@ class Wav2Vec2FeatureEncoder(Encoder):
         return cls(config.conv_layers, mode=config.mode, conv_bias=config.conv_bias,
                    feature_grad_mult=config.feature_grad_mult, dropout=config.dropout,
                    layer_norm_eps=config.layer_norm_eps,
-                   group_norm_padding=config.group_norm_padding, upstream=upstream)
+                   group_norm_padding=config.group_norm_padding,
+                   fairseq_compat=config.fairseq_compat, upstream=upstream)
 
     def produces(self) -> Signal:
         """Frames of width C; stride and receptive field from the conv stack (320 / 400 samples
@@ -240,7 +248,7 @@ class Wav2Vec2FeatureEncoder(Encoder):
         out_lengths = self.output_lengths(lengths) if lengths is not None else None
         pad = lengths_to_padding_mask(out_lengths, x.shape[1])
         squares = x.float().pow(2)
-        if pad is None:
+        if pad is None or self.fairseq_compat:
             penalty = squares.mean()
         else:
             valid = (~pad).to(squares.dtype)[..., None]

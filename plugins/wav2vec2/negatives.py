@@ -5,11 +5,18 @@ utterance 0, then utterance 1, ... (``y = features[mask]``), ``counts[b]``
 frames each. For each masked frame, ``num_negatives`` distractors are drawn
 uniformly with replacement from the *other* masked frames of the same
 utterance (the draw is shifted past the positive, so it is never drawn), and
-``cross_sample_negatives`` from the other masked frames of the whole batch.
-With equal counts this is fairseq's ``sample_negatives`` (flat index
-``b * N + t``), and it also works for unequal counts. An utterance with a
+``cross_sample_negatives`` from the other masked frames of the whole batch
+(never the positive itself, also for unequal counts). An utterance with a
 single masked frame gets itself as distractor (the objective then gives that
 logit ``-inf``).
+
+Same-utterance draws have the distribution of fairseq's ``sample_negatives``;
+cross-sample draws do not: fairseq excludes the *local* index ``t`` (a frame
+of the first utterance) instead of the positive's flat index ``b * N + t``, so
+its positive can be drawn as a distractor, and with both kinds on its index
+reshape mixes them (target ``t``'s slots hold draws made for other targets).
+:func:`fairseq_negative_indices` reproduces fairseq's sampler exactly
+(``fairseq_compat``), from fairseq's random stream.
 
 Hugging Face's ``sampled_negative_indices`` are flat indices over ``B * T``
 of the full sequence; :func:`negatives_from_hf` and :func:`negatives_to_hf`
@@ -56,6 +63,49 @@ def sample_negative_indices(counts: Tensor, num_negatives: int, cross_sample_neg
     if not parts:
         return torch.zeros(M, 0, dtype=torch.long, device=device)
     return torch.cat(parts, dim=1)
+
+
+def fairseq_negative_indices(counts: Tensor, num_negatives: int, cross_sample_negatives: int = 0,
+                             *, total: int | None = None,
+                             generator: torch.Generator | None = None) -> Tensor:
+    """``[M, num_negatives + cross_sample_negatives]`` indices into ``y`` ``[M, D]`` exactly as
+    fairseq ``Wav2Vec2Model.sample_negatives`` draws them (fairseq_compat).
+
+    fairseq needs ``N`` masked frames in every utterance (``require_same_masks``). Per
+    utterance it draws ``num_negatives * N`` same-utterance indices in target-major order,
+    each shifted past its own target; then ``cross_sample_negatives * N`` indices over all
+    ``B * N`` frames, shifted past the *local* index ``t`` (so the positive ``b * N + t``
+    can be drawn for ``b > 0``); concatenates the two along the row and reads the row back
+    as ``[N, num_negatives + cross_sample_negatives]``. With both counts above zero that
+    read-back mixes them: target ``t`` gets the draws at positions ``t*K .. t*K+K-1`` of the
+    concatenated row, made for other targets, some of them the positive (about 3 % of the
+    distractors with B = 3 and 25 of each). The draws come from ``generator`` (CPU) or the
+    global CPU stream, as fairseq's ``torch.randint`` without a device does.
+    """
+    counts = counts.long()
+    B = counts.shape[0]
+    N = int(counts[0]) if B else 0
+    if B and bool((counts != N).any()):
+        raise ValueError(f"fairseq's negative sampler needs the same number of masked frames "
+                         f"in every utterance, found {counts.tolist()} (use the masker's "
+                         f"require_same_masks).")
+    if N < 2:
+        raise ValueError(f"fairseq's negative sampler needs at least 2 masked frames per "
+                         f"utterance, found {N}.")
+    parts = []
+    if num_negatives > 0:
+        excluded = torch.arange(N).repeat_interleave(num_negatives)
+        idx = torch.randint(0, N - 1, (B, num_negatives * N), generator=generator)
+        idx = idx + (idx >= excluded).long()
+        parts.append(idx + torch.arange(B)[:, None] * N)
+    if cross_sample_negatives > 0:
+        excluded = torch.arange(N).repeat_interleave(cross_sample_negatives)
+        idx = torch.randint(0, B * N - 1, (B, cross_sample_negatives * N), generator=generator)
+        parts.append(idx + (idx >= excluded).long())
+    if not parts:
+        return torch.zeros(B * N, 0, dtype=torch.long, device=counts.device)
+    flat = torch.cat(parts, dim=1)                                   # [B, N*Ks + N*Kc]
+    return flat.view(B * N, num_negatives + cross_sample_negatives).to(counts.device)
 
 
 def sample_negatives(y: Tensor, num_negatives: int, cross_sample_negatives: int = 0,

@@ -28,7 +28,7 @@ from w2v.interfaces import Batch, Objective, ObjectiveOutput, QuantizerOutput, S
 
 from .contrastive_loss import ContrastiveLoss, ContrastiveScores, InfoNCE
 from .masking import Masker
-from .negatives import sample_negative_indices
+from .negatives import fairseq_negative_indices, sample_negative_indices
 
 
 @attrs.define(kw_only=True)
@@ -44,6 +44,8 @@ class MaskedContrastiveConfig:
                      "number of masked frames; 0 switches a term off")
     aux_loss_weight: float = real(1.0, 0.0, None, "weight of a quantizer's auxiliary loss (k-means "
                                                   "commitment), times the number of masked frames")
+    fairseq_compat: bool = field(False, "draw distractors with fairseq's sampler: cross-sample "
+                                        "draws may hit the positive (see docs/fidelity.md)")
     contrastive_loss: ComponentSpec | None = component(
         "contrastive_loss", {"name": "infonce"}, "how predictions are scored against "
         "(positive, distractors): `infonce`, or `pml` for a pytorch-metric-learning loss")
@@ -177,8 +179,10 @@ class MaskedContrastiveObjective(Objective):
 
         neg_idx = batch.extra.get("neg_idx")
         if neg_idx is None:
-            neg_idx = sample_negative_indices(mask.sum(1), self.config.num_negatives,
-                                              self.config.cross_sample_negatives, total=M)
+            sampler = fairseq_negative_indices if self.config.fairseq_compat else \
+                sample_negative_indices
+            neg_idx = sampler(mask.sum(1), self.config.num_negatives,
+                              self.config.cross_sample_negatives, total=M)
         negs = y[neg_idx.to(y.device).long()]                          # [M, K, D]
         if self.config.codebook_negatives:
             n = self.config.codebook_negatives
