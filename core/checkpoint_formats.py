@@ -11,13 +11,13 @@ directories, torchaudio state dicts) are registered by plugins through
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .errors import UserError
+from .errors import UserError, storage_error
+from .integrity import corrupted_member
 
 FORMAT = "w2v-model"
 FORMAT_VERSION = 1
@@ -55,11 +55,12 @@ def save_model(model, model_config, path: str | Path, *, dictionary=None,
         "plugins": plugins().versions(),
         "extra": extra or {},
     }
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # the pid names its owner
     try:
         torch.save(blob, tmp)
         os.replace(tmp, path)
+    except OSError as exc:
+        raise storage_error(path, exc) from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
@@ -67,6 +68,13 @@ def save_model(model, model_config, path: str | Path, *, dictionary=None,
 
 
 def read_blob(path: Path) -> dict[str, Any]:
+    bad = corrupted_member(path)
+    if bad is not None:
+        raise UserError(f"`{path}` is corrupted: {bad} does not match the checksum recorded "
+                        f"when the file was written (the bytes changed on disk or in a copy), "
+                        f"so it is not loaded.",
+                        hint="Restore it from a backup or copy it again, or write it again "
+                             "from the stage's checkpoint (`w2vrun RECIPE --stages STAGE`).")
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -92,15 +100,36 @@ def load_w2v(path: str | Path, *, dictionary=None):
     if dictionary is None:
         dictionary = dictionary_from_state(blob.get("dictionary"))
     model = build_model(cfg, blob.get("sample_rate", 16000), dictionary=dictionary)
-    missing, unexpected = model.load_state_dict(blob["state_dict"], strict=False)
-    if missing or unexpected:
-        raise UserError(f"`{path}` does not match the model its config describes: missing "
-                        f"{sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}.",
-                        hint="Were different plugin versions used? Saved with: "
-                             f"{blob.get('plugins')}.")
+    check_state_fits(path, model, blob)
+    model.load_state_dict(blob["state_dict"])
     model.dictionary = dictionary
     model.model_config = cfg
     return model.eval()
+
+
+def check_state_fits(path: Path, model, blob: dict[str, Any]) -> None:
+    """Raise a UserError naming every tensor of ``blob`` that the model its config builds
+    lacks, does not have, or has in another shape (the file's config and tensors disagree)."""
+    own = model.state_dict()
+    state = blob["state_dict"]
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    shapes = [f"{k} (file {tuple(state[k].shape)}, config {tuple(own[k].shape)})"
+              for k in sorted(set(own) & set(state)) if tuple(state[k].shape) != tuple(own[k].shape)]
+    if not (missing or unexpected or shapes):
+        return
+
+    def names(label: str, items: list[str]) -> str:
+        more = f", ... ({len(items) - 6} more)" if len(items) > 6 else ""
+        return f"{label}: {', '.join(items[:6])}{more}"
+
+    parts = [names(label, items) for label, items in (
+        ("shape differs", shapes), ("missing from the file", missing),
+        ("not in the model", unexpected)) if items]
+    raise UserError(f"`{path}`: its model config and its tensors disagree; "
+                    f"{'; '.join(parts)}.",
+                    hint="The file was edited or written by other plugin versions (saved with: "
+                         f"{blob.get('plugins')}); write it again from its run.")
 
 
 def find_model_file(path: Path) -> Path | None:
@@ -133,7 +162,10 @@ def _peek(path: Path) -> bytes:
         with zipfile.ZipFile(path) as zf:
             names = [n for n in zf.namelist() if n.endswith("data.pkl")]
             return zf.read(names[0]) if names else b""
-    except (zipfile.BadZipFile, OSError, KeyError):
+    except zipfile.BadZipFile as exc:
+        # a CRC mismatch: a damaged file; let read_blob name it rather than call it foreign
+        return FORMAT.encode() if "CRC" in str(exc) else b""
+    except (OSError, KeyError):
         return b""
 
 

@@ -5,7 +5,8 @@
     w2vrun list [KIND]          registered components
     w2vrun show KIND NAME       a component's config fields, defaults and help
     w2vrun plugins              loaded plugins, their versions and failures
-    w2vrun COMMAND ...          commands plugins add (manifest, demo-data, ...)
+    w2vrun COMMAND ...          commands plugins add (manifest, demo-data, transcribe, ...;
+                                `w2vrun --help` lists them all)
 
 Exit codes: 0 success, 2 a user error (recipe, data, arguments), 1 anything else.
 """
@@ -33,10 +34,32 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(f"{message}.", where=self.prog, hint=f"See `{self.prog} --help`.")
 
 
-def _recipe_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="w2vrun", description="Run every stage of a w2v recipe.",
-                epilog="Other commands: w2vrun list [KIND] | show KIND NAME | plugins | "
-                       "<plugin command> --help")
+_BUILTIN_HELP = {"list": ("list [KIND]", "registered components, by kind, and their plugins"),
+                 "show": ("show KIND NAME", "a component's config fields, defaults and help"),
+                 "plugins": ("plugins", "loaded plugins, their versions and failures")}
+
+
+def commands_epilog() -> str:
+    """Every sub-command, built-in and from plugins, with its help wrapped at words."""
+    from .plugin_manager import registry
+
+    rows = [usage_help for usage_help in _BUILTIN_HELP.values()]
+    commands = registry().commands
+    rows += [(name, commands[name].help or f"(from plugin {commands[name].plugin.name})")
+             for name in sorted(commands)]
+    lines = ["commands (`w2vrun COMMAND --help` shows one's options):"]
+    for usage, help_ in rows:
+        lines.append(textwrap.fill(help_, 96, initial_indent=f"  {usage:<18}",
+                                   subsequent_indent=" " * 20))
+    return "\n".join(lines)
+
+
+def _recipe_parser(epilog: str | None = None) -> argparse.ArgumentParser:
+    p = _Parser(prog="w2vrun", description="Run every stage of a w2v recipe, or one of the "
+                                           "commands below.",
+                usage="w2vrun RECIPE.yaml [dotted.key=value ...] [options]\n"
+                      "       w2vrun COMMAND ...",
+                epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("recipe", help="recipe YAML file")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. trainer.lr=3e-5")
     p.add_argument("--dry-run", action="store_true",
@@ -88,7 +111,8 @@ def cmd_list(argv: Sequence[str]) -> int:
         if not regs:
             print("  (none)")
         for r in regs:
-            print(f"  {r.name:<28}{r.help[:60]:<62}[{r.plugin.name}]")
+            help_ = textwrap.shorten(r.help, 60, placeholder=" ...")   # whole words
+            print(f"  {r.name:<28}{help_:<62}[{r.plugin.name}]")
     return 0
 
 
@@ -154,7 +178,7 @@ def run_plugin_command(name: str, argv: Sequence[str]) -> int:
 def dispatch(argv: Sequence[str]) -> int:
     argv = list(argv)
     if not argv or argv[0] in ("-h", "--help"):
-        _recipe_parser().print_help()
+        _recipe_parser(commands_epilog()).print_help()
         return 0 if argv else 2
     head = argv[0]
     if head in BUILTIN_COMMANDS:
@@ -171,9 +195,30 @@ def dispatch(argv: Sequence[str]) -> int:
     return run_recipe(argv)
 
 
+def _environment_error(exc: BaseException) -> UserError | None:
+    """The machine, not the code, failed: out of memory, a disk full or not writable. Such an
+    error, met anywhere outside the places that already explain it, becomes one paragraph."""
+    import errno
+
+    from .errors import is_out_of_memory, out_of_memory_error, storage_error
+
+    if is_out_of_memory(exc):
+        return out_of_memory_error(
+            exc, "", "Lower `data.max_tokens` or `data.max_sample_size` (batch and utterance "
+                     "sizes in samples), or use a smaller model.")
+    storage = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM)
+    if isinstance(exc, OSError) and exc.errno in storage:
+        return storage_error(exc.filename or "a file", exc)
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``w2vrun``; user errors exit 2 without a traceback."""
-    logging.basicConfig(level=logging.INFO, format="[w2v] %(message)s")
+    # w2v's own messages at INFO; other libraries' chatter (matplotlib's "generated new
+    # fontManager", ...) only from WARNING, matplotlib's font-cache notice not at all
+    logging.basicConfig(level=logging.WARNING, format="[w2v] %(message)s")
+    logging.getLogger("w2v").setLevel(logging.INFO)
+    logging.getLogger("matplotlib").setLevel(logging.ERROR)
     try:
         code = dispatch(sys.argv[1:] if argv is None else argv)
     except UserError as exc:
@@ -183,7 +228,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("w2vrun: interrupted", file=sys.stderr)
         code = 130
     except Exception as exc:  # a bug or a divergence: say it plainly, keep the traceback
-        if getattr(exc, "w2v_clean", False):
+        clean = _environment_error(exc)
+        if clean is not None:
+            print(f"w2vrun: error: {clean.render()}", file=sys.stderr)
+            code = clean.exit_code
+        elif getattr(exc, "w2v_clean", False):
             print(f"w2vrun: {exc}", file=sys.stderr)
             code = 1
         else:

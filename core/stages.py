@@ -187,26 +187,71 @@ def _dry_run_dictionary(sec: Sections):
 def run_stages(raw: RawRecipe, plans: dict[str, StagePlan], run_dir: Path, *,
                stages: Sequence[str] | None = None, from_: str | None = None,
                force: bool = False, resume: bool = True, echo=print) -> list[str]:
-    """Run the chosen stages in order; returns the ids that ran."""
+    """Run the chosen stages in order; returns the ids that ran.
+
+    The run directory is locked for this job (:class:`~w2v.run_lock.RunLock`) and proved
+    writable before anything runs. A finished stage is skipped, unless its config changed
+    since it trained: then this stops with the changed keys (``--force`` reruns it). A stage
+    that starts from scratch moves its old checkpoints aside; one that resumes with another
+    config names the changes and records them (see :mod:`w2v.run_record`).
+    """
+    from .errors import check_writable
+    from .run_lock import RunLock
+
     chosen, forced = select(plans, stages, from_)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "resolved.yaml").write_text(
-        yaml.safe_dump(resolved(raw, plans), sort_keys=False, width=100))
+    check_writable(run_dir)
+    with RunLock(run_dir):
+        return _run_locked(raw, plans, Path(run_dir), chosen, forced, force, resume, echo)
+
+
+def _is_main() -> bool:
+    import os
+
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _run_locked(raw: RawRecipe, plans: dict[str, StagePlan], run_dir: Path, chosen: list[str],
+                forced: set[str], force: bool, resume: bool, echo) -> list[str]:
+    from .errors import check_writable
+    from .run_record import (config_changes, describe_changes, move_aside, read_stage_config,
+                             record_changes, write_stage_config)
+
+    configs = resolved(raw, plans)["stages"]
+    reruns = {sid for sid in chosen if force or sid in forced or not (run_dir / sid / DONE).exists()}
+    trained = {sid: read_stage_config(run_dir / sid) for sid in plans
+               if (run_dir / sid / DONE).exists() and sid not in reruns}
+    differing = {sid: changes for sid in chosen if trained.get(sid) is not None
+                 and (changes := config_changes(trained[sid], configs[sid]))}
+    if differing:
+        listing = " ".join(f"Stage `{sid}` trained with a different config: "
+                           f"{describe_changes(ch, f'stages.{sid}.')}."
+                           for sid, ch in differing.items())
+        raise ConfigError(f"{listing} Its outputs in {run_dir} do not belong to this recipe.",
+                          where="command line",
+                          hint="Rerun it with `--force` (its old checkpoints are moved aside), "
+                               "put the values back, or use another `--out`.")
+    main = _is_main()
+    if main:  # what each stage trained with: finished stages keep their own config
+        whole = {"stages": {sid: trained.get(sid) or configs[sid] for sid in plans}}
+        (run_dir / "resolved.yaml").write_text(yaml.safe_dump(whole, sort_keys=False, width=100))
     ran = []
     for sid in chosen:
         plan = plans[sid]
         stage_dir = run_dir / sid
         marker = stage_dir / DONE
-        if marker.exists() and not (force or sid in forced):
+        if sid not in reruns:
             echo(f"[w2v] stage `{sid}` already done ({marker}); skipping (use --force to rerun).")
             continue
-        if marker.exists():
+        if marker.exists() and main:
             marker.unlink()
-        stage_dir.mkdir(parents=True, exist_ok=True)
+        check_writable(stage_dir)
+        stage_resume = resume and not (force or sid in forced)
         context = StageContext(stage_id=sid, run_dir=run_dir, stage_dir=stage_dir,
                                sections=plan.sections, config=plan.spec.config, plans=plans,
-                               resume=resume and not (force or sid in forced),
-                               recipe_path=raw.path)
+                               resume=stage_resume, recipe_path=raw.path)
+        if main:
+            _prepare_checkpoints(context, configs[sid], echo)
+            write_stage_config(stage_dir, configs[sid])
         echo(f"[w2v] stage `{sid}` ({plan.spec.name}) -> {stage_dir}")
         started = time.time()
         stage = plan.spec.build(None)
@@ -216,3 +261,28 @@ def run_stages(raw: RawRecipe, plans: dict[str, StagePlan], run_dir: Path, *,
                                       "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}) + "\n")
         ran.append(sid)
     return ran
+
+
+def _prepare_checkpoints(context: StageContext, config: dict[str, Any], echo) -> None:
+    """Before a stage runs: move its old checkpoints aside when it starts from scratch, or name
+    (and record) what changed since its checkpoints were written when it resumes."""
+    from .run_record import (config_changes, describe_changes, move_aside, read_stage_config,
+                             record_changes)
+
+    sid, ckpt = context.stage_id, context.checkpoint_dir
+    trainer = context.sections.trainer
+    if not context.resume or getattr(trainer, "resume", True) is False:
+        moved = move_aside(ckpt)
+        if moved is not None:
+            echo(f"[w2v] stage `{sid}` starts from scratch: its earlier checkpoints were moved "
+                 f"to {moved}.")
+        return
+    last = ckpt / "last.pt"
+    before = read_stage_config(context.stage_dir)
+    if before is None or not last.is_file():
+        return
+    changes = config_changes(before, config)
+    if changes:
+        path = record_changes(context.stage_dir, changes, last)
+        log.warning("stage `%s` resumes from %s with a changed config: %s (recorded in %s)",
+                    sid, last, describe_changes(changes), path)

@@ -17,6 +17,7 @@ A checkpoint is a plain dict (tensors, numbers, strings) readable with
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -28,11 +29,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import UserError
+from ..errors import UserError, storage_error
+from ..integrity import corrupted_member
 
 FORMAT = "w2v-trainer-checkpoint"
 FORMAT_VERSION = 1
 _PERIODIC = re.compile(r"^update_(\d+)\.pt$")
+_TEMPORARY = re.compile(r"^\..+\.(\d+)\.tmp$")
 
 
 class CheckpointError(UserError):
@@ -65,32 +68,86 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def temporary_for(path: Path) -> Path:
+    """The temporary beside ``path`` this process writes first: ``.<name>.<pid>.tmp`` (the pid
+    says whose it is, so only its owner, or anyone once the owner is dead, removes it)."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
+
+@contextlib.contextmanager
+def _writing(tmp: Path, target: Path):
+    """Remove ``tmp`` when writing it fails or is interrupted (Ctrl-C included); an OSError
+    (disk full, read-only) becomes a StorageError naming ``target``."""
+    try:
+        yield
+    except BaseException as exc:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        if isinstance(exc, OSError):
+            raise storage_error(target, exc) from None
+        raise
+
+
 def atomic_save(obj: Any, path: Path) -> Path:
     """``torch.save`` to a temporary file, fsync, then rename over ``path``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        torch.save(obj, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    tmp = temporary_for(path)
+    with _writing(tmp, path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
     _fsync_dir(path.parent)
     return path
 
 
 def atomic_link(src: Path, dst: Path) -> Path:
     """Make ``dst`` the same file as ``src`` (a hard link, else a copy), atomically."""
-    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-    if tmp.exists():
-        tmp.unlink()
-    try:
-        os.link(src, tmp)
-    except OSError:
-        shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    tmp = temporary_for(dst)
+    with _writing(tmp, dst):
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
     _fsync_dir(dst.parent)
     return dst
+
+
+def _owner_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # our own leftovers (an earlier save in this process) are removable
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(directory: Path) -> list[Path]:
+    """Delete ``.*.<pid>.tmp`` files in ``directory`` whose writer is this process or dead.
+
+    A temporary of a live process (another job writing there) is left alone, and so is any
+    temporary without a pid in its name.
+    """
+    removed = []
+    for tmp in Path(directory).glob(".*.tmp"):
+        m = _TEMPORARY.match(tmp.name)
+        if m is None or _owner_alive(int(m.group(1))):
+            continue
+        try:
+            tmp.unlink()
+            removed.append(tmp)
+        except OSError:
+            pass
+    return removed
 
 
 def resolve_checkpoint_path(path: str | Path) -> Path:
@@ -100,7 +157,8 @@ def resolve_checkpoint_path(path: str | Path) -> Path:
         for candidate in (p / "last.pt", p / "checkpoints" / "last.pt"):
             if candidate.is_file():
                 return candidate
-        found = sorted(p.glob("checkpoints/*/last.pt"))
+        found = sorted(f for f in p.glob("checkpoints/*/last.pt")
+                       if ".old-" not in f.parent.name)  # not stages' moved-aside checkpoints
         if len(found) == 1:
             return found[0]
         raise CheckpointError(f"no checkpoint found in directory {p} (looked for last.pt and "
@@ -114,6 +172,7 @@ def resolve_checkpoint_path(path: str | Path) -> Path:
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read a trainer checkpoint onto the CPU; truncated or foreign files raise CheckpointError."""
     p = resolve_checkpoint_path(path)
+    check_integrity(p)
     try:
         state = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # zip/pickle errors say little to a user
@@ -143,6 +202,18 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
                               f"{FORMAT_VERSION}).", hint="Upgrade w2v.")
     state["path"] = str(p)
     return state
+
+
+def check_integrity(path: Path) -> None:
+    """Raise a CheckpointError when a member of the checkpoint archive ``path`` fails its CRC
+    (the bytes changed after the file was written: bit rot, a bad copy, an edit)."""
+    bad = corrupted_member(path)
+    if bad is not None:
+        raise CheckpointError(
+            f"{path} is corrupted: {bad} does not match the checksum recorded when the file "
+            f"was written (the bytes changed on disk or in a copy), so it is not loaded.",
+            hint="Restore it from a backup or copy it again; in a run directory, an older "
+                 "`update_<N>.pt` beside it may still be intact.")
 
 
 @attrs.frozen(kw_only=True)
@@ -222,7 +293,10 @@ class CheckpointDirectory:
 
     def save(self, state: dict[str, Any], update: int) -> Path:
         """Write ``update_<N>.pt``, point ``last.pt`` at it, and prune old periodic files."""
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise storage_error(self.root, exc, "create") from None
         self._clean_temporaries()
         path = atomic_save(state, self.periodic(update))
         atomic_link(path, self.last)
@@ -239,11 +313,7 @@ class CheckpointDirectory:
         return atomic_save(state, self.best)
 
     def _clean_temporaries(self) -> None:
-        for tmp in self.root.glob(".*.tmp"):
-            try:
-                tmp.unlink()
-            except OSError:
-                pass
+        remove_stale_temporaries(self.root)
 
     def _prune(self) -> None:
         found = sorted((int(m.group(1)), p) for p in self.root.iterdir()

@@ -29,7 +29,8 @@ import attrs
 import torch
 from torch import Tensor, nn
 
-from ..errors import ConfigError, did_you_mean
+from ..errors import (ConfigError, UserError, check_writable, did_you_mean, is_out_of_memory,
+                      out_of_memory_error)
 from ..interfaces import Batch
 from .checkpoint import (FORMAT, FORMAT_VERSION, CheckpointDirectory, CheckpointError, LoadReport,
                          load_checkpoint, load_partial, to_plain)
@@ -171,6 +172,7 @@ class Trainer:
         self.model = model.to(self.device)
         self.objective = objective.to(self.device)
         self.precision = Precision(config.precision, self.device)
+        self.max_tokens = max_tokens
         self.update_freq = config.resolve_update_freq(max_tokens, sample_rate,
                                                       self.dist.world_size)
 
@@ -251,6 +253,9 @@ class Trainer:
     def fit(self) -> FitSummary:
         """Train until ``max_updates`` (or early stopping); returns a :class:`FitSummary`."""
         config = self.config
+        if self.dist.is_main:  # before any compute: a read-only folder fails now, not at a save
+            check_writable(self.checkpoints.root)
+            check_writable(self.metrics_path.parent)
         resumed_from, report, data_state = self._resume_or_restore()
         self.freeze.prepare_for_ddp()
         find_unused = config.find_unused_parameters
@@ -323,9 +328,21 @@ class Trainer:
                 skipped_updates=self.health.skipped_total)
             self._call("on_fit_end", summary)
             return summary
+        except (RuntimeError, MemoryError) as exc:
+            if is_out_of_memory(exc):
+                raise self._out_of_memory(exc) from None
+            raise
         finally:
             self._log.close()
             self._stream.close()
+
+    def _out_of_memory(self, exc: BaseException) -> UserError:
+        tokens = f" (now {self.max_tokens:,} samples per batch)" if self.max_tokens else ""
+        return out_of_memory_error(
+            exc, f"in stage `{self.stage}` at update {self.num_updates + 1}",
+            f"Lower `data.max_tokens`{tokens} or `data.max_sample_size` (the longest "
+            f"utterance in samples); to keep the batch per update, raise `trainer.update_freq` "
+            f"(now {self.update_freq}) by the same factor.")
 
     # ------------------------------------------------------------------ one update
     def _prepare_update(self, update: int) -> None:
