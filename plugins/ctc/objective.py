@@ -3,7 +3,8 @@
 One step: encode -> project -> (training: mask with the model's masker) ->
 aggregate -> ``model.head`` (padded frames forced to blank) -> log-softmax in
 fp32 -> ``F.ctc_loss(reduction="sum")``. The loss is a sum over target tokens
-and ``sample_size`` is their number (fairseq with ``sentence_avg=False``).
+and ``sample_size`` is their number (fairseq with ``sentence_avg=False``), or with
+``sentence_avg`` the number of utterances (fairseq's fine-tuning recipes).
 On validation batches (model in eval mode) greedy decoding gives fairseq's
 unit and word error counts (``n_unit_errors``/``n_units``,
 ``n_word_errors``/``n_words``), which the trainer sums across batches;
@@ -54,6 +55,9 @@ class CTCConfig:
     zero_infinity: bool = field(True, "zero losses of utterances too short for their labels")
     wer_valid: bool = field(True, "greedy-decode validation batches and report unit and word "
                                   "error counts (uer, wer)")
+    sentence_avg: bool = field(False, "normalise the summed loss by the number of utterances "
+                                      "instead of target tokens (fairseq sentence_avg; its "
+                                      "fine-tuning recipes set it)")
 
 
 class CTCObjective(Objective):
@@ -110,8 +114,9 @@ class CTCObjective(Objective):
             loss = F.ctc_loss(log_probs.transpose(0, 1), targets, frames, target_lengths,
                               blank=self.blank, reduction="sum",
                               zero_infinity=self.config.zero_infinity)
-        sample_size = target_lengths.sum()
-        stats: dict[str, Any] = {"n_tokens": sample_size.detach(), "n_sentences": batch.size}
+        n_tokens = target_lengths.sum()
+        sample_size = batch.size if self.config.sentence_avg else n_tokens
+        stats: dict[str, Any] = {"n_tokens": n_tokens.detach(), "n_sentences": batch.size}
         if self.config.wer_valid and not model.training:
             stats.update(self._error_counts(log_probs.detach(), frames, batch.targets,
                                             target_lengths))
