@@ -365,7 +365,8 @@ def test_stacked_positional_conv_and_conformer_round_trip(tmp_path, kw):
                layer_norm_first=True, **kw)
     spec = Wav2Vec2Spec(encoder=Wav2Vec2FeatureEncoderConfig(
         conv_layers=[(16, 10, 5), (24, 3, 2)], mode="layer_norm"),
-        aggregator=TransformerAggregatorConfig(**agg), projection=True)
+        aggregator=TransformerAggregatorConfig(**agg, fairseq_compat="layer_type" in kw),
+        projection=True)                  # a fairseq Conformer handles padding as fairseq does
     ours = build_model(spec).eval()
     with torch.no_grad():
         for name, buf in ours.named_buffers():
