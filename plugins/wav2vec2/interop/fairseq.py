@@ -26,6 +26,7 @@ from w2v.model import SpeechModel
 from ..feature_encoder import Wav2Vec2FeatureEncoderConfig
 from ..transformer import TransformerAggregatorConfig
 from .build import Wav2Vec2Spec, build_model, config_error, finish, load_mapped
+from .conformer import check_fairseq_conformer, fairseq_conformer_rules
 from .keymap import KeyMap, LoadReport, fuse_attention
 from .unpickle import load_checkpoint, resolve, to_plain
 
@@ -48,7 +49,7 @@ FAIRSEQ_RULES: list[tuple[str, Any]] = [
     (r"encoder\.pos_conv\.\d+\..*", "error:a batch-normed positional conv (`conv_pos_batch_norm`)"),
     (r"encoder\.layer_norm\.(weight|bias)", r"aggregator.layer_norm.\1"),
     (r"encoder\.layers\.(\d+)\.self_attn\.(?:linear_|pos_bias|rotary).*",
-     "error:ESPnet-style or relative-position attention (`attn_type: espnet`, `pos_enc_type`)"),
+     "error:ESPnet-style attention outside Conformer blocks"),
     (r"encoder\.layers\.(\d+)\.adapter_layer\..*", "error:adapter layers (`layer_type: trf_adp`)"),
     (r"encoder\.layers\.(\d+)\.(.+)", r"aggregator.layers.\1.\2"),
     (r"quantizer\.vars", "quantizer.codevectors"),
@@ -201,10 +202,9 @@ def spec_from_fairseq_config(cfg: dict[str, Any], keys: set[str], *, head_vocab:
         raise config_error(source, "activation_fn", m["activation_fn"], "`gelu`")
     if m["layer_type"] not in ("transformer", "conformer"):
         raise config_error(source, "layer_type", m["layer_type"], "`transformer`, `conformer`")
-    if m["layer_type"] == "conformer" and (m["attn_type"] or m["pos_enc_type"] != "abs"):
-        raise UserError(f"{source}: conformer checkpoints with attn_type {m['attn_type']!r} / "
-                        f"pos_enc_type {m['pos_enc_type']!r} are not supported (only fairseq "
-                        f"attention with absolute positions).")
+    conformer = m["layer_type"] == "conformer"
+    if conformer:
+        check_fairseq_conformer(m, source)
     if m["quantize_input"]:
         raise UserError(f"{source}: quantized inputs (`quantize_input`) are not supported.")
     if m["extractor_mode"] not in ("default", "layer_norm"):
@@ -223,6 +223,7 @@ def spec_from_fairseq_config(cfg: dict[str, Any], keys: set[str], *, head_vocab:
         conv_pos_groups=int(m["conv_pos_groups"]), pos_conv_depth=int(m["pos_conv_depth"]),
         layer_type=m["layer_type"], conformer_kernel=int(m["depthwise_conv_kernel_size"]),
         required_seq_len_multiple=int(m["required_seq_len_multiple"]))
+        pos_enc_type=m["pos_enc_type"] if conformer else "abs", fairseq_compat=conformer,
     final_dim = int(m["final_dim"]) or dim
     quantizer = None
     if "quantizer.vars" in keys:
@@ -287,7 +288,12 @@ def from_fairseq(path: str | Path) -> SpeechModel:
     if spec.head_vocab is not None:
         report.notes.append("Fine-tuned fairseq checkpoints carry no dictionary: supply "
                             "dict.ltr.txt (<s>=0 is the CTC blank).")
-    keymap = KeyMap(FAIRSEQ_RULES, source=name, strip=(prefix,))
+    rules = FAIRSEQ_RULES
+    if spec.aggregator.layer_type == "conformer":
+        rules = fairseq_conformer_rules(spec.aggregator.pos_enc_type) + rules
+        report.notes.append("Conformer blocks see padded frames as in fairseq "
+                            "(aggregator fairseq_compat).")
+    keymap = KeyMap(rules, source=name, strip=(prefix,))
     mapped = fuse_attention(keymap.apply(state, report), name)
     model = build_model(spec)
     load_mapped(model, mapped, report)

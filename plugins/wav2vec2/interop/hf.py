@@ -1,4 +1,5 @@
-"""Import Hugging Face ``Wav2Vec2Model`` / ``Wav2Vec2ForPreTraining`` / ``Wav2Vec2ForCTC``.
+"""Import Hugging Face ``Wav2Vec2Model`` / ``Wav2Vec2ForPreTraining`` / ``Wav2Vec2ForCTC``
+(and their ``Wav2Vec2Conformer*`` counterparts, see :mod:`.conformer`).
 
 Reads ``config.json`` (and ``preprocessor_config.json`` for ``do_normalize``
 and the sampling rate) and ``model.safetensors`` / ``pytorch_model.bin``
@@ -21,10 +22,14 @@ from w2v.model import SpeechModel
 from ..feature_encoder import Wav2Vec2FeatureEncoderConfig
 from ..transformer import TransformerAggregatorConfig
 from .build import Wav2Vec2Spec, build_model, config_error, finish, load_mapped
+from .conformer import HF_ENCODER_RULES, hf_conformer_aggregator
 from .keymap import KeyMap, LoadReport, fuse_attention
 from .safetensors_io import read_safetensors
 
 POS_G = "aggregator.positional.conv.parametrizations.weight.original0"
+#: ``model_type`` values of the Hugging Face configs this module reads.
+MODEL_TYPES = ("wav2vec2", "wav2vec2-conformer")
+
 POS_V = "aggregator.positional.conv.parametrizations.weight.original1"
 
 #: Hugging Face key (``wav2vec2.`` prefix removed) -> w2v key.
@@ -93,9 +98,12 @@ def spec_from_hf_config(config: Mapping[str, Any], keys: set[str],
     c = dict(config)
     pre = dict(preprocessor or {})
     model_type = c.get("model_type", "wav2vec2")
-    if model_type != "wav2vec2":
-        raise config_error(source, "model_type", model_type, "`wav2vec2`")
-    for key in ("feat_extract_activation", "hidden_act"):
+    if model_type not in MODEL_TYPES:
+        raise config_error(source, "model_type", model_type, "`wav2vec2`, `wav2vec2-conformer`")
+    conformer = model_type == "wav2vec2-conformer"
+    activations = ("feat_extract_activation",) if conformer else ("feat_extract_activation",
+                                                                   "hidden_act")
+    for key in activations:                        # a Conformer's hidden_act: see .conformer
         if c.get(key, "gelu") != "gelu":
             raise config_error(source, key, c[key], "`gelu`")
     if c.get("add_adapter") or c.get("adapter_attn_dim"):
@@ -129,6 +137,8 @@ def spec_from_hf_config(config: Mapping[str, Any], keys: set[str],
                      "num_vars": int(c.get("num_codevectors_per_group", 320)),
                      "dim": int(c.get("codevector_dim", 256))}
     masker = None
+    if conformer:
+        aggregator = hf_conformer_aggregator(c, source)
     if "masked_spec_embed" in keys:
         masker = {"mask_prob": float(c.get("mask_time_prob", 0.05)),
                   "mask_length": int(c.get("mask_time_length", 10)),
@@ -175,7 +185,9 @@ def from_hf(source: str | Path | tuple[Any, Mapping[str, Tensor]], *,
     else:
         config, state, pre = read_hf_directory(source)
         name = f"Hugging Face checkpoint {source}"
-    keys = {k[len("wav2vec2."):] if k.startswith("wav2vec2.") else k for k in state}
+    conformer = config.get("model_type") == "wav2vec2-conformer"
+    prefix = "wav2vec2_conformer." if conformer else "wav2vec2."
+    keys = {k[len(prefix):] if k.startswith(prefix) else k for k in state}
     spec, objective = spec_from_hf_config(config, keys, pre, source=name)
     report = LoadReport(source=name, objective_config=objective)
     if not pre:
@@ -183,19 +195,23 @@ def from_hf(source: str | Path | tuple[Any, Mapping[str, Tensor]], *,
     model = build_model(spec)
     if spec.head_vocab is not None:
         model.head.blank = int(config.get("pad_token_id", 0) or 0)
-    keymap = KeyMap(HF_RULES, source=name, strip=("wav2vec2.",))
+    rules = HF_ENCODER_RULES + HF_RULES if conformer else HF_RULES
+    if conformer:
+        report.notes.append("Conformer blocks see padded frames as in Hugging Face "
+                            "(aggregator fairseq_compat).")
+    keymap = KeyMap(rules, source=name, strip=(prefix,))
     mapped = fuse_attention(keymap.apply(state, report), name)
     load_mapped(model, mapped, report)
     return finish(model, report)
 
 
 def detect_hf(path: Any) -> bool:
-    """True for a directory holding a wav2vec2 ``config.json``."""
+    """True for a directory holding a wav2vec2 (or wav2vec2-conformer) ``config.json``."""
     config = Path(str(path)) / "config.json"
     if not config.is_file():
         return False
     try:
-        return json.loads(config.read_text()).get("model_type") == "wav2vec2"
+        return json.loads(config.read_text()).get("model_type") in MODEL_TYPES
     except (OSError, ValueError):
         return False
 
