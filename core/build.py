@@ -187,11 +187,10 @@ def describe_model(model: SpeechModel, cfg: ModelConfig) -> list[str]:
     if proj:
         lines.append(f"  {'projection':<11}{'linear':<26}{proj:>13,} params")
     local = model.local_signal()
-    masker = cfg.masker
-    if masker is not None and hasattr(masker.config, "mask_length"):
-        ms = local.frames_to_ms(masker.config.mask_length)
-        lines.append(f"  mask_length {masker.config.mask_length} frames = {ms:g} ms at "
-                     f"{local.frame_rate:g} Hz")
+    for slot in ("encoder", "quantizer", "aggregator", "masker", "head"):
+        describe = getattr(getattr(model, slot, None), "describe_lines", None)
+        if callable(describe):                    # a component's own lines (a span length)
+            lines += [f"  {line}" for line in describe(local)]
     return lines
 
 

@@ -4,8 +4,9 @@ Data flows one way::
 
     waveform [B, S] --Encoder--> local features [B, T, C] (+ lengths)
     local --Quantizer--> codes [B, T, G] + code vectors [B, T, D] (+ aux loss, stats)
-    local (masked or not, maybe quantized) --Aggregator--> context [B, T, D], every layer reachable
-    Objective(batch, model, step) --> loss + stats   (owns masking decisions, targets, negatives)
+    local (maybe quantized) --projection--> --Masker--> --Aggregator--> context [B, T, D]
+    model.forward(batch, mask=..., targets=...) --> ModelOutput   (the whole chain, once)
+    Objective(batch, ModelOutput) --> loss + stats   (declares what it needs; only scores)
     Decoder(emissions [B, T, V], lengths) --> hypotheses
 
 Each component states what it *produces* as a :class:`Signal` (width, frame
@@ -22,13 +23,21 @@ from __future__ import annotations
 
 import abc
 import math
-from typing import Any, ClassVar, Iterator, Literal, Mapping, Sequence
+from typing import Any, ClassVar, Iterator, Literal, Mapping, Sequence, Union
 
 import attrs
 import torch
 from torch import Tensor, nn
 
 SignalKind = Literal["waveform", "frames", "tokens", "features"]
+
+#: What an objective asks ``model.forward`` to mask: False (nothing), True (a mask the
+#: model's masker samples with its own settings), a mapping (sampled with these settings
+#: overriding the masker's, e.g. fine-tuning's ``mask_prob``) or a ``[B, T]`` bool tensor.
+MaskRequest = Union[bool, Tensor, Mapping[str, Any]]
+#: Which unmasked targets ``model.forward`` returns: ``none``, ``masked`` (the frames under
+#: the mask, wav2vec 2.0) or ``all`` (every frame, wav2vec 1.0).
+TargetRequest = Literal["none", "masked", "all"]
 
 
 @attrs.frozen(kw_only=True)
@@ -150,6 +159,61 @@ class AggregatorOutput:
 
 
 @attrs.define(kw_only=True)
+class ModelOutput:
+    """What one ``model.forward`` returns: everything an objective scores.
+
+    Attributes:
+        local: ``[B, T, C]`` encoder output as quantizer and targets see it.
+        lengths: ``[B]`` valid frames, or None.
+        penalty: scalar feature penalty of the encoder, or None.
+        mask: ``[B, T]`` bool frames the mask covers (applied by the model's masker,
+            or by the objective to the input), or None.
+        targets: unmasked targets before quantization: ``[M, C]`` at the masked
+            frames in order (``dropout_features`` applied, as fairseq wav2vec 2.0), or
+            ``[B, T, C]`` every frame (the local features as they are); None when not asked.
+        quantized_targets: the quantizer over ``targets`` (vectors ``[M, D]`` or
+            ``[B, T, D]``) when the model quantizes targets, else None.
+        quantized_input: the quantizer over every frame when its vectors feed the
+            aggregator, else None (may be the same record as ``quantized_targets``).
+        context: ``[B, T, D]`` context output (final LayerNorm included); the
+            (quantized) local features for a model without aggregator.
+        layers: raw output of each context block, ``[B, T, D]`` each.
+        logits: ``[B, T, V]`` output head logits, or None (no head).
+    """
+
+    local: Tensor
+    lengths: Tensor | None = None
+    penalty: Tensor | None = None
+    mask: Tensor | None = None
+    targets: Tensor | None = None
+    quantized_targets: "QuantizerOutput | None" = None
+    quantized_input: "QuantizerOutput | None" = None
+    context: Tensor | None = None
+    layers: list[Tensor] = attrs.field(factory=list)
+    logits: Tensor | None = None
+
+    @property
+    def target_vectors(self) -> Tensor | None:
+        """The targets as scored: quantized when the model quantizes targets."""
+        if self.quantized_targets is not None:
+            return self.quantized_targets.vectors
+        return self.targets
+
+    @property
+    def quantized(self) -> list["QuantizerOutput"]:
+        """Each distinct quantizer run of this forward, in order (input, then targets)."""
+        out = [q for q in (self.quantized_input, self.quantized_targets) if q is not None]
+        return out[:1] if len(out) == 2 and out[0] is out[1] else out
+
+    def frame_lengths(self) -> Tensor:
+        """``[B]`` valid frames, full length when the batch has no padding."""
+        if self.lengths is not None:
+            return self.lengths.long()
+        B, T = self.local.shape[:2]
+        return torch.full((B,), T, dtype=torch.long, device=self.local.device)
+
+
+@attrs.define(kw_only=True)
 class ObjectiveOutput:
     """What one objective forward returns to the trainer.
 
@@ -245,10 +309,13 @@ class Component:
 class Encoder(nn.Module, Component, abc.ABC):
     """Waveform (or features) to local frame features.
 
-    ``forward(source [B, S], lengths [B] | None) -> EncoderOutput``.
+    ``forward(source [B, S], lengths [B] | None) -> EncoderOutput``. ``consumes``
+    says what ``source`` holds: ``waveform`` ``[B, S]``, ``tokens`` ``[B, T]`` or
+    ``features`` ``[B, T, C]``.
     """
 
     kind = "encoder"
+    consumes: ClassVar[SignalKind] = "waveform"
 
     @abc.abstractmethod
     def forward(self, source: Tensor, lengths: Tensor | None = None) -> EncoderOutput: ...
@@ -320,20 +387,87 @@ class Aggregator(nn.Module, Component, abc.ABC):
         return bool(getattr(self, "causal", False)) or self.produces().causal
 
 
-class Objective(nn.Module, Component, abc.ABC):
-    """A training loss over a model; owns only loss-time parameters.
+class Masker(nn.Module, Component, abc.ABC):
+    """Chooses masked steps and applies the mask (kind ``masker``); a slot of the model.
 
-    ``forward(batch, model, step) -> ObjectiveOutput``. The objective decides
-    masking, targets and negatives using the model's parts (``model.masker``,
-    ``model.quantizer``, ...). ``requires`` lists constraints on the model
-    (checked by :meth:`check_model` before training: e.g. a future-prediction
-    objective needs a causal aggregator).
+    ``sample(B, T, lengths, device, **settings) -> [B, T] bool``; ``apply(x, mask,
+    channel_mask) -> x``; ``forward(x, lengths, mask=None, **settings) -> (x, mask)``
+    does both (always: the caller decides whether to mask). ``settings`` override the
+    masker's own for one call (fine-tuning's mask probability); :meth:`check_settings`
+    refuses names the masker does not have.
+    """
+
+    kind = "masker"
+    dim: int
+
+    @abc.abstractmethod
+    def sample(self, batch: int, time: int, lengths: Tensor | None = None,
+               device: torch.device | str | None = None, **settings: Any) -> Tensor:
+        """``[B, T]`` bool, True at masked steps."""
+
+    def sample_channels(self, batch: int, device: torch.device | str | None = None,
+                        **settings: Any) -> Tensor | None:
+        """``[B, D]`` bool channel mask, or None when channel masking is off."""
+        return None
+
+    @abc.abstractmethod
+    def apply(self, x: Tensor, mask: Tensor | None, channel_mask: Tensor | None = None) -> Tensor:
+        """``x`` ``[B, T, D]`` with the masks applied."""
+
+    def check_settings(self, settings: Mapping[str, Any]) -> None:
+        """Raise :class:`w2v.errors.FitError` unless every name of ``settings`` is one of
+        this masker's settings."""
+        if settings:
+            from .errors import FitError
+            raise FitError(f"the model's masker ({type(self).__name__}) has no "
+                           f"{', '.join(settings)} setting to override.")
+
+    def forward(self, x: Tensor, lengths: Tensor | None = None, mask: Tensor | None = None,
+                **settings: Any) -> tuple[Tensor, Tensor | None]:
+        B, T, _ = x.shape
+        if mask is None:
+            mask = self.sample(B, T, lengths, x.device, **settings)
+        return self.apply(x, mask, self.sample_channels(B, x.device, **settings)), mask
+
+
+class Objective(nn.Module, Component, abc.ABC):
+    """A training loss over a model's output; owns only loss-time parameters.
+
+    The model runs its chain once (``model.forward``); the objective declares what
+    it needs from that forward and only scores it:
+
+    * ``wants_mask`` / ``targets`` (class attributes) or :meth:`request` (per batch)
+      say what ``model.forward`` computes: a mask sampled by the model's masker (or
+      none), which unmasked targets;
+    * ``forward(batch, output: ModelOutput) -> ObjectiveOutput`` scores it.
+
+    The trainer does ``objective(batch, model(batch, **objective.request(batch, model,
+    step)))``; ``objective(batch, model, step)`` (a model instead of an output) does
+    the same in one call, with the objective put in the model's train/eval mode. Constraints on the model are checked by :meth:`check_model`
+    before training (e.g. a future-prediction objective needs a causal aggregator).
     """
 
     kind = "objective"
+    #: a mask sampled by the model's masker (``model.forward(mask=True)``)
+    wants_mask: ClassVar[bool] = False
+    #: which unmasked targets ``model.forward`` returns (``none``, ``masked``, ``all``)
+    targets: ClassVar[TargetRequest] = "none"
+
+    def request(self, batch: Batch, model: nn.Module, step: int) -> dict[str, Any]:
+        """Keyword arguments of ``model.forward`` for ``batch``: ``mask`` (a
+        :data:`MaskRequest`), ``targets`` and, to corrupt the input itself, ``batch``."""
+        return {"mask": self.wants_mask, "targets": self.targets}
 
     @abc.abstractmethod
-    def forward(self, batch: Batch, model: nn.Module, step: int) -> ObjectiveOutput: ...
+    def forward(self, batch: Batch, output: ModelOutput) -> ObjectiveOutput:
+        """Score ``output`` (the model's forward on ``batch``, as :meth:`request` asked)."""
+
+    def __call__(self, batch: Batch, output: Any, step: int = 0) -> ObjectiveOutput:
+        if isinstance(output, nn.Module):   # a model: in its mode, run its forward as requested
+            if self.training != output.training:
+                self.train(output.training)
+            output = run_model(output, batch, self.request(batch, output, step))
+        return super().__call__(batch, output)
 
     def check_model(self, model: nn.Module) -> None:
         """Raise :class:`w2v.errors.FitError` if ``model`` cannot be trained by this objective."""
@@ -374,6 +508,12 @@ class Head(nn.Module, Component, abc.ABC):
     kind = "head"
     vocab_size: int
 
+    @classmethod
+    def dry_run_dictionary(cls, labels: str) -> Any:
+        """A stand-in label dictionary for ``labels`` (``ltr``, ``phn``, ...) that sizes the
+        head in ``--dry-run`` before the real one exists, or None."""
+        return None
+
     @abc.abstractmethod
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """``x`` [B, T, D] (``lengths`` [B] valid frames) -> logits [B, T, V]."""
@@ -406,7 +546,15 @@ CORE_KINDS: dict[str, type] = {
     "decoder": Decoder,
     "head": Head,
     "stage": Stage,
+    "masker": Masker,
 }
+
+
+def run_model(model: nn.Module, batch: Batch, request: Mapping[str, Any]) -> ModelOutput:
+    """``model.forward`` as an objective's :meth:`Objective.request` asks (``batch`` in the
+    request replaces the one given)."""
+    options = dict(request)
+    return model(options.pop("batch", batch), **options)
 
 
 def lengths_to_padding_mask(lengths: Tensor | None, max_len: int) -> Tensor | None:

@@ -16,7 +16,7 @@ from .interfaces import CORE_KINDS
 
 #: Version of the registration API. A plugin declares the version it was
 #: written for (``W2V_PLUGIN_API`` in its module); a different major is refused.
-PLUGIN_API_VERSION = (1, 0)
+PLUGIN_API_VERSION = (2, 0)
 
 
 @attrs.frozen(kw_only=True)
@@ -110,6 +110,8 @@ class Registry:
         self.importers: dict[str, Importer] = {}
         self.commands: dict[str, Command] = {}
         self.corpora: dict[str, Corpus] = {}
+        #: the stage (and its plugin) a recipe without ``stages:`` runs
+        self.default_stage: tuple[str, PluginInfo] | None = None
 
     # ---------------------------------------------------------------- adding
     def add_kind(self, name: str, base: type | None, help: str, plugin: PluginInfo) -> None:
@@ -200,8 +202,17 @@ class Registrar:
         self._registry.add(Registration(kind=kind, name=name, cls=cls, config_cls=config_cls,
                                         plugin=self.plugin, smoke=smoke, help=doc))
 
-    def add_stage(self, name: str, cls: type, config: type | None = None, *, help: str = "") -> None:
+    def add_stage(self, name: str, cls: type, config: type | None = None, *, help: str = "",
+                  default: bool = False) -> None:
+        """Register a stage; ``default``: the stage a recipe without ``stages:`` runs."""
         self.add_component("stage", name, cls, config, smoke=None, help=help)
+        if default:
+            old = self._registry.default_stage
+            if old is not None:
+                raise ConfigError(f"Two plugins declare a default stage: `{old[0]}` "
+                                  f"({old[1].describe()}) and `{name}` "
+                                  f"({self.plugin.describe()}).")
+            self._registry.default_stage = (name, self.plugin)
 
     def add_importer(self, name: str, detect: Callable[[Any], bool], load: Callable[..., Any], *,
                      help: str = "") -> None:

@@ -165,11 +165,13 @@ def dry_run(raw: RawRecipe, plans: dict[str, StagePlan], echo=print) -> None:
 
 
 def _dry_run_dictionary(sec: Sections):
-    """The stage's label dictionary when it is on disk already; otherwise a placeholder of
-    fairseq's letter set (a dry run never builds a corpus or reads audio)."""
+    """The stage's label dictionary when it is on disk already; otherwise the head's
+    placeholder for these labels (``dry_run_dictionary``; a dry run never builds a corpus
+    or reads audio), or one symbol when the head has none."""
     import os
 
     from .data.dictionary import Dictionary
+    from .plugin_manager import registry
 
     data = sec.data
     if data.labels is None:
@@ -181,7 +183,9 @@ def _dry_run_dictionary(sec: Sections):
     for path in candidates:
         if path and os.path.isfile(path):
             return Dictionary.load(path)
-    return Dictionary.from_symbols(["|", *"ETAOINSHRDLUCMFWYPVBGKQJXZ'"])
+    head = registry().get("head", sec.model.head.name).cls
+    placeholder = head.dry_run_dictionary(data.labels)
+    return placeholder if placeholder is not None else Dictionary.from_symbols(["|"])
 
 
 def run_stages(raw: RawRecipe, plans: dict[str, StagePlan], run_dir: Path, *,

@@ -32,7 +32,6 @@ SECTIONS = ("data", "model", "objective", "decoder", "trainer")
 INHERITED = ("fairseq_compat",)
 _STAGE_KEYS = (*SECTIONS, *INHERITED)
 TOP_LEVEL = ("base", "stages", *SECTIONS, *INHERITED)
-DEFAULT_STAGES = {"train": {"name": "train"}}
 
 
 @attrs.define
@@ -242,6 +241,18 @@ def interpolate(value: Any, path: tuple[str, ...], srcmap: SourceMap) -> Any:
 
 
 # ------------------------------------------------------------------ stages
+def _default_stages(raw: RawRecipe) -> dict[str, Any]:
+    """``{id: {name: id}}`` for the stage a plugin registered as the default."""
+    from ..plugin_manager import registry
+
+    default = registry().default_stage
+    if default is None:
+        raise ConfigError("the recipe has no `stages:` and no plugin provides a default stage.",
+                          where=raw.srcmap.where(()), key="stages",
+                          hint="Add `stages: {train: {name: train}}` (see `w2vrun list stage`).")
+    return {default[0]: {"name": default[0]}}
+
+
 def stage_sections(raw: RawRecipe) -> dict[str, tuple[dict[str, Any], dict[str, Any], SourceMap]]:
     """For each stage id: (effective sections, the stage's own keys, source map).
 
@@ -250,7 +261,7 @@ def stage_sections(raw: RawRecipe) -> dict[str, tuple[dict[str, Any], dict[str, 
     """
     stages = raw.data.get("stages")
     if stages is None:
-        stages = DEFAULT_STAGES
+        stages = _default_stages(raw)
     if not isinstance(stages, dict) or not stages:
         raise ConfigError("`stages:` must map stage ids to stage sections.",
                           where=raw.srcmap.where(("stages",)), key="stages")

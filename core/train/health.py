@@ -1,11 +1,12 @@
-"""Training health: non-finite steps, divergence, fp16 loss-scale floor, codebook collapse,
-contrastive learning stalled at chance."""
+"""Training health: non-finite steps, divergence, fp16 loss-scale floor, and the symptoms
+components watch for in their own stats (:class:`HealthCheck`: a quantizer's codebook
+collapse, a contrastive loss stalled at chance, provided by the plugins that own them)."""
 
 from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from .precision import MIN_LOSS_SCALE
 
@@ -32,39 +33,45 @@ _ADVICE = ("Lower `trainer.lr` or lengthen the warmup, set `trainer.clip_norm`, 
            "Training can resume from the last good checkpoint.")
 
 
-#: Code perplexity under this fraction of the codebook (G x V) counts as collapsed.
-COLLAPSED_FRACTION = 0.05
+class HealthCheck:
+    """A symptom a component (model part or objective) watches for in the logged stats.
+
+    Components provide checks through a ``health_checks() -> list[HealthCheck]``
+    method; the trainer hands them to its :class:`HealthMonitor`, which warns once per
+    episode when a symptom lasts ``trainer.collapse_window`` updates.
+    """
+
+    #: key of the episode state in checkpoints
+    name: str = "symptom"
+
+    def inspect(self, stats: Mapping[str, float]) -> tuple[bool, Callable[[int], str]] | None:
+        """``(present, message)`` for one update's stats (``message(n)``: the warning once
+        the symptom has lasted ``n`` updates), or None when the stats do not say."""
+        return None
 
 
 class HealthMonitor:
-    """Counts consecutive non-finite updates; watches code perplexity and contrastive loss.
+    """Counts consecutive non-finite updates; watches the components' :class:`HealthCheck` s.
 
     Args:
         max_nonfinite: consecutive non-finite updates that stop training.
-        collapse_window: updates a symptom may last before its warning (0: off):
-            ``code_perplexity`` at its floor (G, one code per group) or under
-            ``COLLAPSED_FRACTION`` of the codebook (``num_codes``), or a
-            ``contrastive`` loss within 1 % of its ``contrastive_chance`` (uniform logits:
-            predictions or targets have collapsed to one vector).
-        groups: codebook groups G when the model has a quantizer (the perplexity floor
-            is G); a ``num_groups`` stat overrides it.
-        num_codes: codebook size G x V (a ``num_codes`` stat overrides it).
+        collapse_window: updates a symptom may last before its warning (0: off).
+        checks: the symptoms to watch (see :class:`HealthCheck`).
         warn: where warnings go (default: the ``w2v.train`` logger).
     """
 
-    def __init__(self, max_nonfinite: int, collapse_window: int = 0, groups: int | None = None,
-                 num_codes: int | None = None,
+    def __init__(self, max_nonfinite: int, collapse_window: int = 0,
+                 checks: list[HealthCheck] | tuple[HealthCheck, ...] = (),
                  warn: Callable[[str], None] | None = None) -> None:
         self.max_nonfinite = max_nonfinite
         self.collapse_window = collapse_window
-        self.groups = groups
-        self.num_codes = num_codes
+        self.checks = list(checks)
         self.warn = warn or log.warning
         self.nonfinite_in_a_row = 0
         self.skipped_total = 0
         self.overflows_total = 0
-        self._since: dict[str, int | None] = {"collapse": None, "stall": None}
-        self._warned: dict[str, bool] = {"collapse": False, "stall": False}
+        self._since: dict[str, int | None] = {c.name: None for c in self.checks}
+        self._warned: dict[str, bool] = {c.name: False for c in self.checks}
 
     def record(self, update: int, loss: float, grad_norm: float, *, fp16: bool,
                loss_scale: float | None = None) -> bool:
@@ -98,28 +105,15 @@ class HealthMonitor:
         return False
 
     def observe(self, update: int, stats: dict[str, float]) -> None:
-        """Warn once per episode when a symptom lasts ``collapse_window`` updates."""
+        """Warn once per episode when a check's symptom lasts ``collapse_window`` updates."""
         if not self.collapse_window:
             return
-        ppl = stats.get("code_perplexity")
-        if ppl is not None:
-            groups = stats.get("num_groups") or self.groups or 1
-            codes = stats.get("num_codes") or self.num_codes or 0
-            floor = max(1.1 * float(groups), COLLAPSED_FRACTION * float(codes))
-            self._watch("collapse", update, float(ppl) <= floor, lambda n: (
-                f"update {update}: codebook collapse: code_perplexity has stayed at {ppl:.2f} "
-                f"(at most {floor:.1f}: one code per group is {groups:g}) for {n} updates. Raise "
-                "the diversity loss weight (`objective.loss_weights`), check the Gumbel "
-                "temperature schedule and the codebook init, or lower the lr."))
-        loss, chance = stats.get("contrastive"), stats.get("contrastive_chance")
-        if loss is not None and chance is not None:
-            self._watch("stall", update, float(loss) >= 0.99 * float(chance), lambda n: (
-                f"update {update}: contrastive learning is at chance: the contrastive loss "
-                f"{loss:.3f} has stayed at the uniform-logits value {chance:.3f} for {n} "
-                "updates (predictions or targets have collapsed to one vector). Usual causes: "
-                "a feature penalty with a `layer_norm` encoder (fairseq LARGE uses "
-                "`loss_weights: [0.1, 0.0]`), too high an lr or too short a warm-up, or too few "
-                "updates for this model and data. See docs/troubleshooting.md."))
+        for check in self.checks:
+            finding = check.inspect(stats)
+            if finding is not None:
+                present, message = finding
+                self._watch(check.name, update, present,
+                            lambda n, message=message: f"update {update}: {message(n)}")
 
     def _watch(self, symptom: str, update: int, present: bool, message) -> None:
         if not present:

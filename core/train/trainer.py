@@ -31,7 +31,7 @@ from torch import Tensor, nn
 
 from ..errors import (ConfigError, UserError, check_writable, did_you_mean, is_out_of_memory,
                       out_of_memory_error)
-from ..interfaces import Batch
+from ..interfaces import Batch, run_model
 from .checkpoint import (FORMAT, FORMAT_VERSION, CheckpointDirectory, CheckpointError, LoadReport,
                          load_checkpoint, load_partial, to_plain)
 from .config import RestoreConfig, TrainerConfig
@@ -66,8 +66,15 @@ class TrainStep(nn.Module):
             touched = [p.reshape(-1)[:1] for p in self.parameters() if p.requires_grad]
             zero = torch.cat(touched).sum() * 0.0 if touched else batch.source.new_zeros(())
             return zero, 0, {}, None
-        out = self.objective(batch, self.model, step)
+        out = forward_and_score(self.model, self.objective, batch, step)
         return out.loss, out.sample_size, out.stats, out.group
+
+
+def forward_and_score(model: nn.Module, objective: nn.Module, batch: Batch, step: int):
+    """One micro-batch: the model's forward as the objective requests it, then the
+    objective scores that output (:class:`~w2v.interfaces.ObjectiveOutput`)."""
+    output = run_model(model, batch, objective.request(batch, model, step))
+    return objective(batch, output)
 
 
 class TrainerCallback(Protocol):
@@ -188,10 +195,8 @@ class Trainer:
         self.current_lr = dict(self.peak_lr)
         self.freeze = FreezePlan(self.model, self.objective, config.freeze, config.freeze_updates,
                                  config.max_updates)
-        quantizer = getattr(model, "quantizer", None)
-        groups, entries = getattr(quantizer, "groups", None), getattr(quantizer, "num_vars", None)
-        self.health = HealthMonitor(config.max_nonfinite, config.collapse_window, groups=groups,
-                                    num_codes=groups * entries if groups and entries else None,
+        checks = [c for m in self._modules_with("health_checks") for c in m.health_checks()]
+        self.health = HealthMonitor(config.max_nonfinite, config.collapse_window, checks,
                                     warn=self._warn)
         self.maximize = config.maximize if config.maximize is not None else \
             config.best_metric in tuple(getattr(objective, "higher_is_better", ()))
@@ -492,7 +497,8 @@ class Trainer:
         try:
             with torch.no_grad(), self.precision.autocast():
                 for batch in data:
-                    out = self.objective(batch.to(self.device), self.model, self.num_updates)
+                    out = forward_and_score(self.model, self.objective, batch.to(self.device),
+                                            self.num_updates)
                     names = [k for k, v in out.stats.items() if isinstance(v, Tensor)]
                     vals = torch.stack([out.loss.detach().float().reshape(()),
                                         _as_tensor(out.sample_size, out.loss.device),

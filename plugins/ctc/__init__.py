@@ -22,7 +22,7 @@ from w2v import hookimpl
 
 from .head import CTCHead, attach_ctc_head, emissions, force_blank
 
-W2V_PLUGIN_API = "1.0"
+W2V_PLUGIN_API = "2.0"
 
 __all__ = ["CTCHead", "attach_ctc_head", "emissions", "force_blank"]
 

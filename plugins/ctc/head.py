@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from w2v.config import choice, real, size
 from w2v.data.dictionary import as_dictionary
 from w2v.errors import ConfigError
-from w2v.interfaces import Head, Signal, lengths_to_padding_mask
+from w2v.interfaces import Head, ModelOutput, Signal, lengths_to_padding_mask
 
 BlankMode = Literal["add", "set"]
 
@@ -62,6 +62,8 @@ class CTCHead(Head):
     """
 
     Config = CTCHeadConfig
+    #: what ``model.transcribe`` calls: the free function over this head's emissions
+    transcriber = "w2v.plugins.ctc.transcribe:transcribe"
 
     def __init__(self, input_dim: int, vocab_size: int, *, dropout: float = 0.0, blank: int = 0,
                  blank_weight: float = 0.0, blank_mode: BlankMode = "add", lstm_layers: int = 0,
@@ -99,6 +101,12 @@ class CTCHead(Head):
     def vocab_size(self) -> int:
         return self.proj.out_features
 
+    @classmethod
+    def dry_run_dictionary(cls, labels: str):
+        """fairseq's letter set (``dict.ltr.txt`` of LibriSpeech) as a stand-in."""
+        from w2v.data.dictionary import Dictionary
+        return Dictionary.from_symbols(["|", *"ETAOINSHRDLUCMFWYPVBGKQJXZ'"])
+
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """``x`` ``[B, T, D]`` -> logits ``[B, T, V]``; frames at or past ``lengths`` are blank."""
         if self.lstm is not None:
@@ -113,12 +121,6 @@ class CTCHead(Head):
             bias[self.blank] = self.blank_weight
             logits = logits + bias
         return force_blank(logits, lengths, self.blank)
-
-    def transcribe(self, model: nn.Module, wave, **options):
-        """``model.transcribe(wave, ...)``: see :func:`w2v.plugins.ctc.transcribe.transcribe`."""
-        from .transcribe import transcribe
-
-        return transcribe(model, wave, **options)
 
     def _run_lstm(self, x: Tensor, lengths: Tensor | None) -> Tensor:
         """The BiLSTM over valid frames only (padding never reaches the backward direction)."""
@@ -140,15 +142,24 @@ def attach_ctc_head(model: nn.Module, vocab_size: int, dropout: float = 0.0, *, 
     return model
 
 
+def ctc_log_probs(output: ModelOutput, blank: int) -> tuple[Tensor, Tensor]:
+    """``(log_probs [B, T, V] float32, frames [B])`` of a forward's head logits, padded
+    frames forced to blank (any head: the forcing is the CTC convention, not the head's)."""
+    logits = force_blank(output.logits, output.lengths, blank)
+    B, T = logits.shape[:2]
+    frames = output.lengths if output.lengths is not None else \
+        torch.full((B,), T, dtype=torch.long, device=logits.device)
+    return F.log_softmax(logits.float(), dim=-1), frames
+
+
 @torch.no_grad()
 def emissions(model: nn.Module, wave: Tensor, lengths: Tensor | None = None
               ) -> tuple[Tensor, Tensor | None]:
-    """CTC log-probabilities of a waveform batch, as decoders take them.
+    """CTC log-probabilities of a waveform batch, as decoders take them: the model's
+    forward without a mask.
 
     Returns:
         ``(log_probs [B, T, V] float32, frame lengths [B] or None)``.
     """
-    feats = model.extract_features(wave, lengths)
-    logits = force_blank(model.head(feats.output, feats.lengths), feats.lengths,
-                         getattr(model.head, "blank", 0))
-    return F.log_softmax(logits.float(), dim=-1), feats.lengths
+    output = model(wave, lengths)
+    return ctc_log_probs(output, getattr(model.head, "blank", 0))[0], output.lengths

@@ -1,8 +1,8 @@
 """CTC fine-tuning (fairseq ``wav2vec_ctc`` model + ``ctc`` criterion).
 
-One step: encode -> project -> (training: mask with the model's masker) ->
-aggregate -> ``model.head`` (padded frames forced to blank) -> log-softmax in
-fp32 -> ``F.ctc_loss(reduction="sum")``. The loss is a sum over target tokens
+One step: the model's forward (in training with ``apply_mask``: masked by the
+model's masker) gives ``model.head`` logits; padded frames are forced to blank,
+log-softmax in fp32, ``F.ctc_loss(reduction="sum")``. The loss is a sum over target tokens
 and ``sample_size`` is their number (fairseq with ``sentence_avg=False``), or with
 ``sentence_avg`` the number of utterances (fairseq's fine-tuning recipes).
 On validation batches (model in eval mode) greedy decoding gives fairseq's
@@ -16,7 +16,8 @@ and ``feature_grad_mult: 0`` (a frozen conv encoder) belong to the trainer and
 the encoder. Masking settings for fine-tuning (fairseq recipes use
 ``mask_prob`` 0.5-0.75, ``mask_channel_prob`` 0.1-0.5 with
 ``mask_channel_length`` 64) live on ``model.masker``; the ``mask_*`` fields
-below override them when set.
+below are passed to the model's forward to override them when set (the masker's
+own config never changes).
 """
 
 from __future__ import annotations
@@ -31,10 +32,10 @@ from torch import Tensor, nn
 from w2v.config import field, real, size
 from w2v.data.dictionary import Dictionary, as_dictionary
 from w2v.errors import FitError
-from w2v.interfaces import Batch, Head, Objective, ObjectiveOutput, Signal
+from w2v.interfaces import Batch, Head, ModelOutput, Objective, ObjectiveOutput, Signal
 
 from .decoders import greedy_tokens
-from .head import force_blank
+from .head import ctc_log_probs
 from .metrics import token_errors, word_edits
 
 _MASKER_OVERRIDES = ("mask_prob", "mask_length", "mask_channel_prob", "mask_channel_length")
@@ -99,16 +100,33 @@ class CTCObjective(Objective):
             raise FitError(f"the CTC head's blank id is {head.blank} but the dictionary's is "
                            f"{self.blank}.")
         if self.config.apply_mask:
-            self._masker(model)
+            masker = getattr(model, "masker", None)
+            if masker is None:
+                raise FitError("the ctc objective masks time steps (apply_mask) but the model "
+                               "has no masker.", hint="Set `objective.apply_mask: false`, or give "
+                                                      "the model a masker (model.masker).")
+            masker.check_settings(self.mask_settings())
+
+    def mask_settings(self) -> dict[str, Any]:
+        """The ``mask_*`` overrides that are set, as masker settings for the forward."""
+        return {k: getattr(self.config, k) for k in _MASKER_OVERRIDES
+                if getattr(self.config, k) is not None}
+
+    def request(self, batch: Batch, model: nn.Module, step: int) -> dict[str, Any]:
+        """In training with ``apply_mask``: a mask from the model's masker, with the
+        ``mask_*`` overrides; otherwise none."""
+        if not (self.config.apply_mask and model.training):
+            return {"mask": False}
+        return {"mask": self.mask_settings() or True}
 
     def valid_metrics(self) -> Sequence[str]:
         return ("loss", "wer", "uer")
 
     # ------------------------------------------------------------------ forward
-    def forward(self, batch: Batch, model: nn.Module, step: int) -> ObjectiveOutput:
+    def forward(self, batch: Batch, output: ModelOutput) -> ObjectiveOutput:
         if batch.targets is None:
             raise FitError("the ctc objective needs labels (`data.labels: ltr`).")
-        log_probs, frames = self.log_probs(batch, model)
+        log_probs, frames = self.log_probs(output)
         targets, target_lengths = self._targets(batch)
         with torch.backends.cudnn.flags(enabled=False):
             loss = F.ctc_loss(log_probs.transpose(0, 1), targets, frames, target_lengths,
@@ -117,49 +135,14 @@ class CTCObjective(Objective):
         n_tokens = target_lengths.sum()
         sample_size = batch.size if self.config.sentence_avg else n_tokens
         stats: dict[str, Any] = {"n_tokens": n_tokens.detach(), "n_sentences": batch.size}
-        if self.config.wer_valid and not model.training:
+        if self.config.wer_valid and not self.training:
             stats.update(self._error_counts(log_probs.detach(), frames, batch.targets,
                                             target_lengths))
         return ObjectiveOutput(loss=loss, sample_size=sample_size, stats=stats)
 
-    def log_probs(self, batch: Batch, model: nn.Module) -> tuple[Tensor, Tensor]:
-        """``(log_probs [B, T, V] float32, frames [B])``; masked when training with apply_mask."""
-        if self.config.apply_mask and model.training:
-            enc = model.encode(batch.source, batch.lengths)
-            x = enc.features
-            if getattr(model, "quantize_where", "targets") in ("input", "both") \
-                    and model.quantizer is not None:
-                x = model.quantizer(x, enc.lengths).vectors
-            x, _ = self._masker(model)(model.project(x), enc.lengths)
-            out = model.aggregate(x, enc.lengths)
-            context, lengths = out.output, out.lengths if out.lengths is not None else enc.lengths
-        else:
-            feats = model.extract_features(batch.source, batch.lengths)
-            context, lengths = feats.output, feats.lengths
-        logits = force_blank(model.head(context, lengths), lengths, self.blank)
-        B, T = logits.shape[:2]
-        frames = lengths if lengths is not None else torch.full((B,), T, dtype=torch.long,
-                                                                device=logits.device)
-        return F.log_softmax(logits.float(), dim=-1), frames
-
-    def _masker(self, model: nn.Module) -> nn.Module:
-        """``model.masker`` with the configured overrides applied."""
-        masker = getattr(model, "masker", None)
-        if masker is None:
-            raise FitError("the ctc objective masks time steps (apply_mask) but the model has "
-                           "no masker.", hint="Set `objective.apply_mask: false`, or give the "
-                                              "model a masker (model.masker).")
-        changes = {k: getattr(self.config, k) for k in _MASKER_OVERRIDES
-                   if getattr(self.config, k) is not None}
-        if changes:
-            current = getattr(masker, "config", None)
-            if current is None or not all(hasattr(current, k) for k in changes):
-                raise FitError(f"the model's masker ({type(masker).__name__}) has no "
-                               f"{', '.join(changes)} setting to override.",
-                               hint="Remove the objective's mask_* overrides.")
-            if any(getattr(current, k) != v for k, v in changes.items()):
-                masker.config = attrs.evolve(current, **changes)
-        return masker
+    def log_probs(self, output: ModelOutput) -> tuple[Tensor, Tensor]:
+        """``(log_probs [B, T, V] float32, frames [B])`` of the model's head logits."""
+        return ctc_log_probs(output, self.blank)
 
     def _targets(self, batch: Batch) -> tuple[Tensor, Tensor]:
         """Flat target ids (padding excluded) and ``[B]`` target lengths."""

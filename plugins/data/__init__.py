@@ -4,7 +4,7 @@ from w2v import hookimpl
 
 from .commands import configure_labels, configure_manifest, run_labels, run_manifest
 
-W2V_PLUGIN_API = "1.0"
+W2V_PLUGIN_API = "2.0"
 
 
 @hookimpl

@@ -8,7 +8,7 @@ Python API: :func:`w2v.plugins.demo.corpus.ensure_corpus` and
 
 from w2v import hookimpl
 
-W2V_PLUGIN_API = "1.0"
+W2V_PLUGIN_API = "2.0"
 
 
 @hookimpl

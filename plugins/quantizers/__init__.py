@@ -2,7 +2,7 @@
 
 from w2v import hookimpl
 
-W2V_PLUGIN_API = "1.0"
+W2V_PLUGIN_API = "2.0"
 
 
 @hookimpl

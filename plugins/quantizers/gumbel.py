@@ -141,6 +141,11 @@ class GumbelQuantizer(Quantizer):
                    weight_proj_factor=config.weight_proj_factor, activation=config.activation,
                    hard=config.hard, std=config.std, upstream=upstream)
 
+    def health_checks(self) -> list:
+        """Codebook collapse, watched by the trainer (see :mod:`.health`)."""
+        from .health import CodebookCollapse
+        return [CodebookCollapse(self.groups, self.groups * self.num_vars)]
+
     def produces(self) -> Signal:
         if self._upstream is None:
             return Signal(kind="frames", dim=self.dim, causal=True)

@@ -86,6 +86,11 @@ class KMeansQuantizer(Quantizer):
         return cls(input_dim, groups=config.groups, num_vars=config.num_vars,
                    combine_groups=config.combine_groups, gamma=config.gamma, upstream=upstream)
 
+    def health_checks(self) -> list:
+        """Codebook collapse, watched by the trainer (see :mod:`.health`)."""
+        from .health import CodebookCollapse
+        return [CodebookCollapse(self.groups, self.groups * self.num_vars)]
+
     def produces(self) -> Signal:
         if self._upstream is None:
             return Signal(kind="frames", dim=self.dim, causal=True)

@@ -2,7 +2,7 @@
 
 from w2v import hookimpl
 
-W2V_PLUGIN_API = "1.0"
+W2V_PLUGIN_API = "2.0"
 
 
 @hookimpl
@@ -11,7 +11,7 @@ def w2v_register_components(registrar):
     from .report import ReportStage
     from .train import FinetuneStage, PretrainStage, TrainStage
 
-    registrar.add_stage("train", TrainStage)
+    registrar.add_stage("train", TrainStage, default=True)
     registrar.add_stage("pretrain", PretrainStage)
     registrar.add_stage("finetune", FinetuneStage)
     registrar.add_stage("evaluate", EvaluateStage)

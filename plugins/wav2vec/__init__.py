@@ -11,7 +11,7 @@ vq-wav2vec checkpoint format.
 
 from w2v import hookimpl
 
-W2V_PLUGIN_API = "1.0"
+W2V_PLUGIN_API = "2.0"
 
 _TINY_ENCODER = [[8, 10, 5], [8, 8, 4]]
 

@@ -8,9 +8,9 @@
   with probability ``p`` (``round(p * length)`` starts without replacement,
   rounded up at random), each span covers ``M`` consecutive units, spans
   may overlap (p = 0.05, M = 10 masks about 40% of the units).
-* :class:`MaskedUnitObjective` (objective ``bert``): replace the masked units
-  with ``[MASK]`` (optionally RoBERTa's 10% random / 10% unchanged), run the
-  context network, predict the original units through an LM head (dense ->
+* :class:`MaskedUnitObjective` (objective ``bert``): asks the model's forward to
+  read the units with the masked ones replaced by ``[MASK]`` (optionally RoBERTa's
+  10% random / 10% unchanged), and predicts the original units through an LM head (dense ->
   GELU -> LayerNorm -> output tied to the embedding), cross-entropy summed
   over masked units; ``sample_size`` = masked units.
 """
@@ -27,8 +27,8 @@ from torch import Tensor, nn
 
 from w2v.config import field, real, size
 from w2v.errors import ConfigError, FitError
-from w2v.interfaces import (Batch, Encoder, EncoderOutput, Objective, ObjectiveOutput, Signal,
-                            lengths_to_padding_mask)
+from w2v.interfaces import (Batch, Encoder, EncoderOutput, ModelOutput, Objective,
+                            ObjectiveOutput, Signal, lengths_to_padding_mask)
 
 #: fairseq dictionary layout: ``<s>`` 0, ``<pad>`` 1, ``</s>`` 2, ``<unk>`` 3, then units.
 PAD_ID = 1
@@ -59,6 +59,7 @@ class UnitEmbedding(Encoder):
     """
 
     Config = UnitEmbeddingConfig
+    consumes = "tokens"
     no_smoke_reason = "reads unit ids, not audio; tests/wav2vec/test_bert.py exercises it"
 
     def __init__(self, vocab_size: int, dim: int, *, frame_stride: int = 160,
@@ -230,17 +231,21 @@ class MaskedUnitObjective(Objective):
             x = torch.where(keep, source, torch.where(rand, random_units, x))
         return x
 
-    def forward(self, batch: Batch, model: nn.Module, step: int = 0) -> ObjectiveOutput:
+    def request(self, batch: Batch, model: nn.Module, step: int) -> dict[str, Any]:
+        """The model reads the corrupted units; the mask says which ones to predict."""
         source = batch.source
         B, T = source.shape
         lengths = batch.lengths if batch.lengths is not None else \
             torch.full((B,), T, dtype=torch.long, device=source.device)
         mask = span_mask(lengths.to(source.device), T, self.config.mask_prob,
                          self.config.mask_length)
-        enc = model.encode(self.corrupt(source, mask), lengths)
-        context = model.aggregate(model.project(enc.features), lengths).output
-        logits = self.head(context[mask]).float()                       # [N, V]
-        targets = source[mask]
+        corrupted = Batch(source=self.corrupt(source, mask), lengths=lengths, ids=batch.ids)
+        return {"batch": corrupted, "mask": mask}
+
+    def forward(self, batch: Batch, output: ModelOutput) -> ObjectiveOutput:
+        mask = output.mask
+        logits = self.head(output.context[mask]).float()               # [N, V]
+        targets = batch.source[mask]
         loss = F.cross_entropy(logits, targets, reduction="sum")
         n = mask.sum()
         with torch.no_grad():
@@ -248,5 +253,5 @@ class MaskedUnitObjective(Objective):
             denom = n.clamp(min=1).to(logits.dtype)
             stats = {"accuracy": correct.to(logits.dtype) / denom,
                      "loss_bits": loss.detach() / denom / math.log(2),
-                     "mask_fraction": n.to(logits.dtype) / lengths.sum().clamp(min=1)}
+                     "mask_fraction": n.to(logits.dtype) / output.frame_lengths().sum().clamp(min=1)}
         return ObjectiveOutput(loss=loss, sample_size=n, stats=stats)

@@ -39,6 +39,7 @@ class FeatureInput(Encoder):
     """
 
     Config = FeatureInputConfig
+    consumes = "features"
     no_smoke_reason = "reads precomputed feature frames, not audio; " \
                       "tests/wav2vec/test_features.py exercises it"
 

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from w2v.config import check, field, real, size
 from w2v.errors import ConfigError, FitError
-from w2v.interfaces import Batch, Objective, ObjectiveOutput, Signal
+from w2v.interfaces import Batch, ModelOutput, Objective, ObjectiveOutput, Signal
 
 from .layers import prediction_offset
 from .negatives import fairseq_negatives, sample_negatives
@@ -49,12 +49,6 @@ class FutureContrastiveConfig:
         check(self.num_negatives + self.cross_sample_negatives > 0, "num_negatives",
               "the objective needs at least one distractor per target.",
               "Set `num_negatives` (or `cross_sample_negatives`) above 0.")
-
-
-def _target_signal(model: nn.Module) -> Signal:
-    if model.quantizer is not None and model.quantize_where in ("targets", "both"):
-        return model.quantizer.produces()
-    return model.local_signal()
 
 
 def _component_name(kind: str, module: nn.Module) -> str:
@@ -138,13 +132,15 @@ class FutureContrastiveObjective(Objective):
                  infonce: bool = False, balanced_classes: bool = False,
                  prediction_dropout: float = 0.0, context_dropout: float = 0.0,
                  aux_loss_weight: float = 1.0, diversity_weight: float = 0.0,
-                 fairseq_compat: bool = False) -> None:
+                 fairseq_compat: bool = False, codebook_size: int = 0) -> None:
         super().__init__()
+        self.codebook_size = codebook_size      # G*V: the diversity term is unnormalised
         self.head = StepPredictionHead(context_dim, target_dim, prediction_steps)
         self.num_negatives = num_negatives
         self.cross_sample_negatives = cross_sample_negatives
         self.sample_distance = sample_distance
         self.offset_override = offset
+        self.offset = offset            # resolved from the model by from_config
         self.infonce = infonce
         self.balanced_classes = balanced_classes
         self.prediction_dropout = nn.Dropout(prediction_dropout)
@@ -160,14 +156,22 @@ class FutureContrastiveObjective(Objective):
         """Head widths come from ``model`` (context and target widths) when given, else both
         from ``upstream`` (the context signal). ``w2v.build.build_objective`` then runs
         :meth:`check_model`."""
+        codebook_size = 0
         if model is not None:
-            context_dim, target_dim = model.context_signal().dim, _target_signal(model).dim
+            context_dim, target_dim = model.context_signal().dim, model.target_signal().dim
+            quantizer = model.quantizer
+            if quantizer is not None:
+                codebook_size = quantizer.groups * quantizer.num_vars
         elif upstream is not None:
             context_dim = target_dim = upstream.dim
         else:
             raise ConfigError("the future_contrastive objective needs the model (or its context "
                               "signal) to size its prediction heads.")
-        return cls(context_dim, target_dim, **attrs.asdict(config))
+        objective = cls(context_dim, target_dim, codebook_size=codebook_size,
+                        **attrs.asdict(config))
+        if model is not None:
+            objective.offset = objective.offset_for(model)
+        return objective
 
     # ------------------------------------------------------------------ checks
     def offset_for(self, model: nn.Module) -> int:
@@ -190,10 +194,9 @@ class FutureContrastiveObjective(Objective):
                 "frame would see the future frames it must predict.",
                 hint="Use a causal aggregator (wav2vec_conv_aggregator, gru, or a Transformer "
                      "in causal mode).")
-        context_dim, target_dim = model.context_signal().dim, _target_signal(model).dim
+        context_dim, target_dim = model.context_signal().dim, model.target_signal().dim
         if (context_dim, target_dim) != (self.head.context_dim, self.head.target_dim):
-            quantized = model.quantizer is not None and model.quantize_where in ("targets", "both")
-            source = _component_name("quantizer", model.quantizer) if quantized else \
+            source = _component_name("quantizer", model.quantizer) if model.quantizes_targets else \
                 _component_name("encoder", model.encoder)
             raise FitError(
                 f"{me} was sized for context width {self.head.context_dim} and target width "
@@ -217,32 +220,28 @@ class FutureContrastiveObjective(Objective):
         return sample_negatives(lengths, max_len, self.num_negatives, self.cross_sample_negatives,
                                 sample_distance=self.sample_distance)
 
-    def forward(self, batch: Batch, model: nn.Module, step: int = 0) -> ObjectiveOutput:
-        enc = model.encode(batch.source, batch.lengths)
-        z = enc.features
-        B, T, _ = z.shape
-        lengths = enc.lengths.long() if enc.lengths is not None else \
-            torch.full((B,), T, dtype=torch.long, device=z.device)
-        x, targets, quantized = z, z, None
-        if model.quantizer is not None and model.quantize_where != "none":
-            quantized = model.quantizer(z, enc.lengths)
-            if model.quantize_where in ("input", "both"):
-                x = quantized.vectors
-            if model.quantize_where in ("targets", "both"):
-                targets = quantized.vectors
+    targets = "all"
 
-        context = model.aggregate(model.project(x), enc.lengths).output
-        predictions = self.prediction_dropout(self.head(self.context_dropout(context)))
+    def forward(self, batch: Batch, output: ModelOutput) -> ObjectiveOutput:
+        targets = output.target_vectors
+        lengths = output.frame_lengths()
+        T = targets.shape[1]
+        if self.offset is None:
+            raise ConfigError("the future_contrastive objective was built without its model, "
+                              "so it cannot derive the target offset.",
+                              hint="Build it with `model=` or set `offset`.")
+        predictions = self.prediction_dropout(self.head(self.context_dropout(output.context)))
         logits, valid = step_logits(predictions, targets, self.negatives(batch, lengths, T),
-                                    lengths, self.offset_for(model))
+                                    lengths, self.offset)
         weight = 1.0 / self.num_negatives if self.balanced_classes and self.num_negatives else 1.0
         loss, sample_size, correct = contrastive_loss(logits, valid, infonce=self.infonce,
                                                       negative_weight=weight)
         positives = sample_size.clamp(min=1).to(loss.dtype)
         stats: dict[str, Any] = {"accuracy": correct.to(loss.dtype) / positives}
-        if quantized is not None:
+        if output.quantized:
+            quantized = output.quantized[0]
             stats.update(quantized.stats)
-            extra = self._quantizer_loss(model, quantized)
+            extra = self._quantizer_loss(quantized)
             if extra is not None:
                 stats["contrastive_bits"] = loss.detach() / positives / math.log(2)
                 stats["quantizer_loss"] = extra.detach()
@@ -250,12 +249,11 @@ class FutureContrastiveObjective(Objective):
         stats["loss_bits"] = loss.detach() / positives / math.log(2)
         return ObjectiveOutput(loss=loss, sample_size=sample_size, stats=stats)
 
-    def _quantizer_loss(self, model: nn.Module, quantized) -> Tensor | None:
+    def _quantizer_loss(self, quantized) -> Tensor | None:
         """Weighted quantizer terms per positive (fairseq ``loss_weights``), or None."""
         terms = []
         if quantized.aux_loss is not None and self.aux_loss_weight:
             terms.append(self.aux_loss_weight * quantized.aux_loss.float())
         if quantized.diversity is not None and self.diversity_weight:
-            size_ = model.quantizer.groups * model.quantizer.num_vars
-            terms.append(self.diversity_weight * size_ * quantized.diversity.float())
+            terms.append(self.diversity_weight * self.codebook_size * quantized.diversity.float())
         return sum(terms) if terms else None

@@ -4,15 +4,13 @@ contrastive losses, and checkpoint interop with fairseq, Hugging Face and torcha
 
 from w2v import hookimpl
 
-W2V_PLUGIN_API = "1.0"
+W2V_PLUGIN_API = "2.0"
 
 
 @hookimpl
 def w2v_register_kinds(registrar):
     from .contrastive_loss import ContrastiveLoss
-    from .masking import Masker
 
-    registrar.add_kind("masker", Masker, "chooses masked frames and owns the mask embedding")
     registrar.add_kind("contrastive_loss", ContrastiveLoss,
                        "scores predictions against a positive and distractors")
 

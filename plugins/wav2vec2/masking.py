@@ -12,21 +12,21 @@ row has the batch's minimum count. Differences from fairseq: the
 covers a whole utterance is not an error.
 
 :class:`SpanMasker` owns the learned ``mask_emb`` ``[D]`` that replaces masked
-frames and zeroes masked channels.
+frames and zeroes masked channels; :class:`~w2v.interfaces.Masker` is the
+interface (kind ``masker``, declared by the core).
 """
 
 from __future__ import annotations
 
-import abc
-from typing import Literal
+from typing import Any, Literal, Mapping
 
 import attrs
 import torch
 from torch import Tensor, nn
 
 from w2v.config import choice, field, real, size
-from w2v.errors import ConfigError
-from w2v.interfaces import Component, Signal
+from w2v.errors import ConfigError, FitError
+from w2v.interfaces import Masker, Signal
 
 Selection = Literal["static", "uniform", "normal", "poisson"]
 
@@ -184,39 +184,6 @@ def sample_span_mask(batch: int, width: int, lengths: Tensor | None = None, *, p
 # --------------------------------------------------------------------------- components
 
 
-class Masker(nn.Module, Component, abc.ABC):
-    """Chooses masked steps and applies the mask (kind ``masker``).
-
-    ``sample(B, T, lengths, device) -> [B, T] bool``; ``apply(x, mask,
-    channel_mask) -> x``; ``forward(x, lengths, mask=None) -> (x, mask)`` does
-    both (always: callers decide whether to mask, e.g. only in training).
-    """
-
-    kind = "masker"
-    dim: int
-
-    @abc.abstractmethod
-    def sample(self, batch: int, time: int, lengths: Tensor | None = None,
-               device: torch.device | str | None = None) -> Tensor:
-        """``[B, T]`` bool, True at masked steps."""
-
-    def sample_channels(self, batch: int, device: torch.device | str | None = None
-                        ) -> Tensor | None:
-        """``[B, D]`` bool channel mask, or None when channel masking is off."""
-        return None
-
-    @abc.abstractmethod
-    def apply(self, x: Tensor, mask: Tensor | None, channel_mask: Tensor | None = None) -> Tensor:
-        """``x`` ``[B, T, D]`` with the masks applied."""
-
-    def forward(self, x: Tensor, lengths: Tensor | None = None, mask: Tensor | None = None
-                ) -> tuple[Tensor, Tensor | None]:
-        B, T, _ = x.shape
-        if mask is None:
-            mask = self.sample(B, T, lengths, x.device)
-        return self.apply(x, mask, self.sample_channels(B, x.device)), mask
-
-
 @attrs.define(kw_only=True)
 class SpanMaskerConfig:
     mask_prob: float = real(0.65, 0.0, 1.0, "fairseq mask_prob: spans per utterance = "
@@ -261,10 +228,24 @@ class SpanMasker(Masker):
             raise ConfigError("the span masker needs the signal it masks (its width).")
         return cls(upstream.dim, config)
 
+    def settings(self, overrides: Mapping[str, Any]) -> SpanMaskerConfig:
+        """The config with ``overrides`` (field names of :class:`SpanMaskerConfig`) applied."""
+        if not overrides:
+            return self.config
+        self.check_settings(overrides)
+        return attrs.evolve(self.config, **overrides)
+
+    def check_settings(self, settings: Mapping[str, Any]) -> None:
+        known = attrs.fields_dict(SpanMaskerConfig)
+        unknown = [k for k in settings if k not in known]
+        if unknown:
+            raise FitError(f"the span masker has no {', '.join(unknown)} setting to override.",
+                           hint=f"Its settings: {', '.join(known)}.")
+
     def sample(self, batch: int, time: int, lengths: Tensor | None = None,
                device: torch.device | str | None = None,
-               generator: torch.Generator | None = None) -> Tensor:
-        c = self.config
+               generator: torch.Generator | None = None, **settings: Any) -> Tensor:
+        c = self.settings(settings)
         device = device if device is not None else self.mask_emb.device
         return sample_span_mask(
             batch, time, lengths, prob=c.mask_prob, length=c.mask_length,
@@ -274,8 +255,9 @@ class SpanMasker(Masker):
             generator=generator)
 
     def sample_channels(self, batch: int, device: torch.device | str | None = None,
-                        generator: torch.Generator | None = None) -> Tensor | None:
-        c = self.config
+                        generator: torch.Generator | None = None, **settings: Any
+                        ) -> Tensor | None:
+        c = self.settings(settings)
         if c.mask_channel_prob <= 0:
             return None
         device = device if device is not None else self.mask_emb.device
@@ -284,6 +266,12 @@ class SpanMasker(Masker):
             selection=c.mask_channel_selection, other=c.mask_channel_other, min_masks=0,
             no_overlap=c.no_mask_channel_overlap, min_space=c.mask_channel_min_space,
             require_same=True, device=device, generator=generator)
+
+    def describe_lines(self, local: Signal) -> list[str]:
+        """``--dry-run`` lines: the span length in time."""
+        n = self.config.mask_length
+        return [f"mask_length {n} frames = {local.frames_to_ms(n):g} ms at "
+                f"{local.frame_rate:g} Hz"]
 
     def apply(self, x: Tensor, mask: Tensor | None, channel_mask: Tensor | None = None) -> Tensor:
         if x.shape[-1] != self.dim:

@@ -1,8 +1,8 @@
 """The wav2vec 2.0 masked contrastive objective (fairseq ``wav2vec2`` + ``wav2vec`` criterion).
 
-Per batch: encode; keep the unmasked local features (after ``dropout_features``)
-as targets; project, mask spans with the model's masker, run the context
-network; at every masked frame, score ``final_proj(context)`` against
+The objective asks the model's forward for a span mask (sampled by the model's
+masker) and the unmasked targets at the masked frames (after ``dropout_features``,
+quantized when the model quantizes targets); at every masked frame it scores ``final_proj(context)`` against
 ``project_q(quantized target)`` and distractors by cosine / ``logit_temp``
 (a distractor equal to its positive gets ``-inf``); the contrastive loss is
 summed over masked frames and the extra terms (diversity, feature penalty,
@@ -15,7 +15,7 @@ order; see :func:`~w2v.plugins.wav2vec2.negatives.negatives_from_hf`).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import attrs
 import torch
@@ -24,10 +24,9 @@ from torch import Tensor, nn
 
 from w2v.config import ComponentSpec, check, component, field, real, size
 from w2v.errors import ConfigError, FitError
-from w2v.interfaces import Batch, Objective, ObjectiveOutput, QuantizerOutput, Signal
+from w2v.interfaces import Batch, Masker, ModelOutput, Objective, ObjectiveOutput, Signal
 
 from .contrastive_loss import ContrastiveLoss, ContrastiveScores, InfoNCE
-from .masking import Masker
 from .negatives import fairseq_negative_indices, sample_negative_indices
 
 
@@ -70,14 +69,18 @@ class MaskedContrastiveObjective(Objective):
         target_dim: width of the targets (quantizer output, or local features).
         config: the objective config.
         contrastive_loss: the scorer (default :class:`InfoNCE`).
+        codebook: draws ``n`` code vectors ``[n, D]`` from the model's codebook (for
+            ``codebook_negatives``; ``from_config`` takes the model's quantizer's).
     """
 
     Config = MaskedContrastiveConfig
 
     def __init__(self, context_dim: int, target_dim: int,
                  config: MaskedContrastiveConfig | None = None,
-                 contrastive_loss: ContrastiveLoss | None = None) -> None:
+                 contrastive_loss: ContrastiveLoss | None = None,
+                 codebook: Callable[[int], Tensor] | None = None) -> None:
         super().__init__()
+        self.codebook_sampler = codebook
         if config is None:
             config = MaskedContrastiveConfig(contrastive_loss=None)
         self.config = config
@@ -101,18 +104,13 @@ class MaskedContrastiveObjective(Objective):
         if target_dim is None:
             target_dim = cls.target_width(model) if model is not None else context_dim
         loss = config.contrastive_loss.build() if config.contrastive_loss is not None else None
-        return cls(context_dim, target_dim, config, loss)
+        codebook = model.quantizer.sample_from_codebook \
+            if model is not None and model.quantizes_targets else None
+        return cls(context_dim, target_dim, config, loss, codebook)
 
     @staticmethod
-    def quantizes_targets(model: nn.Module) -> bool:
-        return getattr(model, "quantizer", None) is not None and \
-            model.quantize_where in ("targets", "both")
-
-    @classmethod
-    def target_width(cls, model: nn.Module) -> int:
-        if cls.quantizes_targets(model):
-            return model.quantizer.produces().dim
-        return model.local_signal().dim
+    def target_width(model: nn.Module) -> int:
+        return model.target_signal().dim
 
     # -------------------------------------------------------------- checks
     def check_model(self, model: nn.Module) -> None:
@@ -138,43 +136,33 @@ class MaskedContrastiveObjective(Objective):
             raise FitError(f"objective `masked_contrastive` was built for target width "
                            f"{self.project_q.in_features}, but the model's targets have width "
                            f"{tgt}.", key="objective")
-        if self.config.codebook_negatives and not self.quantizes_targets(model):
+        if self.config.codebook_negatives and not model.quantizes_targets:
             raise FitError("`codebook_negatives` needs a quantizer on the targets.",
                            key="objective.codebook_negatives",
                            hint="Set `model.quantize: targets` with a quantizer, or set "
                                 "`codebook_negatives: 0`.")
 
     # ------------------------------------------------------------- forward
-    def forward(self, batch: Batch, model: nn.Module, step: int = 0) -> ObjectiveOutput:
-        enc = model.encode(batch.source, batch.lengths)
-        features, lengths = enc.features, enc.lengths
-        B, T, _ = features.shape
-        unmasked = model.dropout_features(features)
+    wants_mask = True
+    targets = "masked"
 
-        quantized: list[QuantizerOutput] = []
-        x = features
-        if model.quantizer is not None and model.quantize_where in ("input", "both"):
-            q_in = model.quantizer(features, lengths)
-            quantized.append(q_in)
-            x = q_in.vectors
-        x = model.project(x)
+    def request(self, batch: Batch, model: nn.Module, step: int) -> dict[str, Any]:
+        """A mask from the model's masker (or the injected ``batch.extra["mask"]``) and the
+        unmasked targets at the masked frames."""
+        return {"mask": batch.extra.get("mask", True), "targets": "masked"}
 
-        mask = batch.extra.get("mask")
-        if mask is None:
-            mask = model.masker.sample(B, T, lengths, x.device)
-        mask = mask.to(device=x.device, dtype=torch.bool)
-        x, _ = model.masker(x, lengths, mask=mask)
-        context = model.aggregate(x, lengths).output
+    def health_checks(self) -> list:
+        from .health import ContrastiveAtChance
+        return [ContrastiveAtChance()]
 
-        y = unmasked[mask]                                              # [M, C]
+    def forward(self, batch: Batch, output: ModelOutput) -> ObjectiveOutput:
+        mask, context = output.mask, output.context
+        B, T = mask.shape
+        y = output.target_vectors                                        # [M, C]
         M = y.shape[0]
         if M == 0:  # nothing masked (tiny inputs): a zero loss that keeps the graph
             return ObjectiveOutput(loss=context.sum() * 0.0, sample_size=0,
                                    stats={"mask_fraction": 0.0})
-        if self.quantizes_targets(model):
-            q = model.quantizer(y[None], None)
-            quantized.append(q)
-            y = q.vectors[0]
         y = self.project_q(y)
 
         neg_idx = batch.extra.get("neg_idx")
@@ -186,7 +174,7 @@ class MaskedContrastiveObjective(Objective):
         negs = y[neg_idx.to(y.device).long()]                          # [M, K, D]
         if self.config.codebook_negatives:
             n = self.config.codebook_negatives
-            book = self.project_q(model.quantizer.sample_from_codebook(M * n))
+            book = self.project_q(self.codebook_sampler(M * n))
             negs = torch.cat([negs, book.view(M, n, -1).to(negs.dtype)], dim=1)
 
         pred = self.final_proj(context[mask])                          # [M, D]
@@ -198,6 +186,7 @@ class MaskedContrastiveObjective(Objective):
 
         loss = contrastive
         stats: dict[str, Any] = {}
+        quantized = output.quantized
         target_q = quantized[-1] if quantized else None
         if target_q is not None:
             stats.update({k: _detached(v) for k, v in target_q.stats.items()})
@@ -211,12 +200,13 @@ class MaskedContrastiveObjective(Objective):
             stats["aux_loss"] = aux_total.detach()
             if self.config.aux_loss_weight:
                 loss = loss + self.config.aux_loss_weight * aux_total * M
-        if enc.penalty is not None:
-            stats["penalty"] = enc.penalty.detach()
+        if output.penalty is not None:
+            stats["penalty"] = output.penalty.detach()
             if self.penalty_weight:
-                loss = loss + self.penalty_weight * enc.penalty.float() * M
+                loss = loss + self.penalty_weight * output.penalty.float() * M
 
         n = max(M, 1)
+        lengths = output.lengths
         valid = float(B * T) if lengths is None else lengths.sum().clamp(min=1)
         stats.update({
             "loss": loss.detach() / n,

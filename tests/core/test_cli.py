@@ -342,7 +342,7 @@ def test_overrides_may_follow_options(run_cli, toy_plugins, toy_recipe, tmp_path
 
 
 # =========================================================== plugin problems
-def make_plugin(name: str, register, api: str = "1.0", **hooks) -> types.ModuleType:
+def make_plugin(name: str, register, api: str = "2.0", **hooks) -> types.ModuleType:
     """A plugin module object whose ``w2v_register_components`` calls ``register(registrar)``."""
     module = types.ModuleType(name)
     module.W2V_PLUGIN_API = api
@@ -380,7 +380,7 @@ def test_duplicate_registration_through_entry_points(run_cli, tmp_path, monkeypa
             from w2v.config import size
             from w2v.interfaces import Aggregator
 
-            W2V_PLUGIN_API = "1.0"
+            W2V_PLUGIN_API = "2.0"
 
             class Agg{x.upper()}(Aggregator):
                 '''Aggregator {x}.'''
@@ -443,7 +443,7 @@ def test_plugin_that_fails_to_import_is_reported(run_w2vrun, toy_entry_point, tm
     site = make_entry_point_dist(tmp_path / "site2", "w2v-broken", {"broken": "broken_w2v_plugin"},
                                  modules={"broken_w2v_plugin.py": """\
                                      import not_a_real_dependency_xyz
-                                     W2V_PLUGIN_API = "1.0"
+                                     W2V_PLUGIN_API = "2.0"
                                      """})
     result = run_w2vrun("plugins", pythonpath=[site, *toy_entry_point])
     assert result.code == 0, result.err

@@ -86,7 +86,7 @@ stages:
 
 
 def install(root, *, dist="my-w2v-plugin", entry="myplugin", module="my_w2v_plugin",
-            prefix="my", api="1.0"):
+            prefix="my", api="2.0"):
     return make_entry_point_dist(root, dist, {entry: module}, modules={
         f"{module}/__init__.py": PLUGIN_SOURCE.format(api=api, prefix=prefix)})
 
@@ -156,7 +156,7 @@ def test_wrong_api_major_is_reported_as_failed(tmp_path, monkeypatch, run_cli):
     plugin_set = plugin_manager.load_plugins()
     status = next(s for s in plugin_set.statuses if s.info.name == "oldplugin")
     assert not status.loaded
-    assert "plugin API 0.3" in status.error and "speaks 1.0" in status.error
+    assert "plugin API 0.3" in status.error and "speaks 2.0" in status.error
     assert "old_framing" not in plugin_set.registry.names("encoder")
     # the other plugins are unaffected
     assert {s.info.name for s in plugin_set.statuses if s.loaded} == loaded_before
@@ -169,7 +169,7 @@ def test_wrong_api_major_is_reported_as_failed(tmp_path, monkeypatch, run_cli):
 
 def test_newer_api_minor_is_accepted(tmp_path, monkeypatch):
     site = install(tmp_path / "site", dist="new-w2v-plugin", entry="newplugin",
-                   module="new_w2v_plugin", prefix="new", api="1.7")
+                   module="new_w2v_plugin", prefix="new", api="2.7")
     monkeypatch.syspath_prepend(str(site))
     plugin_set = plugin_manager.load_plugins()
     assert next(s for s in plugin_set.statuses if s.info.name == "newplugin").loaded

@@ -21,7 +21,7 @@ from w2v.interfaces import (Aggregator, AggregatorOutput, Decoder, Encoder, Enco
                             Hypothesis, Objective, ObjectiveOutput, Quantizer, QuantizerOutput,
                             Signal, Stage)
 
-W2V_PLUGIN_API = "1.0"
+W2V_PLUGIN_API = "2.0"
 
 
 class ToyEncoder(Encoder):
@@ -170,8 +170,8 @@ class ToyObjective(Objective):
                            "aggregator is bidirectional (non-causal).",
                            hint="Set `model.aggregator.causal: true`.")
 
-    def forward(self, batch, model, step):
-        out = model.extract_features(batch.source, batch.lengths).output
+    def forward(self, batch, output):
+        out = output.context
         loss = self.weight * out.pow(2).sum() + self.bias
         return ObjectiveOutput(loss=loss, sample_size=out.shape[0] * out.shape[1],
                                stats={"mean_sq": out.detach().pow(2).mean()})

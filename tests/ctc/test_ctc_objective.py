@@ -111,7 +111,7 @@ def test_any_head_of_the_right_size_fits_and_gets_padding_forced_to_blank(letter
     obj.check_model(model)
     g = torch.Generator().manual_seed(6)
     batch = make_batch(letters, ["T E N |", "A |"], g)
-    lp, frames = obj.log_probs(batch, model)
+    lp, frames = obj.log_probs(model(batch))
     short = int(frames[1])
     assert (lp[1, short:, letters.blank] == 0).all()
     assert torch.equal(lp[0], emissions(model, batch.source, batch.lengths)[0][0])
@@ -165,11 +165,18 @@ def test_masking_applies_in_training_only_and_overrides_the_masker(letters):
     g = torch.Generator().manual_seed(3)
     batch = make_batch(letters, random_texts(4, g), g)
 
+    seen = []
+    sample = masker.sample
+    masker.sample = lambda *args, **settings: seen.append(settings) or sample(*args, **settings)
     model.train()
     obj(batch, model, 0).loss.backward()
     assert masker.mask_emb.grad is not None and masker.mask_emb.grad.abs().sum() > 0
-    assert masker.config.mask_prob == 0.6 and masker.config.mask_channel_prob == 0.2
-    assert masker.config.mask_length == 2                       # not overridden
+    # the overrides reach the masker as forward arguments; its own config never changes
+    assert seen == [{"mask_prob": 0.6, "mask_channel_prob": 0.2}]
+    assert masker.config.mask_prob == 0.3 and masker.config.mask_channel_prob == 0.0
+    assert masker.settings(seen[0]).mask_length == 2            # not overridden
+    with pytest.raises(FitError, match="mask_span"):
+        masker.check_settings({"mask_span": 3})
 
     model.eval()
     masker.mask_emb.grad = None
@@ -177,6 +184,7 @@ def test_masking_applies_in_training_only_and_overrides_the_masker(letters):
         a = obj(batch, model, 0).loss
         b = obj(batch, model, 0).loss
     assert torch.equal(a, b)                                    # no random masking in eval
+    assert len(seen) == 1
     lp, frames = emissions(model, batch.source, batch.lengths)
     flat = torch.cat([t[:n] for t, n in zip(batch.targets, batch.target_lengths)])
     ref = F.ctc_loss(lp.transpose(0, 1), flat, frames, batch.target_lengths, reduction="sum",

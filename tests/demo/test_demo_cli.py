@@ -25,7 +25,7 @@ def test_plugin_registers_both_commands():
     registrar = RecordingRegistrar()
     demo.w2v_register_commands(registrar)
     assert set(registrar.commands) == {"demo-data", "install-engines"}
-    assert demo.W2V_PLUGIN_API == "1.0"
+    assert demo.W2V_PLUGIN_API == "2.0"
     parser = argparse.ArgumentParser()
     registrar.commands["demo-data"][0](parser)
     args = parser.parse_args(["--hours", "1.5", "--engines", "espeak,flite", "--force", "--seed", "7"])

@@ -25,6 +25,8 @@ from w2v.interfaces import Batch  # noqa: E402
 from w2v.train import (CheckpointError, GroupOptimizerConfig, ParamGroupConfig,  # noqa: E402
                        RestoreConfig, ScheduleConfig, Trainer, TrainerConfig, TrainingDiverged,
                        load_checkpoint)
+from w2v.plugins.quantizers.health import CodebookCollapse  # noqa: E402
+from w2v.plugins.wav2vec2.health import ContrastiveAtChance  # noqa: E402
 from w2v.train.health import HealthMonitor  # noqa: E402
 from w2v.train.rng import reseed, update_seed  # noqa: E402
 
@@ -160,7 +162,8 @@ def test_consecutive_nonfinite_updates_stop_the_run(tmp_path):
 
 def test_health_monitor_overflow_and_collapse():
     warnings = []
-    h = HealthMonitor(max_nonfinite=2, collapse_window=3, groups=2, warn=warnings.append)
+    h = HealthMonitor(max_nonfinite=2, collapse_window=3, checks=[CodebookCollapse(groups=2)],
+                      warn=warnings.append)
     # fp16 gradient overflow with a finite loss: skipped, not counted as divergence
     for _ in range(5):
         assert h.record(1, 1.0, float("inf"), fp16=True, loss_scale=1024.0) is False
@@ -182,8 +185,8 @@ def test_health_monitor_overflow_and_collapse():
 
 def test_partial_codebook_collapse_counts_against_the_codebook_size():
     warnings = []
-    h = HealthMonitor(max_nonfinite=2, collapse_window=2, groups=2, num_codes=128,
-                      warn=warnings.append)
+    h = HealthMonitor(max_nonfinite=2, collapse_window=2,
+                      checks=[CodebookCollapse(groups=2, num_codes=128)], warn=warnings.append)
     for u in (1, 2):
         h.observe(u, {"code_perplexity": 7.0})   # over 5 % of 128 codes: healthy
     assert not warnings
@@ -194,7 +197,8 @@ def test_partial_codebook_collapse_counts_against_the_codebook_size():
 
 def test_contrastive_loss_at_chance_warns_once_per_episode():
     warnings = []
-    h = HealthMonitor(max_nonfinite=2, collapse_window=3, warn=warnings.append)
+    h = HealthMonitor(max_nonfinite=2, collapse_window=3, checks=[ContrastiveAtChance()],
+                      warn=warnings.append)
     chance = math.log(51)
     for u in (1, 2):
         h.observe(u, {"contrastive": chance, "contrastive_chance": chance})
@@ -212,10 +216,9 @@ def test_mixed_precision_on_cpu(tmp_path, precision):
     dtypes = []
 
     class Dtype(ToyObjective):
-        def forward(self, batch, model, step):
-            z, c = model(batch.source)
-            dtypes.append(c.dtype)
-            return super().forward(batch, model, step)
+        def forward(self, batch, output):
+            dtypes.append(output.context.dtype)
+            return super().forward(batch, output)
 
     snap = Snapshots()
     t = trainer(tmp_path, config(precision=precision, max_updates=4, log_interval=2),
@@ -424,8 +427,11 @@ def test_bad_checkpoints_are_user_errors(tmp_path):
 
 def test_collapse_warning_from_objective_stats(tmp_path, capsys):
     class Collapsed(ToyObjective):
-        def forward(self, batch, model, step):
-            out = super().forward(batch, model, step)
+        def health_checks(self):                 # a component's own check reaches the trainer
+            return [CodebookCollapse()]
+
+        def forward(self, batch, output):
+            out = super().forward(batch, output)
             out.stats.update(code_perplexity=torch.tensor(2.05), num_groups=2)
             return out
 

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from w2v.interfaces import Batch, Objective, ObjectiveOutput
+from w2v.interfaces import Batch, ModelOutput, Objective, ObjectiveOutput
 
 WAVE_LEN = 64
 FRAMES = (WAVE_LEN - 4) // 2 + 1  # conv kernel 4, stride 2
@@ -168,10 +168,12 @@ class ToyModel(nn.Module):
         self.counter = Counter()
         self.layerdrop = layerdrop
 
-    def forward(self, wave: torch.Tensor, mask: torch.Tensor | None = None):
-        z = self.encoder(wave)
+    def forward(self, batch: Batch, mask: torch.Tensor | bool = False, **request: Any
+                ) -> ModelOutput:
+        z = self.encoder(batch.source)
+        mask = mask if isinstance(mask, torch.Tensor) else None
         x = z if mask is None else torch.where(mask[..., None], self.mask_emb.to(z.dtype), z)
-        return z, self.aggregator(x)
+        return ModelOutput(local=z, mask=mask, context=self.aggregator(x))
 
 
 class ToyObjective(Objective):
@@ -188,14 +190,18 @@ class ToyObjective(Objective):
         self.mask_prob = mask_prob
         self.counter = Counter()
 
-    def forward(self, batch: Batch, model: nn.Module, step: int) -> ObjectiveOutput:
+    def request(self, batch: Batch, model: nn.Module, step: int) -> dict[str, Any]:
         b = batch.source.shape[0]
         if self.injected:
             mask = batch.extra["mask"]
         else:
             mask = torch.rand(b, FRAMES, device=batch.source.device) < self.mask_prob
             mask[:, 0] = True
-        z, c = model(batch.source, mask)
+        return {"mask": mask}
+
+    def forward(self, batch: Batch, output: ModelOutput) -> ObjectiveOutput:
+        b = batch.source.shape[0]
+        z, c, mask = output.local, output.context, output.mask
         pred = self.proj(c)
         err = ((pred.float() - z.detach().float()) ** 2).sum(-1)  # [B, T]
         loss = (err * mask).sum()
@@ -212,6 +218,7 @@ class ToyGanObjective(Objective):
         super().__init__()
         self.disc = nn.Linear(dim, 1)
         self.groups_seen: list[str] = []
+        self.step = 0
 
     def parameter_groups(self, model: nn.Module):
         return {"generator": list(model.parameters()),
@@ -220,10 +227,13 @@ class ToyGanObjective(Objective):
     def group_for_step(self, step: int) -> str:
         return "generator" if step % 2 == 0 else "discriminator"
 
-    def forward(self, batch: Batch, model: nn.Module, step: int) -> ObjectiveOutput:
-        group = self.group_for_step(step)
+    def set_num_updates(self, num_updates: int) -> None:
+        self.step = num_updates                  # the trainer calls this before each update
+
+    def forward(self, batch: Batch, output: ModelOutput) -> ObjectiveOutput:
+        group = self.group_for_step(self.step)
         self.groups_seen.append(group)
-        z, c = model(batch.source)
+        z, c = output.local, output.context
         score = self.disc(c).squeeze(-1)  # [B, T]
         if group == "generator":
             loss = F.softplus(-score).sum()

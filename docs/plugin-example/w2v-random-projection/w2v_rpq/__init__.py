@@ -19,7 +19,7 @@ from w2v import hookimpl
 from w2v.config import field, size
 from w2v.interfaces import Quantizer, QuantizerOutput, Signal
 
-W2V_PLUGIN_API = "1.0"
+W2V_PLUGIN_API = "2.0"
 
 
 class RandomProjectionQuantizer(Quantizer):
