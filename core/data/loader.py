@@ -18,6 +18,7 @@ from .dataset import AudioDataset
 from .labels import dictionary_path, label_path, load_dictionary
 from .sampler import BucketBatchSampler
 from .skips import SkipRecord
+from .workers import usable_workers
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +165,7 @@ def build_loader(cfg: DataConfig, split: str, *, rank: int = 0, world_size: int 
                        seed=cfg.seed, train=train,
                        bucket_edges=sampler.edges if cfg.num_batch_buckets else None,
                        bad_input=cfg.bad_input)
-    workers = cfg.num_workers
+    workers = usable_workers(cfg.num_workers)
     loader = AudioLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=workers,
                          worker_init_fn=_single_thread_worker if workers else None,
                          persistent_workers=train and workers > 0,

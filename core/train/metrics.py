@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping, TextIO
 
+from .progress import Progress
+
 
 def is_summed(name: str) -> bool:
     """Stats summed rather than averaged: counts (``*_sum``, ``*_count``, ``n_*``)."""
@@ -104,19 +106,25 @@ class MetricsLog:
         path: the JSONL file (appended; several stages share one).
         tensorboard_dir: where TensorBoard events go, if TensorBoard is importable.
         enabled: False on ranks other than 0.
-        console: stream for progress (a tqdm bar if it is a TTY, plain lines otherwise).
+        console: stream for progress (bars on a terminal, plain lines otherwise; see
+            :class:`~w2v.train.progress.Progress`).
+        total, initial: updates of the stage and those already done.
+        stage: the stage id.
+        micro_batches: micro-batches per update (a second bar on a terminal when > 1).
     """
 
     def __init__(self, path: Path | None, *, tensorboard_dir: Path | None = None,
                  enabled: bool = True, console: TextIO | None = None, total: int = 0,
-                 initial: int = 0, stage: str = "") -> None:
+                 initial: int = 0, stage: str = "", micro_batches: int = 1) -> None:
         self.enabled = enabled
         self.path = Path(path) if path is not None else None
         self.stage = stage
         self.console = console if console is not None else sys.stderr
         self._file = None
         self._tb = None
-        self._bar = None
+        self.progress = Progress(stage=stage, total=total, initial=initial,
+                                 micro_batches=micro_batches, stream=self.console,
+                                 enabled=enabled)
         if not enabled:
             return
         if self.path is not None:
@@ -128,13 +136,6 @@ class MetricsLog:
                 self._tb = SummaryWriter(log_dir=str(tensorboard_dir))
             except ImportError:
                 self._tb = None
-        if _is_tty(self.console):
-            try:
-                from tqdm import tqdm
-                self._bar = tqdm(total=total, initial=initial, desc=stage or "train",
-                                 unit="upd", file=self.console, dynamic_ncols=True)
-            except ImportError:
-                self._bar = None
 
     def write(self, record: Mapping[str, Any]) -> None:
         """One JSON line (and TensorBoard scalars) for a train or valid record."""
@@ -156,13 +157,13 @@ class MetricsLog:
         keys = ("loss", "lr", "grad_norm", "step_time_s", "loss_scale")
         parts = [f"{k} {_fmt(record[k])}" for k in keys if record.get(k) is not None]
         split = record.get("split", "train")
-        if self._bar is not None:
+        if self.progress.active:
             if split == "train":
-                self._bar.set_postfix_str(", ".join(parts), refresh=False)
+                self.progress.postfix(", ".join(parts))
             else:
-                self._bar.write(f"[{self.stage}] valid @ {record.get('step')}: " +
-                                ", ".join(f"{k} {_fmt(v)}" for k, v in record.items()
-                                          if isinstance(v, float)))
+                self.progress.write(f"[{self.stage}] valid @ {record.get('step')}: " +
+                                    ", ".join(f"{k} {_fmt(v)}" for k, v in record.items()
+                                              if isinstance(v, float)))
             return
         extra = "" if split == "train" else " valid"
         print(f"[{self.stage}]{extra} update {record.get('step')}: " + " | ".join(
@@ -171,35 +172,21 @@ class MetricsLog:
             file=self.console, flush=True)
 
     def advance(self, n: int = 1) -> None:
-        if self._bar is not None:
-            self._bar.update(n)
+        self.progress.advance(n)
 
     def message(self, text: str) -> None:
         """A line that does not disturb the progress bar."""
-        if not self.enabled:
-            return
-        if self._bar is not None:
-            self._bar.write(text)
-        else:
-            print(text, file=self.console, flush=True)
+        if self.enabled:
+            self.progress.write(text)
 
     def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
+        self.progress.close()
         if self._file is not None:
             self._file.close()
             self._file = None
         if self._tb is not None:
             self._tb.close()
             self._tb = None
-
-
-def _is_tty(stream: TextIO) -> bool:
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
 
 
 def _fmt(value: Any) -> str:

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from ..errors import (ConfigError, UserError, check_writable, did_you_mean, is_out_of_memory,
                       out_of_memory_error)
 from ..interfaces import Batch, run_model
+from .batch_plan import BatchPlan
 from .checkpoint import (FORMAT, FORMAT_VERSION, CheckpointDirectory, CheckpointError, LoadReport,
                          load_checkpoint, load_partial, to_plain)
 from .config import RestoreConfig, TrainerConfig
@@ -182,6 +183,7 @@ class Trainer:
         self.max_tokens = max_tokens
         self.update_freq = config.resolve_update_freq(max_tokens, sample_rate,
                                                       self.dist.world_size)
+        self.sample_rate = sample_rate
 
         groups = objective.parameter_groups(model) if hasattr(objective, "parameter_groups") \
             else None
@@ -270,11 +272,13 @@ class Trainer:
         self.step_module = wrap_ddp(TrainStep(self.model, self.objective), self.device,
                                     find_unused)
         self.freeze.apply(self.num_updates)
-        self._stream = BatchStream(self.train_data, seed=update_seed(config.seed, 0, self.dist.rank,
-                                                                     stream=2), **data_state)
+        self._stream = BatchStream(self._describing(self.train_data),
+                                   seed=update_seed(config.seed, 0, self.dist.rank, stream=2),
+                                   **data_state)
         self._log = MetricsLog(self.metrics_path, tensorboard_dir=self.tensorboard_dir,
                                enabled=self.dist.is_main, total=config.max_updates,
-                               initial=self.num_updates, stage=self.stage)
+                               initial=self.num_updates, stage=self.stage,
+                               micro_batches=self.update_freq)
         if resumed_from is not None:
             self._message(f"resumed from {self.checkpoints.last} at update {resumed_from}")
         if report is not None:
@@ -298,7 +302,7 @@ class Trainer:
                 meter.add(loss_sum=record.loss * record.sample_size,
                           sample_size=record.sample_size, grad_norm=record.grad_norm,
                           time_s=record.time_s, stats=record.stats)
-                self._log.advance()
+                self._log.progress.update_done(record.time_s, u)
                 if u % config.log_interval == 0:
                     self._write_train(meter)
                 stop = False
@@ -348,6 +352,27 @@ class Trainer:
             f"Lower `data.max_tokens`{tokens} or `data.max_sample_size` (the longest "
             f"utterance in samples); to keep the batch per update, raise `trainer.update_freq` "
             f"(now {self.update_freq}) by the same factor.")
+
+    def _describing(self, factory: LoaderFactory) -> LoaderFactory:
+        """``factory``, saying what one update is (:mod:`.batch_plan`) when it first opens."""
+        described = False
+
+        def opening(epoch: int, sampler_state: Mapping[str, Any] | None):
+            nonlocal described
+            loader, sampler = factory(epoch, sampler_state)
+            if not described:
+                described = True
+                plan = BatchPlan.from_loader(
+                    loader, sampler, stage=self.stage, update_freq=self.update_freq,
+                    world_size=self.dist.world_size, max_tokens=self.max_tokens,
+                    sample_rate=self.sample_rate, batch_seconds=self.config.batch_seconds,
+                    max_updates=self.config.max_updates, device=self.device.type)
+                self._message(plan.summary())
+                if (warning := plan.warning()) is not None:
+                    self._warn(warning)
+            return loader, sampler
+
+        return opening
 
     # ------------------------------------------------------------------ one update
     def _prepare_update(self, update: int) -> None:
@@ -427,6 +452,8 @@ class Trainer:
             losses.append(loss.detach().float())
             sizes.append(_as_tensor(sample_size, self.device))
             stats_list.append(stats)
+            if self._log is not None:
+                self._log.progress.micro_batch_done()
         return losses, sizes, stats_list
 
     def _finish_gradients(self, group: str, global_size: Tensor) -> Tensor:

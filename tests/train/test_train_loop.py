@@ -491,8 +491,10 @@ class FakeTTY(io.StringIO):
         return True
 
 
-def test_console_progress_bar_on_a_tty_and_plain_lines_otherwise(tmp_path):
+def test_console_progress_bar_on_a_tty_and_plain_lines_otherwise(tmp_path, monkeypatch):
     from w2v.train.metrics import MetricsLog
+
+    monkeypatch.delenv("CI", raising=False)              # CI turns the bar off
 
     record = {"stage": "s", "split": "train", "step": 4, "loss": 1.5, "lr": 1e-3}
     tty = FakeTTY()
