@@ -7,10 +7,12 @@ Writes ``config.json``, ``preprocessor_config.json`` and ``model.safetensors``
 ``transformers.pipeline("automatic-speech-recognition", model=DIR)`` work.
 The architecture is ``Wav2Vec2ForCTC`` when the model has a CTC head,
 ``Wav2Vec2ForPreTraining`` when it has a Gumbel quantizer, else
-``Wav2Vec2Model``. Parts Hugging Face's Wav2Vec2 cannot express (another
-encoder or context network, causal attention, Conformer blocks, stacked
-positional convs, a deep quantizer projection, ``target_glu``, a BiLSTM CTC
-head) stop the export with a UserError. ``w2vrun export`` is the command.
+``Wav2Vec2Model``; a pre-LN Conformer with ``rel_pos`` / ``rope`` positions is
+written as the matching ``Wav2Vec2Conformer*`` (:mod:`.conformer`). Parts
+Hugging Face's Wav2Vec2 cannot express (another encoder or context network,
+causal attention, other Conformer blocks, stacked positional convs, a deep
+quantizer projection, ``target_glu``, a BiLSTM CTC head) stop the export with
+a UserError. ``w2vrun export`` is the command.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from w2v.model import SpeechModel
 from ..feature_encoder import Wav2Vec2FeatureEncoder
 from ..transformer import TransformerAggregator
 from .hf_tokenizer import TOKENIZER_FILES, HFVocabulary, hf_vocabulary, write_tokenizer
+from . import conformer
 from .keymap import KeyMap, LoadReport, split_attention
 from .safetensors_io import write_safetensors
 
@@ -69,7 +72,8 @@ OBJECTIVE_RULES: list[tuple[str, str]] = [
 
 #: What the export error says can be exported (docs/interop.md has the full list).
 EXPORTABLE = ("Exportable: wav2vec 2.0 models, i.e. the `wav2vec2_conv` encoder with the "
-              "`transformer` aggregator (post-LN BASE or pre-LN LARGE), optionally with a Gumbel "
+              "`transformer` aggregator (post-LN BASE or pre-LN LARGE; Conformer blocks only "
+              "pre-LN with pos_enc_type rel_pos or rope), optionally with a Gumbel "
               "quantizer (as Wav2Vec2ForPreTraining) or a linear CTC head (as Wav2Vec2ForCTC); "
               "see docs/interop.md.")
 
@@ -106,8 +110,9 @@ def check_exportable(model: SpeechModel) -> None:
     c = agg.config
     head = model.head
     problems = [what for bad, what in [
-        (c.causal, "causal attention"), (c.layer_type != "transformer", "Conformer blocks"),
-        (c.pos_conv_depth != 1, f"pos_conv_depth {c.pos_conv_depth} (only 1)"),
+        (c.causal, "causal attention"),
+        (c.layer_type == "transformer" and c.pos_conv_depth != 1,
+         f"pos_conv_depth {c.pos_conv_depth} (only 1)"),
         (enc.layer_norm.eps != c.layer_norm_eps, "different LayerNorm epsilons"),
         (model.quantize_where == "input", "quantized inputs"),
         (model.quantizer is not None and head is None
@@ -122,7 +127,7 @@ def check_exportable(model: SpeechModel) -> None:
          "a BiLSTM CTC head (`lstm_layers` > 0; only a linear head)"),
         (head is not None and not hasattr(head, "proj"),
          f"the head `{_component(model, 'head')}` (only the linear CTC head)"),
-    ] if bad]
+    ] if bad] + (conformer.export_problems(c) if c.layer_type == "conformer" else [])
     if problems:
         raise UserError(f"Hugging Face's Wav2Vec2 cannot express {', '.join(problems)}; the model "
                         f"cannot be exported.", hint=EXPORTABLE)
@@ -192,7 +197,7 @@ def hf_config(model: SpeechModel, objective_state: Mapping[str, Tensor],
         if vocabulary is not None:
             cfg.update(bos_token_id=vocabulary.token_id(vocabulary.bos_token),
                        eos_token_id=vocabulary.token_id(vocabulary.eos_token))
-    return cfg
+    return conformer.hf_config(cfg, c) if c.layer_type == "conformer" else cfg
 
 
 def to_hf(source: SpeechModel | str | Path, directory: str | Path, *,
@@ -243,8 +248,17 @@ def to_hf(source: SpeechModel | str | Path, directory: str | Path, *,
         rules.insert(0, (r"masker\.mask_emb", "drop:mask embedding of a masker with mask_prob 0"))
     if model.head is not None:
         rules.append((r"head\..*", "drop:CTC head state without a place in Hugging Face"))
+    agg = model.aggregator.config
+    if agg.layer_type == "conformer":
+        rules = conformer.export_rules(rules)
     mapped = KeyMap(rules, source="w2v model").apply(state, report)
     tensors = dict(mapped.tensors)                                 # keyed by HF names
+    if agg.layer_type == "conformer":
+        tensors.update(conformer.placeholder_tensors(agg))
+        if not agg.fairseq_compat:
+            report.notes.append("Hugging Face's Conformer lets padded frames reach the conv "
+                                "module (this model, fairseq_compat false, does not): padded "
+                                "batches will differ near the padding.")
     if model.quantizer is not None and model.head is None:
         obj = KeyMap(OBJECTIVE_RULES, source="objective state").apply(objective_state, report)
         tensors.update(obj.tensors)
