@@ -86,7 +86,10 @@ def structure_sections(raw: dict[str, Any], srcmap: SourceMap, prefix: tuple[str
         return structure_component(name, value, srcmap=srcmap, path=prefix + (name,),
                                    inherited=inherited)
 
-    return Sections(data=sub("data", _data_config_cls()), model=sub("model", ModelConfig),
+    from .data.sources import structure_data
+
+    data = structure_data(raw.get("data"), srcmap, prefix + ("data",))
+    return Sections(data=data, model=sub("model", ModelConfig),
                     objective=comp("objective"), decoder=comp("decoder"),
                     trainer=sub("trainer", _trainer_config_cls()))
 

@@ -178,7 +178,9 @@ class ModelOutput:
         context: ``[B, T, D]`` context output (final LayerNorm included); the
             (quantized) local features for a model without aggregator.
         layers: raw output of each context block, ``[B, T, D]`` each.
-        logits: ``[B, T, V]`` output head logits, or None (no head).
+        logits: ``[B, T', V]`` output head logits, or None (no head).
+        logit_lengths: ``[B]`` valid steps of ``logits`` (a strided head shortens them), or
+            None when the batch has no padding.
     """
 
     local: Tensor
@@ -191,6 +193,7 @@ class ModelOutput:
     context: Tensor | None = None
     layers: list[Tensor] = attrs.field(factory=list)
     logits: Tensor | None = None
+    logit_lengths: Tensor | None = None
 
     @property
     def target_vectors(self) -> Tensor | None:
@@ -518,6 +521,11 @@ class Head(nn.Module, Component, abc.ABC):
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """``x`` [B, T, D] (``lengths`` [B] valid frames) -> logits [B, T, V]."""
 
+    def output_lengths(self, lengths: Tensor, frames: int) -> Tensor:
+        """Valid logit steps for ``lengths`` valid input frames out of ``frames`` (the same,
+        unless the head is strided)."""
+        return lengths
+
 
 class Stage(Component, abc.ABC):
     """One step of a recipe (pretrain, finetune, featurize, cluster, ...), built from its
@@ -537,7 +545,46 @@ class Stage(Component, abc.ABC):
         """Run the stage; ``context`` is a :class:`w2v.stages.StageContext`."""
 
 
-#: The five component kinds of the core and the base class each must subclass.
+class DataSource(Component, abc.ABC):
+    """Where a stage's utterances come from (manifests, Kaldi dirs, feature shards, units).
+
+    Built from its ``data:`` section alone (``from_config(config)``). A source
+    yields :class:`Batch` es whose ``source`` is what :meth:`signal` says:
+    waveforms ``[B, S]``, feature frames ``[B, T, D]`` or token ids ``[B, T]``.
+    Every source applies the section's bad-input policy (``bad_input``) to what
+    it reads. See :mod:`w2v.data.sources` for the helpers most sources reuse.
+    """
+
+    kind = "data_source"
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+
+    @classmethod
+    def from_config(cls, config: Any, upstream: Signal | None = None, **context: Any):
+        return cls(config)
+
+    @abc.abstractmethod
+    def signal(self) -> Signal:
+        """What ``Batch.source`` holds (kind, width, rate); sizes the model's input."""
+
+    @abc.abstractmethod
+    def has_split(self, split: str) -> bool:
+        """True when ``split`` (``train``, ``valid``, ``test``) is configured."""
+
+    @abc.abstractmethod
+    def loader(self, split: str, *, rank: int = 0, world_size: int = 1, epoch: int = 0,
+               train: bool = True, min_samples: int = 0, dictionary: Any = None) -> tuple[Any, Any]:
+        """``(DataLoader of Batch, resumable batch sampler)`` over ``split``; the loader's
+        ``skipped`` lists the inputs the bad-input policy left out."""
+
+    def dictionary(self) -> Any:
+        """The dictionary the model and objective are built with (labels, or the unit
+        vocabulary of a token source), or None."""
+        return None
+
+
+#: The component kinds of the core and the base class each must subclass.
 CORE_KINDS: dict[str, type] = {
     "encoder": Encoder,
     "quantizer": Quantizer,
@@ -547,6 +594,7 @@ CORE_KINDS: dict[str, type] = {
     "head": Head,
     "stage": Stage,
     "masker": Masker,
+    "data_source": DataSource,
 }
 
 

@@ -32,6 +32,9 @@ SECTIONS = ("data", "model", "objective", "decoder", "trainer")
 INHERITED = ("fairseq_compat",)
 _STAGE_KEYS = (*SECTIONS, *INHERITED)
 TOP_LEVEL = ("base", "stages", *SECTIONS, *INHERITED)
+#: The name a section has when it names none (``data:`` is fairseq manifests): switching
+#: to another name replaces the section instead of merging into it.
+_DEFAULT_NAMES = {("data",): "fairseq"}
 
 
 @attrs.define
@@ -49,7 +52,9 @@ def merge(base: Any, over: Any, path: tuple[str, ...], srcmap: SourceMap,
           over_map: SourceMap) -> Any:
     """Merge ``over`` onto ``base`` (recipe rules); ``srcmap`` is updated in place."""
     if isinstance(base, dict) and isinstance(over, dict):
-        replaced = "name" in over and "name" in base and over["name"] != base["name"]
+        default = _DEFAULT_NAMES.get(path[-1:]) if path else None
+        replaced = "name" in over and over["name"] != base.get("name", default) and \
+            ("name" in base or default is not None)
         if not replaced:
             out = dict(base)
             for key, value in over.items():

@@ -43,16 +43,19 @@ def audio_info(path: str):
 
 
 def read_audio(path: str, *, sample_rate: int, min_samples: int = 0,
-               expected_samples: int | None = None) -> tuple[torch.Tensor, int]:
-    """Read ``path`` as a mono waveform at ``sample_rate``.
+               expected_samples: int | None = None, start: int = 0,
+               stop: int | None = None) -> tuple[torch.Tensor, int]:
+    """Read ``path`` (or its samples ``start:stop``) as a mono waveform at ``sample_rate``.
 
     Args:
         path: audio file.
+        start, stop: a segment of the file in samples at its own rate (Kaldi
+            ``segments``, Lhotse cuts); ``stop`` None means the end.
         sample_rate: target rate; other rates are resampled.
         min_samples: fewest samples (at ``sample_rate``) the caller can use, e.g.
             the encoder's receptive field.
-        expected_samples: the manifest's count (at the file's own rate), checked
-            when given.
+        expected_samples: the manifest's count (at the file's own rate, of the
+            segment when cut), checked when given.
 
     Returns:
         ``(wave [S] float32, file_rate)``.
@@ -67,13 +70,27 @@ def read_audio(path: str, *, sample_rate: int, min_samples: int = 0,
     if path.lower().endswith(".wav") and _wav_truncated(path):
         raise BadInput("truncated", path, f"the header promises more data than the "
                                           f"{os.path.getsize(path)} bytes present")
+    end = info.frames if stop is None else stop
+    if not 0 <= start < end <= info.frames:
+        raise BadInput("size-mismatch", path, f"segment samples {start}:{end} lie outside the "
+                                              f"file's {info.frames} samples")
     try:
-        data, rate = sf.read(path, dtype="float32", always_2d=True)
+        data, rate = sf.read(path, dtype="float32", always_2d=True, start=start, stop=end)
     except (RuntimeError, sf.LibsndfileError) as exc:
         raise BadInput("truncated" if info.frames > 0 else "unreadable", path,
                        str(exc).replace(f"'{path}'", "").strip(" :")) from None
-    if data.shape[0] != info.frames:
-        raise BadInput("truncated", path, f"decoded {data.shape[0]} of {info.frames} samples")
+    if data.shape[0] != end - start:
+        raise BadInput("truncated", path, f"decoded {data.shape[0]} of {end - start} samples")
+    return checked_wave(data, int(rate), path, sample_rate=sample_rate, min_samples=min_samples,
+                        expected_samples=expected_samples)
+
+
+def checked_wave(data: np.ndarray, rate: int, path: str, *, sample_rate: int,
+                 min_samples: int = 0, expected_samples: int | None = None
+                 ) -> tuple[torch.Tensor, int]:
+    """Decoded samples ``data`` ``[S, C]`` float32 at ``rate`` -> ``(wave [S'] at sample_rate,
+    rate)``, with every check of :func:`read_audio` after decoding (``path`` names the
+    input in messages; sources that decode from memory call this directly)."""
     if data.shape[0] == 0:
         raise BadInput("empty", path, "0 samples")
     if expected_samples is not None and data.shape[0] != expected_samples:

@@ -49,6 +49,9 @@ class AudioDataset(torch.utils.data.Dataset):
         max_sample_size: with labels, longer utterances are left out (labelled
             audio is never cropped); ignored without labels.
         labels: label file aligned with the manifest (``train.ltr``), or None.
+        label_lines: the label lines themselves instead of a file (sources whose
+            transcripts live elsewhere, e.g. Kaldi ``text``), one per manifest row;
+            ``labels`` then names where they came from (for messages).
         dictionary: encodes the labels (``index``, ``in``, ``pad``); required with labels.
         bad_input: ``fail`` or ``skip``.
 
@@ -60,7 +63,8 @@ class AudioDataset(torch.utils.data.Dataset):
     def __init__(self, manifest: Manifest | str, *, sample_rate: int = 16000,
                  min_samples: int = 0, min_sample_size: int = 0,
                  max_sample_size: int | None = None, labels: str | None = None,
-                 dictionary: Any = None, bad_input: str = "fail"):
+                 dictionary: Any = None, bad_input: str = "fail",
+                 label_lines: Sequence[str] | None = None):
         if bad_input not in ("fail", "skip"):
             raise ConfigError(f"unknown bad-input policy `{bad_input}`.", key="bad_input",
                               hint=did_you_mean(bad_input, ["fail", "skip"]))
@@ -92,7 +96,7 @@ class AudioDataset(torch.utils.data.Dataset):
             if max_sample_size is not None:
                 self._filter(keep, sizes > max_sample_size, "above-max-size",
                              lambda r: f"{sizes[r]} > {max_sample_size} samples")
-            lines = read_label_lines(labels, m)
+            lines = read_label_lines(labels, m) if label_lines is None else list(label_lines)
             self._tokens, self._offsets, bad = encode_labels(lines, dictionary, labels, m)
             unknown = np.zeros(len(m), dtype=bool)
             unknown[list(bad)] = True
@@ -137,9 +141,7 @@ class AudioDataset(torch.utils.data.Dataset):
         row = int(self.rows[i])
         m = self.manifest
         try:
-            wave, rate = read_audio(m.audio_path(row), sample_rate=self.sample_rate,
-                                    min_samples=self.min_samples,
-                                    expected_samples=int(m.sizes[row]))
+            wave, rate = self.read(row)
         except BadInput as bad:
             return {"id": row, "bad": bad.at(m.where(row))}
         if rate != self.sample_rate and rate not in self._logged_rates:
@@ -148,6 +150,15 @@ class AudioDataset(torch.utils.data.Dataset):
                         "the manifest's counts at the file rate", m.path, rate, self.sample_rate,
                         m.audio_path(row))
         return {"id": row, "wave": wave, "target": self.target(i)}
+
+    def read(self, row: int) -> tuple[torch.Tensor, int]:
+        """``(wave [S], file rate)`` of manifest row ``row``; raises BadInput. Sources that
+        keep audio elsewhere than in files (Hugging Face datasets) override it."""
+        m = self.manifest
+        start, stop = m.segment(row)
+        return read_audio(m.audio_path(row), sample_rate=self.sample_rate,
+                          min_samples=self.min_samples, expected_samples=int(m.sizes[row]),
+                          start=start, stop=stop)
 
     def __getitems__(self, indices: Sequence[int]) -> IndexBatch:
         """Items of one batch, keeping the batch's epoch and repeat flag (for the collater)."""

@@ -15,7 +15,6 @@ from ..interfaces import Batch
 from .collate import Collater, LoaderFailure
 from .config import DataConfig
 from .dataset import AudioDataset
-from .labels import dictionary_path, label_path, load_dictionary
 from .sampler import BucketBatchSampler
 from .skips import SkipRecord
 from .workers import usable_workers
@@ -110,27 +109,12 @@ def resolve_manifest(cfg: DataConfig, split: str) -> str:
 
 def build_dataset(cfg: DataConfig, split: str, *, min_samples: int = 0, labels: bool = True,
                   dictionary: Any = None) -> AudioDataset:
-    """The :class:`AudioDataset` of ``split`` (labels when ``labels`` and ``cfg.labels``)."""
-    manifest = resolve_manifest(cfg, split)
-    label_file = None
-    if labels and cfg.labels is not None:
-        if not cfg.pad:
-            raise ConfigError("labelled batches must be padded, not cropped (a crop would cut "
-                              "the audio its label describes).", key="data.pad",
-                              hint="Set `data.pad: true`, or `data.labels: null`.")
-        label_file = label_path(manifest, cfg.labels)
-        if dictionary is None:
-            dictionary = load_dictionary(cfg.dictionary or dictionary_path(manifest, cfg.labels))
-    dataset = AudioDataset(manifest, sample_rate=cfg.sample_rate, min_samples=min_samples,
-                           min_sample_size=cfg.min_sample_size,
-                           max_sample_size=cfg.max_sample_size, labels=label_file,
-                           dictionary=dictionary, bad_input=cfg.bad_input)
-    if len(dataset) == 0:
-        raise DataError(f"manifest `{manifest}` has no usable utterances ({len(dataset.skipped)} "
-                        "left out).", key=f"data.{split}",
-                        hint="Check `data.min_sample_size` / `data.max_sample_size`, and the "
-                             "files listed by the manifest.")
-    return dataset
+    """The :class:`AudioDataset` of ``split`` of the waveform source ``cfg`` names (labels
+    when ``labels`` and ``cfg.labels``)."""
+    from .sources import open_source
+
+    return open_source(cfg).dataset(split, min_samples=min_samples, labels=labels,
+                                    dictionary=dictionary)
 
 
 def build_loader(cfg: DataConfig, split: str, *, rank: int = 0, world_size: int = 1,
@@ -139,7 +123,7 @@ def build_loader(cfg: DataConfig, split: str, *, rank: int = 0, world_size: int 
     """A DataLoader over ``split`` and its batch sampler.
 
     Args:
-        cfg: the ``data:`` section.
+        cfg: the ``data:`` section of a waveform source (fairseq, kaldi, lhotse, hf_dataset).
         split: ``train``, ``valid`` or ``test``.
         rank, world_size: this process's shard.
         epoch: first epoch (the sampler's :meth:`~BucketBatchSampler.load_state_dict`
@@ -154,8 +138,16 @@ def build_loader(cfg: DataConfig, split: str, *, rank: int = 0, world_size: int 
         ``(loader, sampler)``: call ``sampler.set_epoch(e)`` before each epoch and
         ``sampler.mark_consumed()`` after each update; save ``sampler.state_dict()``.
     """
-    dataset = build_dataset(cfg, split, min_samples=min_samples, labels=labels,
-                            dictionary=dictionary)
+    from .sources import open_source
+
+    return open_source(cfg).loader(split, rank=rank, world_size=world_size, epoch=epoch,
+                                   train=train, min_samples=min_samples, labels=labels,
+                                   dictionary=dictionary)
+
+
+def loader_over(dataset: AudioDataset, cfg: DataConfig, *, rank: int = 0, world_size: int = 1,
+                epoch: int = 0, train: bool = True) -> tuple[AudioLoader, BucketBatchSampler]:
+    """A DataLoader (batches as ``cfg`` says) over ``dataset`` and its batch sampler."""
     sampler = BucketBatchSampler(dataset.sizes, max_tokens=cfg.max_tokens,
                                  max_sample_size=cfg.max_sample_size,
                                  num_buckets=cfg.num_batch_buckets,

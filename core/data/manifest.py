@@ -31,18 +31,42 @@ class Manifest:
         root: the audio root directory (line 1).
         sizes: ``[N]`` int64 sample counts.
         lines: ``[N]`` int64 1-based line number of each utterance in ``path``.
+        ids: utterance ids, or None.
+        starts: ``[N]`` int64 first sample of each utterance in its file, or None
+            when every utterance is a whole file (a source with segments: Kaldi
+            ``segments``, Lhotse cuts); ``sizes`` then counts the segment's samples.
     Relative audio paths are kept as one UTF-8 byte array (no per-row Python
-    objects, so DataLoader workers do not copy them page by page).
+    objects, so DataLoader workers do not copy them page by page). Sources other
+    than fairseq manifests build one in memory: ``path`` is then the file the rows
+    come from (``wav.scp``, ``segments``, ``cuts.jsonl.gz``), so messages still
+    name a file and line.
     """
 
     def __init__(self, path: str, root: str, files: Sequence[str], sizes: np.ndarray,
-                 lines: np.ndarray):
+                 lines: np.ndarray, starts: np.ndarray | None = None,
+                 ids: Sequence[str] | None = None):
         self.path = path
         self.root = root
         self._files = np.array([f.encode("utf-8") for f in files], dtype=np.bytes_) \
             if len(files) else np.zeros(0, dtype="S1")
         self.sizes = np.asarray(sizes, dtype=np.int64)
         self.lines = np.asarray(lines, dtype=np.int64)
+        self.starts = None if starts is None else np.asarray(starts, dtype=np.int64)
+        #: utterance ids (Kaldi, Lhotse, datasets), or None (fairseq: the relative path)
+        self.ids = None if ids is None else list(ids)
+
+    def utterance_id(self, row: int) -> str:
+        """The row's utterance id (its relative path without extension when it has none)."""
+        if self.ids is not None:
+            return self.ids[row]
+        return os.path.splitext(self.relpath(row))[0]
+
+    def segment(self, row: int) -> tuple[int, int | None]:
+        """``(start, stop)`` samples of row ``row`` in its file (``(0, None)``: the whole file)."""
+        if self.starts is None:
+            return 0, None
+        start = int(self.starts[row])
+        return start, start + int(self.sizes[row])
 
     def __len__(self) -> int:
         return len(self.sizes)
@@ -75,6 +99,10 @@ def _content_lines(path: str) -> list[str]:
                         f"{exc.start}).") from None
     except IsADirectoryError:
         raise DataError(f"manifest `{path}` is a directory, expected a .tsv file.") from None
+    except OSError as exc:  # permission denied, I/O error
+        raise DataError(f"manifest `{path}` cannot be read: {exc.strerror or exc}.",
+                        hint="Check its permissions (`ls -l`), or point the recipe at a "
+                             "readable copy.") from None
     while lines and not lines[-1].strip():
         lines.pop()
     return lines

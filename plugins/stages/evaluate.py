@@ -1,5 +1,9 @@
 """The ``evaluate`` stage: decode a labelled split with each model and decoder; CER and WER.
 
+The split comes from the stage's data source: waveforms (fairseq, kaldi,
+lhotse, hf_dataset) or feature shards (``features``, for downstream models on
+frozen features).
+
 For every model (an earlier stage id or a checkpoint path) and every decoder,
 it writes ``<stage dir>/<model>.<decoder>.tsv`` (per-utterance reference,
 hypothesis and error counts) and adds a row to ``results.json``. With
@@ -46,7 +50,8 @@ class EvaluateStage(Stage):
 
     def run(self, context) -> None:
         from w2v import load_pretrained
-        from w2v.data.loader import build_dataset, resolve_corpus
+        from w2v.data.loader import resolve_corpus
+        from w2v.data.sources import open_source
         from w2v.plugins.ctc.metrics import check_not_degenerate
         from w2v.plugins.ctc.transcribe import attach_dictionary
 
@@ -55,6 +60,7 @@ class EvaluateStage(Stage):
             raise ConfigError("`models` is empty: nothing to evaluate.",
                               key=f"stages.{context.stage_id}.models")
         data = context.sections.data
+        data_source = open_source(data, context=context)
         decoders = dict(cfg.decoders) or {"greedy": _greedy_spec()}
         lm_paths = self._build_lm(context, data, resolve_corpus) if cfg.lm_text else None
         stage_dir = Path(context.stage_dir)
@@ -66,11 +72,7 @@ class EvaluateStage(Stage):
             if dictionary is None or model.head is None:
                 raise ConfigError(f"model `{name}` has no CTC head and dictionary to decode with.",
                                   key=f"stages.{context.stage_id}.models")
-            whole = attrs.evolve(data, pad=True, max_sample_size=1 << 31, max_tokens=1 << 31)
-            dataset = build_dataset(whole, cfg.split, labels=True,
-                                    dictionary=dictionary,
-                                    min_samples=model.encoder.produces().receptive_field)
-            refs, ids, lps = split_emissions(model, dataset, dictionary)
+            refs, ids, lps = source_emissions(model, data_source, cfg.split, dictionary)
             for dname, spec in decoders.items():
                 decoder = build_decoder(spec, lm_paths, dictionary, stage_dir)
                 hyps = decode_utterances(decoder, lps)
@@ -111,6 +113,41 @@ class EvaluateStage(Stage):
 # ----------------------------------------------------------------- shared with `w2vrun evaluate`
 
 
+def source_emissions(model, source, split: str, dictionary):
+    """References, utterance ids and CTC log-probs ``[T_i, V]`` of every utterance of
+    ``split`` of any data source: waveforms (whole utterances, no length filter but
+    ``min_sample_size``) or feature frames (every row with frames)."""
+    from w2v.data.sources import AudioSource
+
+    if isinstance(source, AudioSource):
+        dataset = source.dataset(split, labels=True, dictionary=dictionary, whole=True,
+                                 min_samples=model.encoder.produces().receptive_field)
+        return split_emissions(model, dataset, dictionary)
+    if not hasattr(source, "dataset"):
+        raise ConfigError(f"the `{source.config.name}` data source has no utterances to "
+                          "decode.", key="data.name")
+    return frame_emissions(model, source.dataset(split, dictionary=dictionary, whole=True),
+                           dictionary)
+
+
+@torch.inference_mode()
+def frame_emissions(model, dataset, dictionary):
+    """:func:`split_emissions` of a feature-frame dataset (``features`` source), one
+    utterance at a time."""
+    import numpy as np
+
+    from w2v.plugins.ctc.head import emissions
+
+    features = dataset.features
+    refs, ids, lps = [], [], []
+    for row in dataset.rows.tolist():
+        refs.append(dictionary.words(dataset.target(row).tolist()))
+        ids.append(features.entries[row][0] if features.entries else str(row))
+        frames = torch.from_numpy(np.asarray(features.frames(row), dtype=np.float32))
+        lps.append(emissions(model, frames[None])[0][0].float())
+    return refs, ids, lps
+
+
 def split_emissions(model, dataset, dictionary, *, chunk_seconds: float | None = None,
                     context_seconds: float = 1.0, bad_hint: str | None = None):
     """References, utterance ids (manifest paths) and CTC log-probs ``[T_i, V]`` of every
@@ -127,7 +164,8 @@ def split_emissions(model, dataset, dictionary, *, chunk_seconds: float | None =
             raise bad.to_error() if bad_hint is None else \
                 DataError(bad.describe(), where=bad.where, hint=bad_hint)
         refs.append(dictionary.words(item["target"].tolist()))
-        ids.append(manifest.relpath(int(dataset.rows[i])))
+        row = int(dataset.rows[i])
+        ids.append(manifest.relpath(row) if manifest.ids is None else manifest.ids[row])
         lps += chunked_emissions(model, [item["wave"]], chunk_seconds=chunk_seconds,
                                  context_seconds=context_seconds)
     return refs, ids, lps

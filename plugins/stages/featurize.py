@@ -1,13 +1,10 @@
 """``w2vrun featurize``: dump a model's features for a manifest, in fp16 shards.
 
-Output per shard (``S`` = shard id, ``N`` = number of shards), as HuBERT's
-dump scripts and wav2vec-U expect:
-
-- ``<split>_S_N.npy``: ``[frames, D]`` fp16, every utterance's frames back to back
-  (``[frames, L, D]`` for ``--layers a,b`` and ``--weighted``, layers in the order asked);
-- ``<split>_S_N.len``: one line per utterance, its frame count;
-- ``<split>_S_N.tsv``: the manifest rows of the shard (root line first);
-- ``<split>_S_N.done``: written last; a shard with it is skipped when run again.
+Output per shard (``S`` = shard id, ``N`` = number of shards) in the feature
+shard format (:mod:`w2v.plugins.data.shards`, as HuBERT's dump scripts and
+wav2vec-U expect): ``<split>_S_N.npy`` ``[frames, D]`` fp16 (``[frames, L, D]``
+for ``--layers a,b`` and ``--weighted``, layers in the order asked), ``.len``,
+``.tsv`` and ``.done`` (a shard with it is skipped when run again).
 
 Long files are cut into chunks of ``--chunk-seconds`` and their frames joined.
 Shards default to torchrun's ``RANK``/``WORLD_SIZE``, so
@@ -19,7 +16,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from w2v.errors import UserError
@@ -86,7 +82,8 @@ def featurize_wave(model, wave: torch.Tensor, *, layers: list[int] | None, all_l
 def run(args) -> int:
     from w2v import load_pretrained
     from w2v.data.audio import read_audio
-    from w2v.data.manifest import read_manifest, write_manifest
+    from w2v.data.manifest import read_manifest
+    from w2v.plugins.data.shards import ShardWriter
 
     shard = args.shard_id if args.shard_id is not None else int(os.environ.get("RANK", 0))
     shards = args.num_shards if args.num_shards is not None else int(os.environ.get("WORLD_SIZE", 1))
@@ -94,12 +91,9 @@ def run(args) -> int:
         raise UserError(f"shard id {shard} is outside 0..{shards - 1}.", where="w2vrun featurize")
     manifest = read_manifest(args.manifest)
     split = args.split or Path(args.manifest).stem
-    out = args.out
-    out.mkdir(parents=True, exist_ok=True)
-    stem = out / f"{split}_{shard}_{shards}"
-    done = stem.with_suffix(".done")
-    if done.exists():
-        print(f"[w2v] {stem}: shard already done; skipping")
+    writer = ShardWriter(args.out, split, shard=shard, shards=shards)
+    if writer.done:
+        print(f"[w2v] {writer.stem}: shard already done; skipping")
         return 0
     layers = _layers(args)
     model = load_pretrained(args.checkpoint).to(args.device)
@@ -109,7 +103,6 @@ def run(args) -> int:
                         f"{layers}.", where="w2vrun featurize")
     rows = list(range(shard, len(manifest), shards))
     chunk = int(args.chunk_seconds * model.sample_rate)
-    feats, lengths = [], []
     for row in rows:
         try:
             wave, _ = read_audio(manifest.audio_path(row), sample_rate=model.sample_rate)
@@ -117,16 +110,10 @@ def run(args) -> int:
             to_error = getattr(exc, "to_error", None)
             raise (to_error() if to_error else exc) from None
         wave = wave.to(args.device)
-        f = featurize_wave(model, wave, layers=layers, all_layers=args.weighted,
-                           feature=args.feature or "output", chunk=chunk)
-        feats.append(f.to(torch.float16).cpu().numpy())
-        lengths.append(f.shape[0])
-    array = np.concatenate(feats) if feats else np.zeros((0,), np.float16)
-    np.save(stem.with_suffix(".npy"), array)
-    stem.with_suffix(".len").write_text("".join(f"{n}\n" for n in lengths))
-    write_manifest(str(stem.with_suffix(".tsv")), manifest.root,
-                   [manifest.entries()[r] for r in rows])
-    done.write_text(f"{len(rows)} utterances, {sum(lengths)} frames\n")
-    print(f"[w2v] {stem}.npy: {len(rows)} utterances, {sum(lengths)} frames, "
-          f"shape {tuple(array.shape)} fp16")
+        writer.add(featurize_wave(model, wave, layers=layers, all_layers=args.weighted,
+                                  feature=args.feature or "output", chunk=chunk))
+    entries = manifest.entries()
+    counts = writer.finish(manifest.root, [entries[r] for r in rows])
+    print(f"[w2v] {writer.stem}.npy: {counts['utterances']} utterances, {counts['frames']} "
+          f"frames, shape {writer.shape} fp16")
     return 0

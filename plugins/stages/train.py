@@ -1,8 +1,12 @@
-"""The training stages: ``train`` (any objective), ``pretrain`` and ``finetune``.
+"""The training stages: ``train`` (any objective, any data source), ``pretrain`` and ``finetune``.
 
 All three are the same loop over the stage's ``data``, ``model``, ``objective``
 and ``trainer`` sections; they differ only in their defaults (``finetune``
-starts from an earlier stage's encoder, context network and masker).
+starts from an earlier stage's encoder, context network and masker). The data
+source (``data: {name: ...}``, :mod:`w2v.data.sources`) gives the batches and
+sizes the model's input: waveforms (fairseq, kaldi, lhotse, hf_dataset), feature
+shards (``features``: a downstream model on frozen features) or unit tokens
+(``units``: BERT on vq-wav2vec units).
 The trained model is written to ``<stage dir>/model.pt`` for later stages,
 ``w2v.load_pretrained`` and ``w2vrun transcribe``.
 """
@@ -27,14 +31,11 @@ log = logging.getLogger("w2v")
 
 
 def load_stage_dictionary(data):
-    """The label dictionary of a stage's data, or None for unlabelled data."""
-    if data.labels is None:
-        return None
-    from w2v.data.labels import dictionary_path, load_dictionary
-    from w2v.data.loader import resolve_manifest
+    """The dictionary of a stage's data source (labels, or a token source's vocabulary), or
+    None for unlabelled data."""
+    from w2v.data.sources import open_source
 
-    return load_dictionary(data.dictionary or dictionary_path(resolve_manifest(data, "train"),
-                                                              data.labels))
+    return open_source(data).dictionary()
 
 
 def require_objective(context, hint: str) -> None:
@@ -56,50 +57,54 @@ class TrainStage(Stage):
         save_model: bool = field(True, "write the trained model to `<stage dir>/model.pt`")
 
     def run(self, context) -> None:
-        from w2v.data.loader import build_loader
+        from w2v.data.sources import open_source, sized_for_source
         from w2v.train.distributed import detect
         from w2v.train.trainer import Trainer
 
         sec = context.sections
         data = sec.data
         require_objective(context, "Add `objective: {name: ...}` (see `w2vrun list objective`).")
-        dictionary = load_stage_dictionary(data)
-        model = build_model(sec.model, data.sample_rate, dictionary=dictionary)
+        source = open_source(data, context=context)
+        dictionary = source.dictionary()
+        signal = source.signal()
+        model_cfg = sized_for_source(sec.model, signal)
+        model = build_model(model_cfg, signal.sample_rate, dictionary=dictionary)
         initialise(model, self.config.init, context)
         objective = build_objective(sec.objective, model, dictionary=dictionary)
-        log.info("stage `%s`: model %s parameters, objective %s", context.stage_id,
-                 f"{count_parameters(model):,}", f"{count_parameters(objective):,}")
+        log.info("stage `%s`: %s data (%s), model %s parameters, objective %s", context.stage_id,
+                 data.name, signal.describe(), f"{count_parameters(model):,}",
+                 f"{count_parameters(objective):,}")
 
         dist = detect()
-        min_samples = model.encoder.produces().receptive_field
-        labels = dictionary is not None
+        min_samples = model.encoder.produces().receptive_field if signal.kind == "waveform" else 0
 
         loaders = []  # every loader this stage made, for the skipped-input report
 
         def train_data(epoch, sampler_state):
-            loader, sampler = build_loader(data, "train", rank=dist.rank,
-                                           world_size=dist.world_size, epoch=epoch, train=True,
-                                           min_samples=min_samples, labels=labels,
-                                           dictionary=dictionary)
+            loader, sampler = source.loader("train", rank=dist.rank, world_size=dist.world_size,
+                                            epoch=epoch, train=True, min_samples=min_samples,
+                                            dictionary=dictionary)
             if sampler_state is not None:
                 sampler.load_state_dict(sampler_state)
             loaders.append(loader)
             return loader, sampler
 
         valid_data = None
-        if self.config.valid and data.valid is not None:
+        if self.config.valid and source.has_split("valid"):
             def valid_data():
-                loader, _ = build_loader(data, "valid", rank=dist.rank, world_size=dist.world_size,
-                                         train=False, min_samples=min_samples, labels=labels,
-                                         dictionary=dictionary)
+                loader, _ = source.loader("valid", rank=dist.rank, world_size=dist.world_size,
+                                          train=False, min_samples=min_samples,
+                                          dictionary=dictionary)
                 loaders.append(loader)
                 return loader
 
+        # batch budgets in the source's own steps (samples, frames or tokens) per second
+        rate = signal.sample_rate if signal.kind == "waveform" else max(1, round(signal.frame_rate))
         trainer_cfg = attrs.evolve(sec.trainer, resume=sec.trainer.resume and context.resume)
         trainer = Trainer(trainer_cfg, model, objective, train_data, run_dir=context.run_dir,
                           valid_data=valid_data, stage=context.stage_id,
                           checkpoint_dir=context.checkpoint_dir, metrics_path=context.metrics_path,
-                          max_tokens=data.max_tokens, sample_rate=data.sample_rate)
+                          max_tokens=data.max_tokens, sample_rate=rate)
         started = time.time()
         try:
             summary = trainer.fit()
@@ -110,10 +115,11 @@ class TrainStage(Stage):
                  summary.stop_reason)
         if dist.rank == 0:
             write_summary(Path(context.stage_dir), model, objective, sec.trainer, summary,
-                          time.time() - started)
+                          time.time() - started, data={"source": data.name, "kind": signal.kind,
+                                                       "dim": signal.dim})
         if self.config.save_model and dist.rank == 0:
             path = Path(context.stage_dir) / MODEL_FILE
-            save_model(model, sec.model, path,
+            save_model(model, model_cfg, path,
                        dictionary=dictionary,
                        extra={"stage": context.stage_id, "updates": summary.updates})
             log.info("stage `%s`: model written to %s", context.stage_id, path)
@@ -140,8 +146,10 @@ def trainable_parameters(model, objective, trainer_config) -> int:
     return sum(p.numel() for p in params if id(p) not in frozen)
 
 
-def write_summary(stage_dir: Path, model, objective, trainer_config, summary, seconds: float):
-    """``summary.json``: sizes, updates, time and the best validation value of the stage."""
+def write_summary(stage_dir: Path, model, objective, trainer_config, summary, seconds: float,
+                  data: dict | None = None):
+    """``summary.json``: sizes, updates, time, the best validation value of the stage and
+    (``data``) what the data source gave."""
     info = {
         "parameters": count_parameters(model) + count_parameters(objective),
         "trainable_parameters": trainable_parameters(model, objective, trainer_config),
@@ -149,6 +157,8 @@ def write_summary(stage_dir: Path, model, objective, trainer_config, summary, se
         "best_metric": summary.best_metric, "best_value": summary.best_value,
         "seconds": round(seconds, 1),
     }
+    if data is not None:
+        info["data"] = data
     (stage_dir / "summary.json").write_text(json.dumps(info, indent=2) + "\n")
 
 

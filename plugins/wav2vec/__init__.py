@@ -4,7 +4,9 @@ Registers the conv encoder (``wav2vec_conv``), the causal conv context
 network (``wav2vec_conv_aggregator``), the GRU context network (``gru``),
 the future-step contrastive objective (``future_contrastive``), BERT on
 discrete units (encoder ``unit_embedding``, objective ``bert``), the
-pipeline stages ``export_units``, ``train_units`` and ``featurize_units``,
+pipeline stages ``export_units``, ``featurize_units`` and ``featurize_audio``
+(BERT and downstream models train in the ``train`` stage over the ``units``
+and ``features`` data sources),
 the ``w2vrun export-units`` command, and the fairseq wav2vec 1.0 /
 vq-wav2vec checkpoint format.
 """
@@ -22,10 +24,10 @@ def w2v_register_components(registrar):
     from .bert import MaskedUnitObjective, UnitEmbedding
     from .encoder import Wav2VecConvEncoder
     from .feature_input import FeatureInput
-    from .feature_stages import FeaturizeAudioStage, TrainFeaturesStage
+    from .feature_stages import FeaturizeAudioStage
     from .gru import GRUAggregator
     from .objective import FutureContrastiveObjective
-    from .unit_stages import ExportUnitsStage, FeaturizeUnitsStage, TrainUnitsStage
+    from .unit_stages import ExportUnitsStage, FeaturizeUnitsStage
     from .wav2letter import Wav2LetterAggregator
 
     registrar.add_component(
@@ -51,8 +53,6 @@ def w2v_register_components(registrar):
         help="BERT masked-unit prediction (spans of 10 units, start probability 0.05)")
     registrar.add_stage("export_units", ExportUnitsStage,
                         help="write a quantized model's units (fairseq .src + dict.src.txt)")
-    registrar.add_stage("train_units", TrainUnitsStage,
-                        help="train a model over exported units (BERT) with the stage objective")
     registrar.add_stage("featurize_units", FeaturizeUnitsStage,
                         help="dump a unit model's features per split (fp16 shards)")
     registrar.add_component(
@@ -67,9 +67,6 @@ def w2v_register_components(registrar):
     registrar.add_stage("featurize_audio", FeaturizeAudioStage,
                         help="dump an audio model's features (wav2vec c, z, vq code vectors, "
                              "log-mel) per split (fp16 shards)")
-    registrar.add_stage("train_features", TrainFeaturesStage,
-                        help="train a downstream model (CTC) on frozen features with labels; "
-                             "greedy test CER/WER")
 
 
 @hookimpl

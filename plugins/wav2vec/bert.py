@@ -3,7 +3,7 @@
 * :class:`UnitEmbedding` (encoder ``unit_embedding``): unit ids ``[B, T]`` ->
   embeddings ``[B, T, D]``; one extra row is the ``[MASK]`` embedding (the
   model owns it, as design.md asks). Its vocabulary is the exported unit
-  dictionary's size; the ``train_units`` stage fills it in.
+  dictionary's size; a ``train`` stage over the ``units`` data source fills it in.
 * :func:`span_mask`: the paper's masking: every valid position starts a span
   with probability ``p`` (``round(p * length)`` starts without replacement,
   rounded up at random), each span covers ``M`` consecutive units, spans
@@ -41,10 +41,11 @@ class UnitEmbeddingConfig:
     dim: int = size(768, 8, 16384, "embedding width (BERT-base 768, BERT-small 512)")
     vocab_size: int | None = size(
         None, NUM_SPECIAL + 1, 1 << 22,
-        "entries of the unit dictionary, specials included; null: the `train_units` stage sets "
-        "it from the exported dict.src.txt (a dry run before the export uses a placeholder)")
+        "entries of the unit dictionary, specials included; null: the `train` stage sets "
+        "it from the `units` data source's dictionary (a dry run before the export uses a "
+        "placeholder)")
     frame_stride: int = size(160, 1, 1 << 16, "input samples per unit: 160 for vq-wav2vec's "
-                                              "10 ms frames (the `train_units` stage sets it "
+                                              "10 ms frames (the `train` stage sets it "
                                               "from the export)")
     max_positions: int = size(0, 0, 1 << 16, "learned absolute positions (RoBERTa); 0 = none, "
                                              "the context network's positional conv orders them")
@@ -87,6 +88,19 @@ class UnitEmbedding(Encoder):
                    max_positions=config.max_positions, dropout=config.dropout,
                    sample_rate=upstream.sample_rate if upstream is not None else 16000)
 
+    @classmethod
+    def config_for_input(cls, config: UnitEmbeddingConfig, signal: Signal) -> UnitEmbeddingConfig:
+        """``config`` sized by a token data source: its vocabulary and frame stride."""
+        if signal.kind != "tokens":
+            raise ConfigError(f"the unit_embedding encoder reads unit ids, but the data source "
+                              f"gives {signal.kind}.", key="model.encoder",
+                              hint="Read unit files with `data: {name: units, ...}`.")
+        if config.vocab_size not in (None, signal.dim):
+            raise ConfigError(f"`vocab_size` is {config.vocab_size}, but the unit dictionary "
+                              f"has {signal.dim} entries.", key="model.encoder.vocab_size",
+                              hint="Leave it null: the stage sets it from the dictionary.")
+        return attrs.evolve(config, vocab_size=int(signal.dim), frame_stride=int(signal.stride))
+
     def produces(self) -> Signal:
         return Signal(kind="frames", dim=self.dim, sample_rate=self.sample_rate,
                       stride=self.frame_stride, receptive_field=self.frame_stride, causal=True)
@@ -99,7 +113,7 @@ class UnitEmbedding(Encoder):
         if source.dtype not in (torch.long, torch.int32, torch.int16, torch.uint8):
             raise FitError(f"the unit_embedding encoder reads unit ids, but its input is "
                            f"{source.dtype} {list(source.shape)} (audio?).",
-                           hint="Train it with the `train_units` stage on exported units.")
+                           hint="Train it on exported units (`data: {name: units}`).")
         x = self.embed(source.long())
         if self.positions is not None:
             T = source.shape[1]
@@ -200,8 +214,8 @@ class MaskedUnitObjective(Objective):
             raise FitError(
                 f"objective `bert` predicts masked units, but the model's encoder is "
                 f"{type(encoder).__name__ if encoder is not None else 'missing'}, not "
-                "`unit_embedding`.", hint="Use `model.encoder: {name: unit_embedding}` in a "
-                                          "`train_units` stage.")
+                "`unit_embedding`.", hint="Use `model.encoder: {name: unit_embedding}` over "
+                                          "`data: {name: units}`.")
         if model.aggregator is None:
             raise FitError("objective `bert` needs a context network (`model.aggregator`).")
         dim = model.context_signal().dim

@@ -4,8 +4,9 @@ A downstream model on frozen features (the vq-wav2vec / wav2vec papers' acoustic
 models on wav2vec ``c``, vq-wav2vec units, BERT outputs, or log-mel) is a
 :class:`~w2v.model.SpeechModel` whose encoder passes the stored frames
 through: ``source`` ``[B, T, dim]`` float -> ``[B, T, dim]``, lengths
-unchanged. The ``train_features`` stage sets ``dim`` and ``frame_stride`` from
-the features it trains on, so a recipe leaves them null.
+unchanged. A ``train`` stage over the ``features`` data source sets ``dim`` and
+``frame_stride`` from the features (:meth:`FeatureInput.config_for_input`), so a
+recipe leaves them null.
 """
 
 from __future__ import annotations
@@ -16,17 +17,17 @@ import attrs
 from torch import Tensor, nn
 
 from w2v.config import field, real, size
-from w2v.errors import FitError
+from w2v.errors import ConfigError, FitError
 from w2v.interfaces import Encoder, EncoderOutput, Signal, lengths_to_padding_mask
 
 
 @attrs.define(kw_only=True)
 class FeatureInputConfig:
-    dim: int | None = size(None, 1, 1 << 16, "feature width; null: the `train_features` stage "
-                                             "sets it from the features")
+    dim: int | None = size(None, 1, 1 << 16, "feature width; null: the `train` stage sets it "
+                                             "from the `features` data source")
     frame_stride: int = size(160, 1, 1 << 20, "input audio samples per feature frame (160 = "
-                                              "100 Hz, 320 = 50 Hz); the `train_features` stage "
-                                              "sets it from the features when they record it")
+                                              "100 Hz, 320 = 50 Hz); the `train` stage sets it "
+                                              "from the features (160 when they do not say)")
     cmvn: bool = field(False, "normalise each channel to zero mean and unit variance over the "
                               "utterance's frames")
     dropout: float = real(0.0, 0.0, 1.0, "dropout on the input features")
@@ -59,6 +60,19 @@ class FeatureInput(Encoder):
                    cmvn=config.cmvn, dropout=config.dropout,
                    sample_rate=upstream.sample_rate if upstream is not None else 16000)
 
+    @classmethod
+    def config_for_input(cls, config: FeatureInputConfig, signal: Signal) -> FeatureInputConfig:
+        """``config`` sized by the data source's features (width and frame stride)."""
+        if signal.kind != "features":
+            raise ConfigError(f"the precomputed encoder reads feature frames, but the data "
+                              f"source gives {signal.kind}.", key="model.encoder",
+                              hint="Read feature shards with `data: {name: features, ...}`.")
+        if config.dim not in (None, signal.dim):
+            raise ConfigError(f"`dim` is {config.dim}, but the features are {signal.dim} wide.",
+                              key="model.encoder.dim",
+                              hint="Leave it null: the stage sets it from the features.")
+        return attrs.evolve(config, dim=int(signal.dim), frame_stride=int(signal.stride))
+
     def produces(self) -> Signal:
         return Signal(kind="features", dim=self.dim, sample_rate=self.sample_rate,
                       stride=self.frame_stride, receptive_field=self.frame_stride,
@@ -72,8 +86,8 @@ class FeatureInput(Encoder):
         if source.ndim != 3 or source.shape[-1] != self.dim or not source.is_floating_point():
             raise FitError(f"the precomputed encoder reads feature frames [B, T, {self.dim}], "
                            f"found {source.dtype} {list(source.shape)}.",
-                           hint="Train it with the `train_features` stage on a featurize "
-                                "output of that width.")
+                           hint="Train it on the `features` data source (a featurize "
+                                "output of that width).")
         x = source
         if self.cmvn:
             from w2v.plugins.frontends.logmel import masked_cmvn
@@ -83,23 +97,3 @@ class FeatureInput(Encoder):
         if pad is not None:
             x = x.masked_fill(pad[..., None], 0.0)
         return EncoderOutput(features=x, lengths=lengths)
-
-
-def sized_feature_model_config(model_cfg, dim: int, frame_stride: int | None):
-    """``model:`` with the ``precomputed`` encoder sized by the features (``dim``, stride)."""
-    from w2v.errors import ConfigError
-
-    enc = model_cfg.encoder
-    if enc is None or not isinstance(enc.config, FeatureInputConfig):
-        raise ConfigError(f"a `train_features` stage needs `model.encoder: {{name: "
-                          f"precomputed}}`, found `{enc.name if enc is not None else None}`.",
-                          key="model.encoder")
-    if enc.config.dim not in (None, dim):
-        raise ConfigError(f"`dim` is {enc.config.dim}, but the features are {dim} wide.",
-                          key="model.encoder.dim",
-                          hint="Leave it null: the stage sets it from the features.")
-    changes: dict[str, Any] = {"dim": int(dim)}
-    if frame_stride:
-        changes["frame_stride"] = int(frame_stride)
-    return attrs.evolve(model_cfg, encoder=enc.evolve(**changes))
-

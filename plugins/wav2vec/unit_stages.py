@@ -1,35 +1,31 @@
-"""The vq-wav2vec + BERT pipeline stages: ``export_units``, ``train_units``, ``featurize_units``.
+"""The vq-wav2vec + BERT pipeline stages: ``export_units`` and ``featurize_units``.
 
 * ``export_units``: the discrete units of an earlier stage's model (``from:
   pretrain``) for the chosen splits of ``data:`` (and any extra manifests):
   ``<split>.src``, ``<split>.tsv``, ``dict.src.txt``, ``units.json``
   (:mod:`.units`).
-* ``train_units``: trains the stage's model (``model.encoder: {name:
-  unit_embedding}`` + a context network) with its objective (``bert``) on
-  the exported units; the unit dictionary sizes the embedding. The model is
-  written to ``<stage dir>/model.pt``.
+* BERT trains in a ``train`` stage over ``data: {name: units, path:
+  export_units}`` (``model.encoder: {name: unit_embedding}`` + a context
+  network, ``objective: {name: bert}``); the unit dictionary sizes the embedding.
 * ``featurize_units``: the trained model's features of every exported split,
   as ``w2vrun featurize`` writes them (``<split>_0_1.npy`` fp16 ``[frames, D]``,
-  ``.len``, ``.tsv``, plus ``features.json``), ready for a ``train_features``
-  stage (a CTC model on BERT features).
+  ``.len``, ``.tsv``, plus ``features.json``), ready for a ``train`` stage over
+  the ``features`` data source (a CTC model on BERT features).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 from pathlib import Path
 from typing import Literal
 
 import attrs
-import numpy as np
 import torch
 
 from w2v.config import field, real, size
 from w2v.errors import ConfigError, did_you_mean
 from w2v.interfaces import Stage
-from w2v.plugins.stages.handover import InitConfig
 
 log = logging.getLogger("w2v")
 
@@ -122,111 +118,10 @@ class ExportUnitsStage(Stage):
                  meta["dictionary_size"])
 
 
-# ------------------------------------------------------------------ train_units
-@attrs.define(kw_only=True)
-class TrainUnitsConfig:
-    units: str = field("export_units", "the export_units stage (or a directory with "
-                                       "<split>.src and dict.src.txt)")
-    train_split: str = field("train", "units file to train on (`<split>.src`)")
-    valid_split: str | None = field("valid", "units file to validate on (null: none; skipped "
-                                             "when absent)")
-    max_tokens: int = size(8192, 1, 1 << 24, "units per batch (max length x batch size)")
-    max_len: int = size(2048, 2, 1 << 20, "longer sequences are cropped to a random window")
-    min_len: int = size(2, 1, 1 << 20, "shorter sequences are left out")
-    seed: int = size(1, 0, (1 << 31) - 1, "seed of batch order and crops")
-    init: InitConfig | None = field(None, "start from an earlier stage or checkpoint: "
-                                            "`{from: train_units, components: [encoder, "
-                                            "aggregator]}`")
-    save_model: bool = field(True, "write the trained model to `<stage dir>/model.pt`")
-
-
-def sized_unit_model_config(model_cfg, dictionary, meta: dict):
-    """``model:`` with the unit embedding sized by the dictionary (and the export's stride)."""
-    from .bert import UnitEmbeddingConfig
-
-    enc = model_cfg.encoder
-    if enc is None or not isinstance(enc.config, UnitEmbeddingConfig):
-        raise ConfigError(f"a `train_units` stage needs `model.encoder: {{name: unit_embedding}}`,"
-                          f" found `{enc.name if enc is not None else None}`.",
-                          key="model.encoder")
-    vocab = len(dictionary)
-    if enc.config.vocab_size not in (None, vocab):
-        raise ConfigError(f"`vocab_size` is {enc.config.vocab_size}, but the unit dictionary has "
-                          f"{vocab} entries.", key="model.encoder.vocab_size",
-                          hint="Leave it null: the stage sets it from dict.src.txt.")
-    changes = {"vocab_size": vocab}
-    if meta.get("stride"):
-        changes["frame_stride"] = int(meta["stride"])
-    return attrs.evolve(model_cfg, encoder=enc.evolve(**changes))
-
-
-class TrainUnitsStage(Stage):
-    """Train a model over exported units (BERT on vq-wav2vec units) with the stage's objective."""
-
-    Config = TrainUnitsConfig
-
-    def run(self, context) -> None:
-        from w2v.build import build_model, build_objective, count_parameters
-        from w2v.checkpoint_formats import MODEL_FILE, save_model
-        from w2v.plugins.stages.handover import initialise
-        from w2v.plugins.stages.train import require_objective
-        from w2v.train.distributed import detect
-        from w2v.train.trainer import Trainer
-
-        from .unit_data import build_unit_loader, load_unit_dictionary
-        from .units import read_meta
-
-        cfg = self.config
-        sec = context.sections
-        require_objective(context, "Add `objective: {name: bert}`.")
-        units = source_dir(cfg.units, context, "units")
-        dictionary = load_unit_dictionary(units)
-        meta = read_meta(units)
-        model_cfg = sized_unit_model_config(sec.model, dictionary, meta)
-        model = build_model(model_cfg, int(meta.get("sample_rate", sec.data.sample_rate)))
-        initialise(model, cfg.init, context)
-        objective = build_objective(sec.objective, model, dictionary=dictionary)
-        log.info("stage `%s`: %d units, model %s parameters", context.stage_id, len(dictionary),
-                 f"{count_parameters(model):,}")
-        dist = detect()
-        loader_args = dict(max_tokens=cfg.max_tokens, max_len=cfg.max_len, min_len=cfg.min_len,
-                           seed=cfg.seed, rank=dist.rank, world_size=dist.world_size)
-
-        def train_data(epoch, sampler_state):
-            loader, sampler = build_unit_loader(units, cfg.train_split, dictionary, train=True,
-                                                epoch=epoch, **loader_args)
-            if sampler_state is not None:
-                sampler.load_state_dict(sampler_state)
-            return loader, sampler
-
-        valid_data = None
-        if cfg.valid_split and (units / f"{cfg.valid_split}.src").exists():
-            def valid_data():
-                return build_unit_loader(units, cfg.valid_split, dictionary, train=False,
-                                         **loader_args)[0]
-
-        trainer_cfg = attrs.evolve(sec.trainer, resume=sec.trainer.resume and context.resume)
-        trainer = Trainer(trainer_cfg, model, objective, train_data, run_dir=context.run_dir,
-                          valid_data=valid_data, stage=context.stage_id,
-                          checkpoint_dir=context.checkpoint_dir, metrics_path=context.metrics_path)
-        started = time.time()
-        summary = trainer.fit()
-        if dist.rank == 0:
-            info = {"updates": summary.updates, "stop_reason": summary.stop_reason,
-                    "best_metric": summary.best_metric, "best_value": summary.best_value,
-                    "units": len(dictionary), "parameters": count_parameters(model),
-                    "seconds": round(time.time() - started, 1)}
-            (Path(context.stage_dir) / "summary.json").write_text(json.dumps(info, indent=2) + "\n")
-            if cfg.save_model:
-                save_model(model, model_cfg, Path(context.stage_dir) / MODEL_FILE,
-                           dictionary=dictionary,
-                           extra={"stage": context.stage_id, "updates": summary.updates})
-
-
 # ------------------------------------------------------------------ featurize_units
 @attrs.define(kw_only=True)
 class FeaturizeUnitsConfig:
-    from_: str = field("train_units", "the stage (or model path) of the unit model")
+    from_: str = field("bert", "the stage (or model path) of the unit model")
     units: str = field("export_units", "the export_units stage (or a directory of .src files)")
     splits: list[str] | None = field(None, "units files to featurize (null: every .src)")
     layer: int | None = size(None, 0, 1024, "a context block's output (0-based); null: the "
@@ -253,9 +148,9 @@ class FeaturizeUnitsStage(Stage):
     Config = FeaturizeUnitsConfig
 
     def run(self, context) -> None:
-        import shutil
-
         from w2v import load_pretrained
+        from w2v.data.manifest import read_manifest
+        from w2v.plugins.data.shards import ShardWriter, write_meta
 
         from .units import read_lines
 
@@ -265,36 +160,29 @@ class FeaturizeUnitsStage(Stage):
         dictionary = getattr(model, "dictionary", None)
         if dictionary is None:
             raise ConfigError("the model carries no unit dictionary (was it trained by a "
-                              "`train_units` stage?).", key=f"stages.{context.stage_id}.from")
+                              "`train` stage over `data: {name: units}`?).",
+                              key=f"stages.{context.stage_id}.from")
         units = source_dir(cfg.units, context, "units")
         splits = cfg.splits or sorted(p.stem for p in units.glob("*.src"))
         out = Path(context.stage_dir)
         counts = {}
+        dim = model.context_signal().dim
         for split in splits:
-            lines = read_lines(units / f"{split}.src")
-            feats, lengths = [], []
-            for line in lines:
+            shard = ShardWriter(out, split, dim=dim)
+            for line in read_lines(units / f"{split}.src"):
                 ids = torch.tensor(dictionary.encode(line.split()), dtype=torch.long,
                                    device=device)
-                f = unit_features(model, ids, layer=cfg.layer, chunk=cfg.chunk_units)
-                feats.append(f.to(torch.float16).cpu().numpy())
-                lengths.append(f.shape[0])
-            stem = out / f"{split}_0_1"
-            dim = model.context_signal().dim
-            np.save(stem.with_suffix(".npy"),
-                    np.concatenate(feats) if feats else np.zeros((0, dim), np.float16))
-            stem.with_suffix(".len").write_text("".join(f"{n}\n" for n in lengths))
-            if (units / f"{split}.tsv").exists():
-                shutil.copyfile(units / f"{split}.tsv", stem.with_suffix(".tsv"))
-            stem.with_suffix(".done").write_text(f"{len(lines)} utterances, {sum(lengths)} "
-                                                 "frames\n")
-            log.info("features of `%s`: %d utterances, %d frames", split, len(lines),
-                     sum(lengths))
-            counts[split] = {"utterances": len(lines), "frames": int(sum(lengths))}
-        from .feature_data import META_FILE
-
+                shard.add(unit_features(model, ids, layer=cfg.layer, chunk=cfg.chunk_units))
+            tsv = units / f"{split}.tsv"
+            if tsv.exists():
+                manifest = read_manifest(str(tsv))
+                counts[split] = shard.finish(manifest.root, manifest.entries())
+            else:
+                counts[split] = shard.finish()
+            log.info("features of `%s`: %d utterances, %d frames", split,
+                     counts[split]["utterances"], counts[split]["frames"])
         local = model.local_signal()
-        meta = {"dim": model.context_signal().dim, "stride": int(local.stride),
+        meta = {"dim": dim, "stride": int(local.stride),
                 "sample_rate": int(local.sample_rate), "feature": "output", "layer": cfg.layer,
                 "source": str(source_dir(cfg.from_, context, "from")), "splits": counts}
-        (out / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        write_meta(out, meta)

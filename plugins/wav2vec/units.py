@@ -4,7 +4,8 @@ One line per manifest row in ``<split>.src``; each frame is one token, its
 ``G`` group codes joined by ``-`` (``"12-301 12-301 7-45"`` for ``G = 2``).
 ``dict.src.txt`` is the token dictionary (fairseq ``symbol count``, most
 frequent first, as ``fairseq-preprocess --only-source`` writes it), so the
-files feed fairseq's RoBERTa recipe or :mod:`.unit_data` unchanged.
+files feed fairseq's RoBERTa recipe or the ``units`` data source
+(:mod:`w2v.plugins.data.units`) unchanged.
 
 Long files are quantized in chunks (fairseq's ``--max-size``, 1.3M samples)
 and the codes joined; a file shorter than the encoder's receptive field gives
@@ -23,15 +24,13 @@ import torch
 from torch import Tensor
 
 from w2v.data.dictionary import Dictionary
-from w2v.errors import ConfigError, DataError
+from w2v.errors import ConfigError
+from w2v.plugins.data.units import DICT_FILE, META_FILE, read_lines  # noqa: F401  (the format)
 
 log = logging.getLogger("w2v")
 
 #: Between the group codes of one token.
 GROUP_SEPARATOR = "-"
-#: Written beside the units: how they were made (groups, codebook size, frame stride).
-META_FILE = "units.json"
-DICT_FILE = "dict.src.txt"
 
 
 # ------------------------------------------------------------------ token format
@@ -59,15 +58,6 @@ def unit_dictionary(lines: Iterable[str]) -> Dictionary:
     counts = collections.Counter(tok for line in lines for tok in line.split())
     ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
     return Dictionary.from_symbols([s for s, _ in ordered], [n for _, n in ordered])
-
-
-def read_lines(path: str | Path) -> list[str]:
-    try:
-        return Path(path).read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise DataError(f"unit file `{path}` does not exist.",
-                        hint="Run the `export_units` stage (or `w2vrun export-units`) first.") \
-            from None
 
 
 # ------------------------------------------------------------------ quantizing

@@ -3,7 +3,7 @@
 The wav2vec and vq-wav2vec papers evaluate their features with wav2letter
 acoustic models: stacks of 1-D convolutions over the frames, trained with a
 letter-level sequence loss. This is a small member of that family for the
-downstream ``train_features`` stage: each block is ``Conv1d(kernel, same
+downstream ``train`` stage over the ``features`` data source: each block is ``Conv1d(kernel, same
 padding) -> LayerNorm over channels (per frame) -> activation -> dropout``, with
 a residual sum when the width is unchanged. Padded frames are zeroed before
 every block, so an utterance gives the same output alone or padded in a batch.

@@ -11,7 +11,7 @@ from w2v.data.dictionary import Dictionary
 from w2v.errors import FitError
 from w2v.interfaces import Batch
 from w2v.plugins.wav2vec.bert import PAD_ID, span_mask
-from w2v.plugins.wav2vec.unit_data import build_unit_loader
+from w2v.plugins.data.units import build_unit_loader
 
 torch.set_num_threads(1)
 

@@ -1,6 +1,7 @@
 """Downstream models on frozen features: the `precomputed` encoder, the `wav2letter` aggregator,
-reading featurize outputs back (shards, alignment with the labels' manifest), and the
-`featurize_audio` / `train_features` stages."""
+reading featurize outputs back (shards, alignment with the labels' manifest), the
+`featurize_audio` stage, and the `train` stage over the `features` data source (test decoding
+in the `evaluate` stage over the same source)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import yaml
 from w2v.build import ModelConfig, build_model
 from w2v.config.structure import structure
 from w2v.errors import ConfigError, DataError, FitError
-from w2v.plugins.wav2vec.feature_data import check_aligned, load_features
+from w2v.plugins.data.shards import check_aligned, load_features
 from w2v.plugins.wav2vec.feature_input import FeatureInput
 from w2v.plugins.wav2vec.wav2letter import Wav2LetterAggregator
 
@@ -139,7 +140,7 @@ def test_features_of_other_audio_are_refused(tmp_path):
         check_aligned(feats, read_manifest(str(write_manifest(tmp_path / "c.tsv", 4))), "test")
 
 
-# ------------------------------------------------------------------ train_features
+# ------------------------------------------------------------------ train over features
 def synthetic_split(tmp_path: Path, name: str, n: int, rng) -> tuple[Path, list[np.ndarray]]:
     """A labelled split whose features spell its letters: each letter is 3 frames of its own
     direction (+ noise), letters separated by one quiet frame."""
@@ -159,20 +160,24 @@ def synthetic_split(tmp_path: Path, name: str, n: int, rng) -> tuple[Path, list[
     return manifest, frames
 
 
-def ctc_recipe(tmp_path: Path, features: Path, **stage) -> Path:
+def ctc_recipe(tmp_path: Path, features: Path, splits: dict | None = None, **data) -> Path:
+    """Train a CTC model on the features (`train` over the `features` source), then decode
+    the test split (`evaluate` over the same source)."""
+    source = {"name": "features", "path": str(features), "labels": "ltr", "max_tokens": 1500,
+              "manifests": {s: str(tmp_path / f"{s}.tsv") for s in ("train", "valid", "test")},
+              **(splits or {}), **data}
     recipe = {
-        "data": {"train": str(tmp_path / "train.tsv"), "valid": str(tmp_path / "valid.tsv"),
-                 "test": str(tmp_path / "test.tsv"), "labels": "ltr", "pad": True},
+        "data": source,
         "stages": {"ctc": {
-            "name": "train_features", "features": str(features), "max_tokens": 1500,
+            "name": "train",
             "model": {"encoder": {"name": "precomputed"},
                       "aggregator": {"name": "wav2letter", "layers": [[32, 3], [32, 3]],
                                      "dropout": 0.0},
                       "head": {"name": "ctc"}},
             "objective": {"name": "ctc", "apply_mask": False},
             "trainer": {"max_updates": 120, "lr": 1.0e-2, "log_interval": 20,
-                        "valid_interval": 120, "save_interval": 0, "best_metric": "uer"},
-            **stage}},
+                        "valid_interval": 120, "save_interval": 0, "best_metric": "uer"}},
+            "test": {"name": "evaluate", "models": ["ctc"]}},
     }
     path = tmp_path / "recipe.yaml"
     path.write_text(yaml.safe_dump(recipe))
@@ -190,39 +195,45 @@ def synthetic(tmp_path):
     return tmp_path, feats
 
 
-def test_train_features_learns_to_read_the_features(synthetic, run_cli):
+def test_train_over_features_learns_to_read_them(synthetic, run_cli):
     import w2v
 
     tmp_path, feats = synthetic
-    recipe = ctc_recipe(tmp_path, feats, splits={"train": "lab_train", "valid": "lab_valid",
-                                                 "test": "lab_test"})
+    recipe = ctc_recipe(tmp_path, feats, {"train": "lab_train", "valid": "lab_valid",
+                                          "test": "lab_test"})
     result = run_cli(recipe, "--out", tmp_path / "run")
     assert result.code == 0, result.err
     out = tmp_path / "run" / "ctc"
-    res = json.loads((out / "results.json").read_text())
+    test = tmp_path / "run" / "test"
+    res = json.loads((test / "results.json").read_text())
     row = res["results"][0]
     assert res["split"] == "test" and row["utterances"] == 10 and "warning" not in row
     assert row["cer"] < 0.15, row                                     # chance is ~1.0
-    lines = (out / "ctc.greedy.tsv").read_text().splitlines()
+    lines = (test / "ctc.greedy.tsv").read_text().splitlines()
     assert len(lines) == 11
     model = w2v.load_pretrained(out)
     assert model.encoder.dim == 8 and model.dictionary.symbols[4:] == list("|ABCDE")
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["updates"] == 120 and summary["feature_dim"] == 8
+    assert summary["updates"] == 120
+    assert summary["data"] == {"source": "features", "kind": "features", "dim": 8}
 
 
-def test_train_features_user_errors_exit_2(synthetic, run_cli):
+def test_train_over_features_user_errors_exit_2(synthetic, run_cli):
     tmp_path, feats = synthetic
-    recipe = ctc_recipe(tmp_path, feats)                              # no `lab_` mapping
+    recipe = ctc_recipe(tmp_path, feats)                              # no `lab_` names
     result = run_cli(recipe, "--out", tmp_path / "run")
     assert result.code == 2 and "no features of split `train`" in result.err
     assert "Traceback" not in result.err
-    recipe = ctc_recipe(tmp_path, feats, splits={"train": "lab_valid"})
+    recipe = ctc_recipe(tmp_path, feats, {"train": "lab_valid"})
     result = run_cli(recipe, "--out", tmp_path / "run2")
     assert result.code == 2 and "must be the same rows" in result.err, result.err
-    recipe = ctc_recipe(tmp_path, feats, splits={"trian": "lab_train"})
+    recipe = ctc_recipe(tmp_path, feats, {"trian": "lab_train"})
     result = run_cli(recipe, "--out", tmp_path / "run3")
     assert result.code == 2 and "did you mean" in result.err.lower(), result.err
+    recipe = ctc_recipe(tmp_path, feats, {"train": "lab_train"}, path=str(tmp_path / "nowhere"))
+    result = run_cli(recipe, "--out", tmp_path / "run4")
+    assert result.code == 2 and "neither a stage of this recipe nor an existing path" in \
+        result.err, result.err
 
 
 # ------------------------------------------------------------------ featurize_audio
@@ -286,7 +297,7 @@ def test_untrained_model_features_are_saved_and_reproducible(tmp_path, audio_man
 
 def test_featurize_command_gives_z_and_c_of_a_wav2vec_model(tmp_path, audio_manifest, run_cli):
     """`w2vrun featurize` covers wav2vec 1.0 (c by default, z with --feature local), and its
-    output is what train_features reads."""
+    output is what the `features` data source reads."""
     from w2v.checkpoint_formats import save_model
     from w2v.data.audio import read_audio
 

@@ -78,7 +78,7 @@ def test_wav2vec_ctc_on_frozen_features(tmp_path, demo_env, monkeypatch):
     out = tmp_path / "run"
     pre = w2v.load_pretrained(out / "pretrain")
     from w2v.data.audio import read_audio
-    from w2v.plugins.wav2vec.feature_data import load_features
+    from w2v.plugins.data.shards import load_features
 
     for name, width in (("featurize", 64), ("featurize_logmel", 80)):
         for split in ("train", "valid", "test"):
@@ -94,7 +94,7 @@ def test_wav2vec_ctc_on_frozen_features(tmp_path, demo_env, monkeypatch):
         model = w2v.load_pretrained(out / sid)
         assert model.encoder.dim == width and model.aggregator.num_layers == 3
         assert model.aggregator.input_dim == width and model.head.lstm is None
-        results = json.loads((out / sid / "results.json").read_text())
+        results = json.loads((out / f"test_{sid}" / "results.json").read_text())
         assert results["split"] == "test" and results["results"][0]["model"] == sid
         assert results["results"][0]["utterances"] == len(load_features(out / "featurize", "test"))
     assert "ctc_logmel" in (out / "report" / "report.md").read_text()
@@ -104,7 +104,7 @@ def test_vq_wav2vec_bert_pipeline(tmp_path, demo_env, monkeypatch):
     ctc = ("ctc_bert", "ctc_vq", "ctc_logmel")
     run(RECIPES / "demo_sized" / "vq_wav2vec_bert.yaml", tmp_path / "run", demo_env, monkeypatch,
         "stages.bert.trainer.max_updates=2", "stages.bert.trainer.valid_interval=2",
-        "stages.bert.max_tokens=512", "stages.bert.max_len=256",
+        "stages.bert.data.max_tokens=512", "stages.bert.data.max_len=256",
         *[f"stages.{s}.trainer.max_updates=2" for s in ctc],
         *[f"stages.{s}.trainer.valid_interval=2" for s in ctc])
     out = tmp_path / "run"
@@ -112,7 +112,7 @@ def test_vq_wav2vec_bert_pipeline(tmp_path, demo_env, monkeypatch):
     from w2v.data.audio import read_audio
     from w2v.data.dictionary import Dictionary
     from w2v.data.manifest import read_manifest
-    from w2v.plugins.wav2vec.feature_data import load_features
+    from w2v.plugins.data.shards import load_features
     from w2v.plugins.wav2vec.units import tokens_to_codes
 
     pre = w2v.load_pretrained(out / "pretrain")
@@ -148,6 +148,7 @@ def test_vq_wav2vec_bert_pipeline(tmp_path, demo_env, monkeypatch):
     widths = {"ctc_bert": 128, "ctc_vq": 64, "ctc_logmel": 80}
     for sid in ctc:
         assert w2v.load_pretrained(out / sid).encoder.dim == widths[sid]
-        assert json.loads((out / sid / "results.json").read_text())["results"][0]["model"] == sid
+        test = out / sid.replace("ctc_", "test_")
+        assert json.loads((test / "results.json").read_text())["results"][0]["model"] == sid
     report = (out / "report" / "report.md").read_text()
     assert all(sid in report for sid in ctc)
