@@ -114,7 +114,7 @@ def check_exportable(model: SpeechModel) -> None:
         (c.layer_type == "transformer" and c.pos_conv_depth != 1,
          f"pos_conv_depth {c.pos_conv_depth} (only 1)"),
         (enc.layer_norm.eps != c.layer_norm_eps, "different LayerNorm epsilons"),
-        (model.quantize_where == "input", "quantized inputs"),
+        (model.quantizes_input, "quantized inputs"),
         (model.quantizer is not None and head is None
          and not isinstance(model.quantizer, GumbelQuantizer),
          f"the quantizer `{_component(model, 'quantizer')}` (only Gumbel)"),
