@@ -1,6 +1,7 @@
 """A tiny third-party-style plugin used by the core tests.
 
-Components: a toy encoder, quantizer, aggregator, objective, decoder and stage,
+Components: a toy encoder, quantizer, aggregator, objective, decoder, stage and data
+source (``toy_sines``: sine waves made in memory),
 plus a plugin-declared kind ``toy_norm`` (one component, ``toy_scale``, with a
 required field) that the aggregator can reference, so recipes can nest
 component references three deep (``model.quantizer.inner.block``).
@@ -16,10 +17,11 @@ from torch import nn
 
 from w2v import hookimpl
 from w2v.config import ComponentSpec, check, component, field, real, size
+from w2v.data.config import SourceConfig
 from w2v.errors import FitError
-from w2v.interfaces import (Aggregator, AggregatorOutput, Decoder, Encoder, EncoderOutput,
-                            Hypothesis, Objective, ObjectiveOutput, Quantizer, QuantizerOutput,
-                            Signal, Stage)
+from w2v.interfaces import (Aggregator, AggregatorOutput, DataSource, Decoder, Encoder,
+                            EncoderOutput, Hypothesis, Objective, ObjectiveOutput, Quantizer,
+                            QuantizerOutput, Signal, Stage)
 
 W2V_PLUGIN_API = "2.0"
 
@@ -221,6 +223,51 @@ class ToyStage(Stage):
         (context.stage_dir / "toy.txt").write_text(self.message)
 
 
+class ToySineSource(DataSource):
+    """Sine waves made in memory (a third-party data source: no files, its own loader)."""
+
+    @attrs.define(kw_only=True)
+    class Config(SourceConfig):
+        name: str = field("toy_sines", "the data source")
+        train: str | None = field("train", "any name: the sines do not depend on it")
+        utterances: int = size(8, 1, 1000, "sines per split")
+        samples: int = size(400, 16, 16000, "samples per sine")
+        sample_rate: int = size(16000, 1000, 48000, "rate")
+        max_tokens: int = size(1600, 1, 1 << 20, "samples per batch")
+
+        def inputs(self, splits=("train",), optional=()):
+            return {}                                   # nothing on disk to check ahead
+
+    def signal(self):
+        return Signal(kind="waveform", dim=1, sample_rate=self.config.sample_rate)
+
+    def has_split(self, split):
+        return self.config.manifest(split) is not None
+
+    def loader(self, split, *, rank=0, world_size=1, epoch=0, train=True, min_samples=0,
+               dictionary=None):
+        from w2v.data.sampler import BucketBatchSampler
+        from w2v.interfaces import Batch
+
+        cfg = self.config
+        t = torch.arange(cfg.samples) / cfg.sample_rate
+        waves = torch.stack([torch.sin(2 * torch.pi * (100 + 20 * i) * t)
+                             for i in range(cfg.utterances)])
+        sampler = BucketBatchSampler([cfg.samples] * cfg.utterances, max_tokens=cfg.max_tokens,
+                                     shuffle=train, rank=rank, world_size=world_size,
+                                     epoch=epoch)
+
+        class Loader(torch.utils.data.DataLoader):
+            skipped = []
+
+        def collate(items):
+            ids = torch.tensor(items)
+            return Batch(source=waves[ids], ids=ids)
+
+        dataset = list(range(cfg.utterances))
+        return Loader(dataset, batch_sampler=sampler, collate_fn=collate), sampler
+
+
 @hookimpl
 def w2v_register_kinds(registrar):
     registrar.add_kind("toy_norm", ToyNorm, "a per-frame scaling used by the toy aggregator")
@@ -235,3 +282,4 @@ def w2v_register_components(registrar):
     registrar.add_component("objective", "toy_objective", ToyObjective, smoke={})
     registrar.add_component("decoder", "toy_greedy", ToyGreedyDecoder, smoke={})
     registrar.add_stage("toy_stage", ToyStage)
+    registrar.add_component("data_source", "toy_sines", ToySineSource)

@@ -213,3 +213,22 @@ def test_a_recipe_picks_a_source_by_name(tmp_path, recordings):
     from w2v.errors import ConfigError
     with pytest.raises(ConfigError, match="unknown data_source `kaldy`.*kaldi"):
         plan_stages(raw)
+
+
+def test_a_third_party_data_source_feeds_the_train_stage(tmp_path, toy_plugins, run_cli):
+    import yaml
+
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "data": {"name": "toy_sines", "utterances": 6, "samples": 400},
+        "model": {"encoder": {"name": "toy_encoder"}, "aggregator": {"name": "toy_aggregator"}},
+        "objective": {"name": "toy_objective"},
+        "trainer": {"max_updates": 2, "log_interval": 1, "save_interval": 0},
+        "stages": {"train": {"name": "train"}}}))
+    result = run_cli("list", "data_source")
+    assert "toy_sines" in result.out
+    result = run_cli(recipe, "--out", tmp_path / "run")
+    assert result.code == 0, result.err
+    summary = json.loads((tmp_path / "run" / "train" / "summary.json").read_text())
+    assert summary["updates"] == 2
+    assert summary["data"] == {"source": "toy_sines", "kind": "waveform", "dim": 1}
