@@ -181,6 +181,8 @@ class ModelOutput:
         logits: ``[B, T', V]`` output head logits, or None (no head).
         logit_lengths: ``[B]`` valid steps of ``logits`` (a strided head shortens them), or
             None when the batch has no padding.
+        head_extra: what else the head computed for its objective (:meth:`Head.extra_outputs`:
+            the wav2vec-U 2.0 generator's residual branch).
     """
 
     local: Tensor
@@ -194,6 +196,7 @@ class ModelOutput:
     layers: list[Tensor] = attrs.field(factory=list)
     logits: Tensor | None = None
     logit_lengths: Tensor | None = None
+    head_extra: dict[str, Tensor] = attrs.field(factory=dict)
 
     @property
     def target_vectors(self) -> Tensor | None:
@@ -526,6 +529,10 @@ class Head(nn.Module, Component, abc.ABC):
         unless the head is strided)."""
         return lengths
 
+    def extra_outputs(self) -> dict[str, Tensor]:
+        """Intermediate tensors of the last forward an objective may score (none here)."""
+        return {}
+
 
 class Stage(Component, abc.ABC):
     """One step of a recipe (pretrain, finetune, featurize, cluster, ...), built from its
@@ -543,6 +550,18 @@ class Stage(Component, abc.ABC):
     @abc.abstractmethod
     def run(self, context: Any) -> None:
         """Run the stage; ``context`` is a :class:`w2v.stages.StageContext`."""
+
+    def inputs(self, sections: Any) -> dict[str, str | None]:
+        """What the stage reads from outside the run directory, by key path relative to the
+        stage (``{"data.train": "demo:unlabeled"}``). Checked before any stage runs: None
+        (a setting left empty), a missing path or a ``NAME:SPLIT`` no corpus provides stops a
+        run (``--dry-run`` warns). Nothing is read or built here."""
+        return {}
+
+    def check(self, stage_id: str, sections: Any, stage_ids: Sequence[str]) -> None:
+        """Check settings that only fail when the stage runs (an ``auto`` that has nothing to
+        be made from, an unknown stage id), before any stage runs; raise a
+        :class:`~w2v.errors.UserError`. ``stage_ids``: the recipe's stages in order."""
 
 
 class DataSource(Component, abc.ABC):

@@ -7,11 +7,11 @@ that added it (so errors and ``w2vrun plugins`` can say who provides what).
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import attrs
 
-from .errors import ConfigError, did_you_mean
+from .errors import ConfigError, MissingDependencyError, did_you_mean
 from .interfaces import CORE_KINDS
 
 #: Version of the registration API. A plugin declares the version it was
@@ -32,6 +32,38 @@ class PluginInfo:
         return f"{self.name} ({self.dist} {self.version}, {self.module})".replace("  ", " ")
 
 
+#: Import names of distributions whose module name is not the distribution name with
+#: ``-`` read as ``_`` (a plugin may also write ``"dist:module"``).
+IMPORT_NAMES = {"flashlight-text": "flashlight.lib.text", "pyyaml": "yaml",
+                "scikit-learn": "sklearn", "pillow": "PIL"}
+
+
+@attrs.frozen(kw_only=True)
+class Requirement:
+    """An optional dependency: the distribution pip installs and the module it provides."""
+
+    package: str
+    module: str
+
+    @classmethod
+    def parse(cls, spec: str) -> "Requirement":
+        """``"kenlm"``, ``"flashlight-text"`` (import name from :data:`IMPORT_NAMES`) or
+        ``"dist:module"``."""
+        package, _, module = spec.partition(":")
+        package = package.strip()
+        return cls(package=package, module=module.strip() or IMPORT_NAMES.get(
+            package.lower(), package.replace("-", "_")))
+
+    def installed(self) -> bool:
+        import importlib
+
+        try:
+            importlib.import_module(self.module)
+        except ImportError:
+            return False
+        return True
+
+
 @attrs.frozen(kw_only=True)
 class Registration:
     """One registered component.
@@ -46,6 +78,9 @@ class Registration:
             component test builds and runs; None for components that need
             external resources.
         help: one line for ``w2vrun list``.
+        requires: optional packages the component imports (checked by
+            :meth:`check_requirements` before it is built, and by ``--dry-run``).
+        extra: the extra of the plugin's distribution that installs them (``decode``).
     """
 
     kind: str
@@ -55,6 +90,20 @@ class Registration:
     plugin: PluginInfo
     smoke: Mapping[str, Any] | None = None
     help: str = ""
+    requires: tuple[Requirement, ...] = ()
+    extra: str | None = None
+
+    def missing_requirements(self) -> list[Requirement]:
+        """The declared requirements that cannot be imported."""
+        return [r for r in self.requires if not r.installed()]
+
+    def check_requirements(self, *, where: str | None = None, key: str | None = None) -> None:
+        """Raise a :class:`MissingDependencyError` (exit 2) naming the packages to install."""
+        missing = self.missing_requirements()
+        if missing:
+            raise MissingDependencyError(
+                [r.package for r in missing], self.extra, dist=self.plugin.dist,
+                component=f"the {self.kind} `{self.name}`", where=where, key=key)
 
 
 @attrs.frozen(kw_only=True)
@@ -192,20 +241,33 @@ class Registrar:
         self._registry.add_kind(name, base, help, self.plugin)
 
     def add_component(self, kind: str, name: str, cls: type, config: type | None = None, *,
-                      smoke: Mapping[str, Any] | None = None, help: str = "") -> None:
-        """Register ``cls`` as ``kind`` ``name``; ``config`` defaults to ``cls.Config``."""
+                      smoke: Mapping[str, Any] | None = None, help: str = "",
+                      requires: Sequence[str] = (), extra: str | None = None) -> None:
+        """Register ``cls`` as ``kind`` ``name``; ``config`` defaults to ``cls.Config``.
+
+        ``requires`` lists the optional packages the component imports, by the name pip
+        installs (``["flashlight-text"]``; ``"dist:module"`` where the import name differs
+        and is not in :data:`IMPORT_NAMES`); ``extra`` names the extra of the plugin's
+        distribution that installs them. A missing one stops ``--dry-run`` and a run before
+        its first stage, with the install command."""
         config_cls = config if config is not None else getattr(cls, "Config", None)
         if config_cls is None:
             raise ConfigError(f"Plugin {self.plugin.describe()} registers {kind} `{name}` "
                               f"without a config class (set `{cls.__name__}.Config`).")
         doc = help or ((cls.__doc__ or "").strip().splitlines() or [""])[0]
-        self._registry.add(Registration(kind=kind, name=name, cls=cls, config_cls=config_cls,
-                                        plugin=self.plugin, smoke=smoke, help=doc))
+        if isinstance(requires, str):
+            requires = [requires]
+        self._registry.add(Registration(
+            kind=kind, name=name, cls=cls, config_cls=config_cls, plugin=self.plugin,
+            smoke=smoke, help=doc, requires=tuple(Requirement.parse(r) for r in requires),
+            extra=extra))
 
     def add_stage(self, name: str, cls: type, config: type | None = None, *, help: str = "",
+                  requires: Sequence[str] = (), extra: str | None = None,
                   default: bool = False) -> None:
         """Register a stage; ``default``: the stage a recipe without ``stages:`` runs."""
-        self.add_component("stage", name, cls, config, smoke=None, help=help)
+        self.add_component("stage", name, cls, config, smoke=None, help=help,
+                           requires=requires, extra=extra)
         if default:
             old = self._registry.default_stage
             if old is not None:

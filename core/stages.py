@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -21,10 +22,10 @@ import yaml
 from .build import Sections, build_model, build_objective, describe_model, inherited_values, \
     on_meta, structure_sections, count_parameters
 from .config import ComponentSpec
-from .config.recipe import RawRecipe, stage_sections
+from .config.recipe import SECTIONS, RawRecipe, stage_sections
 from .config.source import SourceMap
 from .config.structure import structure_component, unstructure
-from .errors import ConfigError, did_you_mean
+from .errors import ConfigError, DataError, UserError, did_you_mean
 
 log = logging.getLogger("w2v")
 
@@ -139,8 +140,103 @@ def resolved(raw: RawRecipe, plans: dict[str, StagePlan]) -> dict[str, Any]:
     return out
 
 
+def stage_components(plan: StagePlan) -> list[ComponentSpec]:
+    """Every component a stage names, at any depth: the stage itself, components inside its
+    own config (the evaluate stage's decoders), and those of its sections (data sources,
+    model slots, objective, decoder)."""
+    found: list[ComponentSpec] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, ComponentSpec):
+            found.append(value)
+            walk(value.config)
+        elif attrs.has(type(value)):
+            for f in attrs.fields(type(value)):
+                walk(getattr(value, f.name))
+        elif isinstance(value, dict):
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, (list, tuple)):
+            for v in value:
+                walk(v)
+
+    walk(plan.spec)
+    walk(plan.sections)
+    return found
+
+
+def check_stages(plans: dict[str, StagePlan], stage_ids: Sequence[str] | None = None, *,
+                 dry: bool = False) -> list[str]:
+    """The checks that stop a run in seconds instead of at the stage that would fail: every
+    component each stage names is registered and its packages import (``requires=``), each
+    stage's own settings check out (:meth:`~w2v.interfaces.Stage.check`), and what it reads
+    (:meth:`~w2v.interfaces.Stage.inputs`) is set and exists. Missing inputs are errors, or
+    with ``dry`` warnings (returned: a dry run may validate a recipe away from its data)."""
+    from .plugin_manager import registry
+
+    reg = registry()
+    warnings: list[str] = []
+    ids = list(plans)
+    for sid in (ids if stage_ids is None else stage_ids):
+        plan = plans[sid]
+        for spec in stage_components(plan):
+            reg.get(spec.kind, spec.name, where=spec.where, key=spec.key) \
+                .check_requirements(where=spec.where, key=spec.key)
+        stage = plan.spec.build(None)
+
+        def absolute(key: str) -> tuple[str, ...]:     # stage keys live under stages.<id>
+            parts = tuple(key.split("."))
+            return parts if parts[0] in (*SECTIONS, "stages") else ("stages", sid, *parts)
+
+        try:
+            stage.check(sid, plan.sections, ids)
+        except UserError as exc:
+            raise exc.located(where=plan.srcmap.where(absolute(exc.key)) if exc.key else
+                              plan.spec.where, key=plan.spec.key) from None
+        for key, path in stage.inputs(plan.sections).items():
+            key = ".".join(absolute(key))
+            problem = _input_problem(path, reg)
+            if problem is None:
+                continue
+            message = f"stage `{sid}` reads `{key}`, which {problem}"
+            where = plan.srcmap.where(tuple(key.split(".")))
+            hint = _DATA_HINT if key.startswith("data.") else \
+                f"Check the path, or give another with `{key}=PATH`."
+            if dry:
+                message += f" A run would stop before its first stage. {hint}"
+                warnings.append(f"{where}: {message}" if where else message)
+            else:
+                raise DataError(message, where=where, hint=hint)
+    return warnings
+
+
+_DATA_HINT = ("Set it in the recipe or on the command line (`data.train=DIR/train.tsv`; "
+              "`w2vrun manifest AUDIO_DIR --dest DIR` makes manifests), or run "
+              "recipes/demo.yaml on the demo corpus.")
+
+
+def _input_problem(path: str | None, reg) -> str | None:
+    """What is wrong with the input ``path`` (``is not set (null).``), or None."""
+    import os
+    import re
+
+    if path is None:
+        return "is not set (null)."
+    if os.path.exists(path):
+        return None
+    corpus = re.match(r"^([A-Za-z][A-Za-z0-9_\-]*):([A-Za-z0-9_\-]+)$", str(path))
+    if corpus is not None:
+        if corpus.group(1) in reg.corpora:
+            return None                 # built on first use
+        return (f"is `{path}`, but no plugin provides a corpus `{corpus.group(1)}`. " +
+                did_you_mean(corpus.group(1), list(reg.corpora), "corpora"))
+    return f"is `{path}`, a path that does not exist."
+
+
 def dry_run(raw: RawRecipe, plans: dict[str, StagePlan], echo=print) -> None:
-    """Build every stage's components on the meta device and print what they are."""
+    """Check every stage (:func:`check_stages`), build its model and objective on the meta
+    device and print what they are; missing data are warnings."""
+    warnings = check_stages(plans, dry=True)
     echo(yaml.safe_dump(resolved(raw, plans), sort_keys=False, width=100).rstrip())
     echo("")
     for sid, plan in plans.items():
@@ -162,6 +258,8 @@ def dry_run(raw: RawRecipe, plans: dict[str, StagePlan], echo=print) -> None:
                      f"{count_parameters(objective):>13,} params")
         total = count_parameters(model)
         echo(f"  total model parameters: {total:,}")
+    for warning in warnings:
+        print(f"w2vrun: warning: {warning}", file=sys.stderr)
 
 
 def _dry_run_dictionary(sec: Sections):
@@ -203,6 +301,8 @@ def run_stages(raw: RawRecipe, plans: dict[str, StagePlan], run_dir: Path, *,
     from .run_lock import RunLock
 
     chosen, forced = select(plans, stages, from_)
+    check_stages(plans, [sid for sid in chosen if force or sid in forced or
+                         not (Path(run_dir) / sid / DONE).exists()])
     check_writable(run_dir)
     with RunLock(run_dir):
         return _run_locked(raw, plans, Path(run_dir), chosen, forced, force, resume, echo)

@@ -31,6 +31,7 @@ class ComponentSpec:
         from ..plugin_manager import registry
 
         reg = registry().get(self.kind, self.name, where=self.where, key=self.key)
+        reg.check_requirements(where=self.where, key=self.key)
         try:
             return reg.cls.from_config(self.config, upstream, **context)
         except UserError as exc:

@@ -41,9 +41,11 @@ def w2v_register_components(registrar):
     registrar.add_component(
         "decoder", "ctc_greedy", CTCGreedyDecoder, smoke={},
         help="greedy (best-path) CTC decoding")
+    # flashlight-text's wheel carries KenLM: the `kenlm` Python package is not needed
     registrar.add_component(
         "decoder", "ctc_beam", CTCBeamDecoder, smoke={"beam": 4},
-        help="CTC beam search with a lexicon and a KenLM n-gram (flashlight-text)")
+        help="CTC beam search with a lexicon and a KenLM n-gram (flashlight-text)",
+        requires=["flashlight-text"], extra="decode")
 
 
 @hookimpl

@@ -80,7 +80,7 @@ def _add_decoding_arguments(p: argparse.ArgumentParser) -> None:
     lm.add_argument("--lm", help="word n-gram LM: ARPA (lexicon made from its words unless "
                                  "--lexicon is given) or KenLM binary (needs --lexicon)")
     lm.add_argument("--lm-text", help="estimate a Kneser-Ney LM (and its lexicon) from this "
-                                      "text file first")
+                                      "text file (or corpus text, `demo:lm`) first")
     p.add_argument("--lexicon", help="lexicon (`WORD<TAB>W O R D |` lines); alone, lexicon-"
                                      "constrained beam search without an LM")
     p.add_argument("--lexicon-free", action="store_true",
@@ -88,10 +88,36 @@ def _add_decoding_arguments(p: argparse.ArgumentParser) -> None:
                         "letter-level LM)")
     p.add_argument("--lm-order", type=int, default=4, help="n-gram order for --lm-text "
                                                            "(default 4)")
-    p.add_argument("--lm-weight", type=float, default=2.0, help="LM weight (fairseq default 2)")
-    p.add_argument("--word-score", type=float, default=-1.0,
-                   help="score added per word (fairseq default -1)")
-    p.add_argument("--beam", type=int, default=50, help="beam size (fairseq default 50)")
+    beam = beam_defaults()      # one place: the ctc_beam decoder's config (recipes use it too)
+    p.add_argument("--lm-weight", type=float, default=beam["lm_weight"],
+                   help=f"LM weight (default {beam['lm_weight']:g}, as a recipe's ctc_beam)")
+    p.add_argument("--word-score", type=float, default=beam["word_score"],
+                   help=f"score added per word (default {beam['word_score']:g}, as a recipe's "
+                        "ctc_beam)")
+    p.add_argument("--beam", type=int, default=beam["beam"],
+                   help=f"beam size (default {beam['beam']}, as a recipe's ctc_beam)")
+
+
+def beam_defaults() -> dict[str, Any]:
+    """The ``ctc_beam`` decoder's field defaults: the commands' defaults come from there."""
+    import attrs
+
+    from .decoders import BeamConfig
+
+    return {f.name: f.default for f in attrs.fields(BeamConfig)}
+
+
+def corpus_path(arg: str | None, where: str) -> str | None:
+    """``NAME:SPLIT`` of a registered corpus (``demo:test``, ``demo:lm``) -> its file, built on
+    first use, as recipes read it; anything else unchanged."""
+    from w2v.data.loader import resolve_corpus
+
+    if arg is None:
+        return None
+    try:
+        return resolve_corpus(arg, None)
+    except UserError as exc:
+        raise exc.located(where=where) from None
 
 
 def _require_file(path: str | None, what: str, where: str, hint: str | None = None) -> None:
@@ -167,7 +193,8 @@ def configure_transcribe(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", help="fine-tuned model: w2v run/stage directory or model.pt, "
                                       "fairseq .pt, or Hugging Face directory")
     p.add_argument("audio", nargs="+", help="audio files (wav, flac, ogg, ...), or manifests "
-                                            "(.tsv) whose files to transcribe")
+                                            "(.tsv, or a corpus split such as `demo:test`) "
+                                            "whose files to transcribe")
     _add_model_arguments(p, chunk_default=30.0)
     _add_decoding_arguments(p)
     p.set_defaults(command_name="w2vrun transcribe")
@@ -179,6 +206,7 @@ def audio_files(arguments: Sequence[str], where: str) -> list[str]:
 
     paths = []
     for arg in arguments:
+        arg = corpus_path(arg, where)
         _require_file(arg, "audio file", where)
         if arg.endswith(".tsv"):
             manifest = read_manifest(arg)
@@ -193,6 +221,7 @@ def run_transcribe(args) -> int:
 
     where = args.command_name
     paths = audio_files(args.audio, where)
+    args.lm_text = corpus_path(args.lm_text, where)
     chunk = _chunk_seconds(args)
     for path in (args.lm, args.lm_text, args.lexicon):
         _require_file(path, "file", where)
@@ -212,7 +241,7 @@ def configure_evaluate(p: argparse.ArgumentParser) -> None:
     p.add_argument("checkpoint", help="fine-tuned model: w2v run/stage directory or model.pt, "
                                       "fairseq .pt, or Hugging Face directory")
     p.add_argument("manifest", help="fairseq manifest (.tsv) with labels beside it "
-                                    "(test.tsv + test.ltr)")
+                                    "(test.tsv + test.ltr), or a corpus split (`demo:test`)")
     p.add_argument("--labels", choices=("ltr", "phn"), default="ltr",
                    help="label file beside the manifest, in the model's dictionary: letters "
                         "`ltr` (default), phones `phn` (WER is then the phone error rate)")
@@ -273,8 +302,10 @@ def _check_manifest(args, where: str) -> None:
 
 
 def format_table(rows: Sequence[dict[str, Any]], error_name: str = "WER") -> str:
+    from w2v.plugins.stages.evaluate import decoder_label
+
     lines = [f"| decoder | CER % | {error_name} % | utterances |", "| --- | ---: | ---: | ---: |"]
-    lines += [f"| {r['decoder']} | {100 * r['cer']:.2f} | {100 * r['wer']:.2f} | "
+    lines += [f"| {decoder_label(r)} | {100 * r['cer']:.2f} | {100 * r['wer']:.2f} | "
               f"{r['utterances']} |" for r in rows]
     return "\n".join(lines)
 
@@ -295,12 +326,15 @@ def _merge_results(path: Path, new: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_evaluate(args) -> int:
-    from w2v.plugins.stages.evaluate import decode_utterances, score_hypotheses, split_emissions
+    from w2v.plugins.stages.evaluate import (decode_utterances, lm_settings, score_hypotheses,
+                                             split_emissions)
 
     from .decoders import CTCGreedyDecoder
     from .metrics import check_not_degenerate
 
     where = args.command_name
+    args.manifest = corpus_path(args.manifest, where)
+    args.lm_text = corpus_path(args.lm_text, where)
     _check_manifest(args, where)
     chunk = _chunk_seconds(args)
     for path in (args.lm, args.lm_text, args.lexicon):
@@ -326,7 +360,7 @@ def run_evaluate(args) -> int:
     rows = []
     for dname, decoder in decoders.items():
         hyps = decode_utterances(decoder, log_probs)
-        row = {"model": name, "decoder": dname, "split": split,
+        row = {"model": name, "decoder": dname, "split": split, **lm_settings(decoder),
                **score_hypotheses(refs, hyps, out / f"{split}.{dname}.tsv", ids)}
         warning = check_not_degenerate(hyps)
         if warning:

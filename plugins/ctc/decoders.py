@@ -7,7 +7,9 @@ context: ``spec.build(upstream, dictionary=Dictionary.load("dict.ltr.txt"))``.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import tempfile
 from typing import Any
 
@@ -17,7 +19,7 @@ from torch import Tensor
 
 from w2v.config import field, real, size
 from w2v.data.dictionary import Dictionary, as_dictionary
-from w2v.errors import ConfigError, DataError, import_optional
+from w2v.errors import ConfigError, DataError
 from w2v.interfaces import Decoder, Hypothesis, Signal
 
 
@@ -47,6 +49,30 @@ def greedy_tokens(emissions: Tensor, lengths: Tensor | None, blank: int
         start += n
     scores = (best_scores.float() * valid).sum(dim=1)
     return tokens, scores
+
+
+@contextlib.contextmanager
+def native_stderr_silenced():
+    """Hold back what C++ code writes to file descriptor 2 (KenLM's loading progress bar);
+    it is written out after all if the block raises."""
+    sys.stderr.flush()
+    try:
+        saved = os.dup(2)
+    except OSError:                     # no real stderr (embedded interpreters): nothing to do
+        yield
+        return
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            os.dup2(saved, 2)
+            captured.seek(0)
+            sys.stderr.write(captured.read().decode(errors="replace"))
+            raise
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
 
 
 def _dictionary_from_context(context: dict[str, Any], who: str) -> Dictionary:
@@ -116,8 +142,7 @@ class CTCBeamDecoder(Decoder):
     Config = BeamConfig
 
     def __init__(self, config: BeamConfig, dictionary: Dictionary) -> None:
-        import_optional("flashlight.lib.text", extra="decode", component="the ctc_beam decoder")
-        from torchaudio.models.decoder import ctc_decoder
+        from torchaudio.models.decoder import ctc_decoder   # flashlight-text: `requires=`
 
         for key in ("lexicon", "lm"):
             path = getattr(config, key)
@@ -138,14 +163,15 @@ class CTCBeamDecoder(Decoder):
                 lm_dict = os.path.join(tmp, "tokens.txt")
                 with open(lm_dict, "w", encoding="utf-8") as fh:
                     fh.writelines(f"{symbol}\n" for symbol in dictionary.symbols)
-            self._decoder = ctc_decoder(
-                lexicon=config.lexicon, tokens=list(dictionary.symbols), lm=config.lm,
-                lm_dict=lm_dict, nbest=config.nbest, beam_size=config.beam,
-                beam_size_token=config.beam_size_token, beam_threshold=config.beam_threshold,
-                lm_weight=config.lm_weight, word_score=config.word_score,
-                unk_score=config.unk_score, sil_score=config.sil_score, log_add=config.log_add,
-                blank_token=dictionary.symbols[dictionary.blank], sil_token=config.sil_token,
-                unk_word=dictionary.symbols[dictionary.unk])
+            with native_stderr_silenced():        # KenLM's "Reading lm.arpa ----5---10..."
+                self._decoder = ctc_decoder(
+                    lexicon=config.lexicon, tokens=list(dictionary.symbols), lm=config.lm,
+                    lm_dict=lm_dict, nbest=config.nbest, beam_size=config.beam,
+                    beam_size_token=config.beam_size_token, beam_threshold=config.beam_threshold,
+                    lm_weight=config.lm_weight, word_score=config.word_score,
+                    unk_score=config.unk_score, sil_score=config.sil_score, log_add=config.log_add,
+                    blank_token=dictionary.symbols[dictionary.blank], sil_token=config.sil_token,
+                    unk_word=dictionary.symbols[dictionary.unk])
 
     @classmethod
     def from_config(cls, config: BeamConfig, upstream: Signal | None = None, **context

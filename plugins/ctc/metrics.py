@@ -89,9 +89,9 @@ def check_not_degenerate(hyps: Sequence[str]) -> str | None:
         return None
     texts = [" ".join(h.split()) for h in hyps]
     causes = ("Usual causes: too few updates for the learning rate (the model first "
-              "learns to emit only blanks), freeze_finetune_updates or a frozen encoder "
-              "covering all of training, a learning rate too high or too low, a dictionary "
-              "that does not match the labels or the checkpoint's head.")
+              "learns to emit only blanks; raise `trainer.max_updates`), `trainer.freeze` or "
+              "`trainer.freeze_updates` covering all of training, a `trainer.lr` too high or "
+              "too low, a dictionary that does not match the labels or the checkpoint's head.")
     if not any(texts):
         return (f"all {len(texts)} hypotheses are empty: the model emits only blanks. "
                 + causes)

@@ -48,6 +48,57 @@ class EvaluateStage(Stage):
 
     Config = EvaluateConfig
 
+    def inputs(self, sections) -> dict[str, str | None]:
+        """The decoded split, the LM text, and the LM / lexicon files the decoders name."""
+        cfg = self.config
+        found = sections.data.inputs((cfg.split,))
+        if cfg.lm_text is not None:
+            found["lm_text"] = cfg.lm_text
+        for dname, spec in cfg.decoders.items():
+            for key in ("lm", "lexicon"):
+                path = getattr(spec.config, key, None)
+                if path not in (None, "auto"):
+                    found[f"decoders.{dname}.{key}"] = path
+        return found
+
+    def check(self, stage_id, sections, stage_ids) -> None:
+        """Models are earlier stages or existing checkpoints; the split has labels; an
+        ``auto`` LM or lexicon has an ``lm_text`` (or, for the lexicon, an ARPA ``lm``)."""
+        import os
+
+        from w2v.errors import did_you_mean
+
+        cfg = self.config
+        if not cfg.models:
+            raise ConfigError("`models` is empty: nothing to evaluate.", key="models")
+        earlier = list(stage_ids[:list(stage_ids).index(stage_id)])
+        for name in cfg.models:
+            if name in earlier:
+                continue
+            if name in stage_ids:
+                raise ConfigError(f"model `{name}` is a stage that runs after this one.",
+                                  key="models", hint=f"Move stage `{stage_id}` after `{name}`.")
+            if not os.path.exists(name):
+                raise ConfigError(f"model `{name}` is neither an earlier stage of this recipe "
+                                  "nor a checkpoint path.", key="models",
+                                  hint=did_you_mean(name, earlier, "stage ids"))
+        if sections.data.labels is None:
+            raise ConfigError("the evaluate stage scores transcripts, but `data.labels` is "
+                              "null.", key="data.labels",
+                              hint=f"Set `stages.{stage_id}.data.labels: ltr` (letters).")
+        for dname, spec in cfg.decoders.items():
+            config = spec.config
+            for key in ("lm", "lexicon"):
+                if getattr(config, key, None) != "auto" or cfg.lm_text is not None:
+                    continue
+                if key == "lexicon" and getattr(config, "lm", None) not in (None, "auto"):
+                    continue                # the lexicon of the decoder's own ARPA file
+                raise ConfigError(f"decoder `{dname}` ({spec.name}) asks for `{key}: auto`, but "
+                                  "the stage has no `lm_text` to build it from.",
+                                  key=f"{spec.key}.{key}",
+                                  hint="Set `lm_text` (a text file, or `demo:lm`), or give the "
+                                       f"{key} file.")
+
     def run(self, context) -> None:
         from w2v import load_pretrained
         from w2v.data.loader import resolve_corpus
@@ -77,14 +128,15 @@ class EvaluateStage(Stage):
                 decoder = build_decoder(spec, lm_paths, dictionary, stage_dir)
                 hyps = decode_utterances(decoder, lps)
                 path = stage_dir / f"{name.replace('/', '_')}.{dname}.tsv"
-                row = {"model": name, "decoder": dname, **score_hypotheses(refs, hyps, path, ids)}
+                row = {"model": name, "decoder": dname, **lm_settings(decoder),
+                       **score_hypotheses(refs, hyps, path, ids)}
                 warning = check_not_degenerate(hyps)
                 if warning:
                     row["warning"] = warning
                     log.warning("model `%s` with %s: %s", name, dname, warning)
                 results.append(row)
-                log.info("%-24s %-10s CER %5.1f%%  WER %5.1f%%", name, dname, 100 * row["cer"],
-                         100 * row["wer"])
+                log.info("%-24s %-10s CER %5.1f%%  WER %5.1f%%", name, decoder_label(row),
+                         100 * row["cer"], 100 * row["wer"])
         out = {"split": cfg.split, "results": results}
         if lm_paths:
             out["lm"] = lm_paths["report"]
@@ -169,6 +221,22 @@ def split_emissions(model, dataset, dictionary, *, chunk_seconds: float | None =
         lps += chunked_emissions(model, [item["wave"]], chunk_seconds=chunk_seconds,
                                  context_seconds=context_seconds)
     return refs, ids, lps
+
+
+def lm_settings(decoder) -> dict:
+    """``{"lm_weight", "word_score"}`` of a decoder that uses a language model, else ``{}``
+    (results rows carry them, so every LM row says which weights gave it)."""
+    config = getattr(decoder, "config", None)
+    if getattr(config, "lm", None) is None:
+        return {}
+    return {"lm_weight": config.lm_weight, "word_score": config.word_score}
+
+
+def decoder_label(row: dict) -> str:
+    """A results row's decoder as tables show it: ``lm (lm_weight 2, word_score -1)``."""
+    if "lm_weight" not in row:
+        return row["decoder"]
+    return f"{row['decoder']} (lm_weight {row['lm_weight']:g}, word_score {row['word_score']:g})"
 
 
 def decode_utterances(decoder, lps) -> list[str]:

@@ -5,6 +5,7 @@ user errors (exit 2, one paragraph naming the file, no traceback)."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from core_testkit import run_w2vrun_process
@@ -35,7 +36,7 @@ def test_evaluate_command_prints_the_table_and_writes_per_utterance_errors(ctc_r
     table = [line for line in result.out.splitlines() if line.startswith("|")]
     decoders = ["greedy", "lm"] if HAS_FLASHLIGHT else ["greedy"]
     assert table[0] == "| decoder | CER % | WER % | utterances |"
-    assert [row.split("|")[1].strip() for row in table[2:]] == decoders
+    assert [row.split("|")[1].split()[0] for row in table[2:]] == decoders
     assert all(row.split("|")[2:5] == [" 0.00 ", " 0.00 ", " 3 "] for row in table[2:])
     for name in decoders:
         rows = read_tsv(out / f"test.{name}.tsv")
@@ -146,3 +147,112 @@ def test_evaluate_user_errors_exit_2_naming_the_file(ctc_run, tmp_path, case):
     result = run_w2vrun_process("evaluate", checkpoint, manifest, "--out", tmp_path / "eval",
                                 "--device", "cpu")
     assert_clean_user_error(result, *named)
+
+
+# --------------------------------------------------------------------------- corpus references
+
+
+def corpus_plugin(splits: dict):
+    """A plugin providing the corpus `toy` (`toy:test`, `toy:lm`), as the demo plugin provides
+    `demo:`; resolving a split counts as building it."""
+    import types
+
+    from w2v import hookimpl
+    from w2v.registry import PLUGIN_API_VERSION
+
+    module = types.ModuleType("toy_corpus_plugin")
+    module.W2V_PLUGIN_API = ".".join(map(str, PLUGIN_API_VERSION))
+    module.w2v_register_components = hookimpl(
+        lambda registrar: registrar.add_corpus("toy", lambda split: splits[split]))
+    return module
+
+
+@pytest.fixture
+def toy_corpus(ctc_run):
+    from w2v import plugin_manager
+
+    plugin_manager.reset(plugin_manager.load_plugins(
+        [("toy_corpus", corpus_plugin({"test": ctc_run.manifest, "lm": ctc_run.lm_text}))]))
+
+
+def test_evaluate_and_transcribe_take_corpus_splits_like_recipes(ctc_run, toy_corpus, run_cli,
+                                                                 tmp_path):
+    by_path = run_cli("evaluate", ctc_run.checkpoint, ctc_run.manifest, "--out",
+                      tmp_path / "a", "--device", "cpu", *lm_args(ctc_run))
+    lm = ["--lm-text", "toy:lm", "--beam", "8"] if HAS_FLASHLIGHT else []
+    by_corpus = run_cli("evaluate", ctc_run.checkpoint, "toy:test", "--out", tmp_path / "b",
+                        "--device", "cpu", *lm)
+    assert by_corpus.code == 0, by_corpus.err
+    table = lambda r: [line for line in r.out.splitlines() if line.startswith("|")]  # noqa: E731
+    assert table(by_corpus) == table(by_path) and len(table(by_path)) == (4 if lm else 3)
+    assert (tmp_path / "b" / "test.greedy.tsv").read_text() == \
+        (tmp_path / "a" / "test.greedy.tsv").read_text()
+
+    result = run_cli("transcribe", ctc_run.checkpoint, "toy:test", "--device", "cpu")
+    assert result.code == 0, result.err
+    assert [line.split("\t")[1] for line in result.out.splitlines()] == \
+        [words(t) for t in SPOKEN.values()]
+
+
+def test_an_unknown_corpus_is_a_clean_error(ctc_run, toy_corpus, run_cli, tmp_path):
+    result = run_cli("evaluate", ctc_run.checkpoint, "tyo:test", "--device", "cpu")
+    assert result.code == 2 and "Traceback" not in result.err
+    assert "`tyo`" in result.err and "Did you mean `toy`?" in result.err
+    assert "w2vrun evaluate" in result.err
+
+
+# --------------------------------------------------------------------------- LM weights
+
+
+def test_one_default_lm_weight_and_word_score_for_recipes_and_commands():
+    """`w2vrun evaluate`/`transcribe` default to the ctc_beam decoder's own defaults, and the
+    demo's evaluate stage sets neither, so both decode the demo model the same way."""
+    import argparse
+
+    import yaml
+
+    from w2v.plugins.ctc.commands import configure_evaluate, configure_transcribe
+    from w2v.plugins.ctc.decoders import BeamConfig
+
+    beam = BeamConfig()
+    for configure in (configure_evaluate, configure_transcribe):
+        parser = argparse.ArgumentParser()
+        configure(parser)
+        args = parser.parse_args(["ckpt", "x.tsv"])
+        assert (args.lm_weight, args.word_score, args.beam) == \
+            (beam.lm_weight, beam.word_score, beam.beam)
+    demo = yaml.safe_load((Path(__file__).resolve().parents[2] / "recipes" / "demo.yaml")
+                          .read_text())
+    for decoder in demo["stages"]["evaluate"]["decoders"].values():
+        assert "lm_weight" not in decoder and "word_score" not in decoder, decoder
+
+
+def test_every_lm_row_names_its_weights(ctc_run, run_cli, tmp_path):
+    pytest.importorskip("flashlight.lib.text")
+    result = run_cli("evaluate", ctc_run.checkpoint, ctc_run.manifest, "--out", tmp_path / "e",
+                     "--device", "cpu", "--lm-text", ctc_run.lm_text, "--beam", "8",
+                     "--lm-weight", "1.5", "--word-score", "-0.5")
+    assert result.code == 0, result.err
+    rows = {line.split("|")[1].strip() for line in result.out.splitlines()
+            if line.startswith("| ") and "CER" not in line and "---" not in line}
+    assert rows == {"greedy", "lm (lm_weight 1.5, word_score -0.5)"}
+    results = json.loads((tmp_path / "e" / "results.json").read_text())["results"]
+    lm_row = next(r for r in results if r["decoder"] == "lm")
+    assert (lm_row["lm_weight"], lm_row["word_score"]) == (1.5, -0.5)
+    assert "lm_weight" not in next(r for r in results if r["decoder"] == "greedy")
+
+    # the evaluate stage's rows, and the report's table over them, say the same
+    from w2v.plugins.stages.report import format_table
+
+    recipe = tmp_path / "evaluate.yaml"
+    recipe.write_text(
+        f"data: {{test: {ctc_run.manifest}, labels: ltr, pad: true}}\n"
+        "stages:\n  evaluate:\n    name: evaluate\n"
+        f"    models: [{ctc_run.checkpoint}]\n    lm_text: {ctc_run.lm_text}\n"
+        "    decoders: {lm: {name: ctc_beam, lm: auto, lexicon: auto, beam: 8}}\n")
+    assert run_cli(recipe, "--out", tmp_path / "run").code == 0
+    stage = json.loads((tmp_path / "run" / "evaluate" / "results.json").read_text())
+    [row] = stage["results"]
+    assert (row["lm_weight"], row["word_score"]) == (2.0, -1.0)
+    assert "| lm (lm_weight 2, word_score -1) |" in format_table(
+        [{**row, "split": stage["split"]}])

@@ -176,6 +176,34 @@ def test_beam_errors(tmp_path, monkeypatch):
     assert err.value.key == "lexicon"
     with pytest.raises(ConfigError, match="silence token"):
         CTCBeamDecoder(BeamConfig(sil_token="_"), D)
+    # the decoder declares flashlight-text when it registers; building it checks that first
     monkeypatch.setitem(sys.modules, "flashlight.lib.text", None)
-    with pytest.raises(MissingDependencyError, match=r"w2v\[decode\]"):
-        CTCBeamDecoder(BeamConfig(), D)
+    spec = structure_component("decoder", {"name": "ctc_beam"}, path="decoder")
+    with pytest.raises(MissingDependencyError) as err:
+        spec.build(None, dictionary=D)
+    assert "`pip install flashlight-text`" in err.value.hint
+    assert "`pip install -e '.[decode]'`" in err.value.hint
+    assert err.value.key == "decoder" and isinstance(err.value, ConfigError)
+
+
+def test_loading_an_lm_prints_nothing(lm_files, capfd):
+    """KenLM writes its loading progress bar ("Reading lm.arpa ----5---10...") to file
+    descriptor 2 from C++; the decoder holds it back."""
+    lexicon, arpa = lm_files
+    capfd.readouterr()
+    beam(lexicon, arpa)
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+
+
+def test_the_lm_beam_search_needs_no_kenlm_python_module(lm_files, monkeypatch):
+    """flashlight-text's wheel carries KenLM: `requires=` declares flashlight-text alone, and
+    the decoder works with the `kenlm` module unimportable."""
+    from w2v.plugin_manager import registry
+
+    monkeypatch.setitem(sys.modules, "kenlm", None)
+    lexicon, arpa = lm_files
+    x = emit(spell("THE CAT"))[None]
+    assert beam(lexicon, arpa).decode(x)[0].text == "THE CAT"
+    assert [r.package for r in registry().get("decoder", "ctc_beam").requires] == \
+        ["flashlight-text"]
