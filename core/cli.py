@@ -50,7 +50,7 @@ def commands_epilog() -> str:
     lines = ["commands (`w2vrun COMMAND --help` shows one's options):"]
     for usage, help_ in rows:
         lines.append(textwrap.fill(help_, 96, initial_indent=f"  {usage:<18}",
-                                   subsequent_indent=" " * 20))
+                                   subsequent_indent=" " * 20, break_on_hyphens=False))
     return "\n".join(lines)
 
 

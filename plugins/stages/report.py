@@ -56,11 +56,13 @@ class ReportStage(Stage):
 
 
 def format_table(rows: list[dict]) -> str:
+    from .evaluate import decoder_label
+
     lines = ["| model | decoder | split | CER % | WER % | utterances |",
              "| --- | --- | --- | ---: | ---: | ---: |"]
     for r in rows:
         flag = " (degenerate)" if r.get("warning") else ""
-        lines.append(f"| {r['model']}{flag} | {r['decoder']} | {r['split']} | "
+        lines.append(f"| {r['model']}{flag} | {decoder_label(r)} | {r['split']} | "
                      f"{100 * r['cer']:.1f} | {100 * r['wer']:.1f} | {r['utterances']} |")
     return "\n".join(lines)
 
