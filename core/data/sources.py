@@ -123,6 +123,8 @@ class AudioSource(DataSource):
     """
 
     Config = DataConfig
+    no_smoke_reason = "reads audio from disk; tests/data/test_data_sources.py exercises each " \
+                      "waveform source on a tiny fixture"
 
     @property
     def dataset_class(self):

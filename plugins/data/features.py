@@ -188,6 +188,8 @@ class FeatureSource(DataSource):
     """Feature shards (featurize outputs) with the labels of the audio they came from."""
 
     Config = FeatureSourceConfig
+    no_smoke_reason = "reads feature shards from disk; tests/wav2vec/test_features.py " \
+                      "trains and evaluates over it"
 
     def __init__(self, config: FeatureSourceConfig) -> None:
         super().__init__(config)

@@ -175,6 +175,8 @@ class UnitSource(DataSource):
     """Unit token files over a dictionary (vq-wav2vec units, phonemised text)."""
 
     Config = UnitSourceConfig
+    no_smoke_reason = "reads unit files from disk; tests/wav2vec/test_bert.py and the " \
+                      "vq-wav2vec + BERT pipeline test exercise it"
 
     def __init__(self, config: UnitSourceConfig) -> None:
         super().__init__(config)

@@ -226,6 +226,8 @@ class ToyStage(Stage):
 class ToySineSource(DataSource):
     """Sine waves made in memory (a third-party data source: no files, its own loader)."""
 
+    no_smoke_reason = "tests/data/test_data_sources.py trains on it"
+
     @attrs.define(kw_only=True)
     class Config(SourceConfig):
         name: str = field("toy_sines", "the data source")
