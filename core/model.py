@@ -166,19 +166,23 @@ class SpeechModel(nn.Module):
                 raise FitError("masking needs a context network to predict the masked frames, "
                                "but the model has no aggregator.", key="model.aggregator")
             out.context = x
-            return out
-        x, out.mask = self._mask(self.project(x), lengths, mask)
-        agg = self.aggregator(x, lengths, layers=layers)
-        out.context, out.layers = agg.output, agg.layers
-        if agg.lengths is not None:
-            out.lengths = agg.lengths
-        if targets == "masked" and out.mask is not None:
-            out.targets = unmasked[out.mask]                                  # [M, C]
-            if self.quantizes_targets and out.targets.shape[0]:
-                q = self.quantizer(out.targets[None], None)
-                out.quantized_targets = attrs.evolve(q, vectors=q.vectors[0], codes=q.codes[0])
+        else:
+            x, out.mask = self._mask(self.project(x), lengths, mask)
+            agg = self.aggregator(x, lengths, layers=layers)
+            out.context, out.layers = agg.output, agg.layers
+            if agg.lengths is not None:
+                out.lengths = agg.lengths
+            if targets == "masked" and out.mask is not None:
+                out.targets = unmasked[out.mask]                                  # [M, C]
+                if self.quantizes_targets and out.targets.shape[0]:
+                    q = self.quantizer(out.targets[None], None)
+                    out.quantized_targets = attrs.evolve(q, vectors=q.vectors[0],
+                                                         codes=q.codes[0])
         if head and self.head is not None and layers is None:
             out.logits = self.head(out.context, out.lengths)
+            out.head_extra = self.head.extra_outputs()
+            if out.lengths is not None:
+                out.logit_lengths = self.head.output_lengths(out.lengths, out.context.shape[1])
         return out
 
     def _mask(self, x: Tensor, lengths: Tensor | None, request: MaskRequest

@@ -9,6 +9,6 @@ from .kmeans import KMeans, fit_kmeans
 from .pca import PCA, fit_pca
 from .pooling import mean_pool_pairs, merge_runs
 
-W2V_PLUGIN_API = "1.0"
+W2V_PLUGIN_API = "2.0"
 
 __all__ = ["KMeans", "PCA", "fit_kmeans", "fit_pca", "mean_pool_pairs", "merge_runs"]

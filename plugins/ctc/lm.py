@@ -293,3 +293,33 @@ def build_arpa(text: str | os.PathLike, arpa: str | os.PathLike, order: int = 4,
     lm = train_kneser_ney(lines, order)
     lm.write_arpa(arpa)
     return lm
+
+
+def read_arpa(path: str | os.PathLike) -> KneserNeyLM:
+    """An ARPA file as a :class:`KneserNeyLM` that scores by ARPA backoff (``discounts``
+    unknown, left empty): ``read_arpa(p).score(s)`` equals the written model's ``score(s)``."""
+    ngrams: list[dict[Gram, NGramEntry]] = []
+    order = 0
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if not line or line == "\\data\\" or line.startswith("ngram "):
+                continue
+            if line == "\\end\\":
+                break
+            if line.startswith("\\") and line.endswith("-grams:"):
+                order = int(line[1:line.index("-")])
+                ngrams.append({})
+                continue
+            if order == 0:
+                raise DataError(f"`{path}` is not an ARPA file (no `\\1-grams:` section).")
+            parts = line.split("\t") if "\t" in line else line.split()
+            if "\t" in line:
+                gram, rest = tuple(parts[1].split()), parts[2:]
+            else:
+                gram, rest = tuple(parts[1:1 + order]), parts[1 + order:]
+            ngrams[order - 1][gram] = NGramEntry(log_prob=float(parts[0]),
+                                                 backoff=float(rest[0]) if rest else 0.0)
+    if not ngrams:
+        raise DataError(f"`{path}` holds no n-grams.")
+    return KneserNeyLM(order=len(ngrams), ngrams=ngrams, discounts=[])

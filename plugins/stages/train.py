@@ -56,6 +56,20 @@ class TrainStage(Stage):
         valid: bool = field(True, "validate on `data.valid` when it is set")
         save_model: bool = field(True, "write the trained model to `<stage dir>/model.pt`")
 
+    def inputs(self, sections) -> dict[str, str | None]:
+        """The training split (required) and the validation split when it is set."""
+        return sections.data.inputs(("train",), ("valid",) if self.config.valid else ())
+
+    def dictionary(self, source, data, context):
+        """The dictionary that sizes the model's head and the objective: the source's labels
+        (or a token source's vocabulary) by default."""
+        return source.dictionary()
+
+    def batches(self, loader, data, context):
+        """The batches the trainer sees for ``loader`` (a stage reading a second source side
+        by side attaches it here); the loader itself by default."""
+        return loader
+
     def run(self, context) -> None:
         from w2v.data.sources import open_source, sized_for_source
         from w2v.train.distributed import detect
@@ -65,7 +79,7 @@ class TrainStage(Stage):
         data = sec.data
         require_objective(context, "Add `objective: {name: ...}` (see `w2vrun list objective`).")
         source = open_source(data, context=context)
-        dictionary = source.dictionary()
+        dictionary = self.dictionary(source, data, context)
         signal = source.signal()
         model_cfg = sized_for_source(sec.model, signal)
         model = build_model(model_cfg, signal.sample_rate, dictionary=dictionary)
@@ -87,7 +101,7 @@ class TrainStage(Stage):
             if sampler_state is not None:
                 sampler.load_state_dict(sampler_state)
             loaders.append(loader)
-            return loader, sampler
+            return self.batches(loader, data, context), sampler
 
         valid_data = None
         if self.config.valid and source.has_split("valid"):
@@ -96,7 +110,7 @@ class TrainStage(Stage):
                                           train=False, min_samples=min_samples,
                                           dictionary=dictionary)
                 loaders.append(loader)
-                return loader
+                return self.batches(loader, data, context)
 
         # batch budgets in the source's own steps (samples, frames or tokens) per second
         rate = signal.sample_rate if signal.kind == "waveform" else max(1, round(signal.frame_rate))

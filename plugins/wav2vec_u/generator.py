@@ -76,6 +76,10 @@ class PhoneGenerator(Head):
         valid = torch.div(lengths + cfg.stride - 1, cfg.stride, rounding_mode="floor")
         return (valid + (out - kept)).clamp(min=0, max=out)
 
+    def extra_outputs(self) -> dict[str, Tensor]:
+        """``residual``: ``[B, T, C]`` the residual branch of the last forward (w2vu2)."""
+        return {} if self.last_residual is None else {"residual": self.last_residual}
+
     def _normalise(self, x: Tensor, lengths: Tensor | None) -> Tensor:
         if self.norm is None:
             return x

@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from w2v.config import choice, field, real, size
-from w2v.interfaces import ObjectiveOutput
+from w2v.errors import DataError, FitError
+from w2v.interfaces import Batch, Head, ModelOutput, Objective, ObjectiveOutput, Signal
 
 from .discriminator import Discriminator, DiscriminatorConfig
 from .penalties import code_penalty, gradient_penalty, perplexities, smoothness_penalty
@@ -59,9 +60,14 @@ def one_hot_text(tokens: Tensor, vocab_size: int, dtype: torch.dtype) -> Tensor:
     return F.one_hot(tokens.long().clamp(min=0), vocab_size).to(dtype)
 
 
-class AdversarialObjective(nn.Module):
+class AdversarialObjective(Objective):
     """Scores a generator against unpaired text; owns the discriminator (and the v2
     auxiliary decoder).
+
+    Batches carry the unpaired text beside the features: ``batch.extra["text"]``
+    ``[B', L]`` phone ids (padding: the dictionary's pad id) with
+    ``batch.extra["text_lengths"]`` ``[B']``, and for the auxiliary loss
+    ``batch.extra["aux_targets"]`` ``[B, T]`` (-1 = none).
 
     Args:
         config: the objective's settings.
@@ -71,6 +77,8 @@ class AdversarialObjective(nn.Module):
 
     Config = AdversarialConfig
     higher_is_better = ()
+    no_smoke_reason = "needs unpaired text beside the features and a model without a context " \
+                      "network; tests/wav2vec_u exercise it"
 
     def __init__(self, config: AdversarialConfig, vocab_size: int, input_dim: int) -> None:
         super().__init__()
@@ -79,6 +87,44 @@ class AdversarialObjective(nn.Module):
         self.discriminator = Discriminator(config.discriminator, vocab_size)
         self.aux_decoder = nn.Linear(input_dim, config.target_dim) if config.mmi_weight > 0 \
             else None
+        self._step = 0
+
+    @classmethod
+    def from_config(cls, config: AdversarialConfig, upstream: Signal | None = None,
+                    **context: Any) -> "AdversarialObjective":
+        model = context.get("model")
+        head = getattr(model, "head", None)
+        if not isinstance(head, Head):
+            raise FitError("the wav2vec_u objective trains a generator head, but the model has "
+                           "no `model.head`.", hint="Add `model.head: {name: wav2vec_u_generator}`.")
+        return cls(config, head.vocab_size, getattr(head, "input_dim", upstream.dim if upstream
+                                                    else 1))
+
+    def check_model(self, model: nn.Module) -> None:
+        if getattr(model, "aggregator", None) is not None:
+            raise FitError("the wav2vec_u objective trains the generator on segment features "
+                           "directly; the model has a context network (`model.aggregator`).",
+                           hint="Set `model.aggregator: null`.")
+
+    def request(self, batch: Batch, model: nn.Module, step: int) -> dict[str, Any]:
+        self._step = step
+        return {"mask": False, "targets": "none"}
+
+    def valid_metrics(self):
+        return ("loss",)
+
+    def forward(self, batch: Batch, output: ModelOutput) -> ObjectiveOutput:
+        if output.logits is None:
+            raise FitError("the wav2vec_u objective needs the generator's logits (a model head).")
+        if "text" not in batch.extra:
+            raise DataError("the wav2vec_u objective needs unpaired text beside the audio "
+                            "features (`batch.extra['text']`).",
+                            hint="Train it with the `train_gan` stage, whose data has a "
+                                 "`sources: {text: {name: units, ...}}` entry.")
+        return self.score(output.logits, output.logit_lengths, batch.extra["text"],
+                          batch.extra["text_lengths"], self._step,
+                          residual=output.head_extra.get("residual"),
+                          aux_targets=batch.extra.get("aux_targets"))
 
     # ---------------------------------------------------------------- composite mode
     def group_for_step(self, step: int) -> str:

@@ -1,0 +1,168 @@
+"""The ``select_gan`` stage: choose a wav2vec-U checkpoint without labels, then decode.
+
+Every checkpoint the ``train_gan`` stage kept (``update_N.pt``, and its final
+``model.pt``) decodes the ``split`` features (Viterbi: the best phone per segment,
+repeats merged, silence dropped); the one with the lowest ``weighted_lm_ppl``
+(phone-LM perplexity / vocabulary usage ** 2, fairseq's ``best_checkpoint_metric``)
+is written as this stage's ``model.pt``. Labels, where the corpus has them
+(``<manifest>.phn`` beside the manifest the features came from), give each
+checkpoint's PER in ``selection.tsv`` but never take part in the choice. The
+chosen model then decodes ``decode_splits``: ``<split>.hyp.phn`` and, with labels,
+PER in ``results.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from pathlib import Path
+
+import attrs
+import torch
+
+from w2v.config import field, real, size
+from w2v.errors import DataError
+from w2v.interfaces import Batch, Stage
+
+from .prepare import stage_input
+from .selection import phone_error_rate, viterbi_phones, weighted_lm_perplexity
+from .text import SILENCE
+
+log = logging.getLogger("w2v")
+_PERIODIC = re.compile(r"^update_(\d+)\.pt$")
+
+
+@attrs.define(kw_only=True)
+class SelectGanConfig:
+    from_: str = field("gan", help="the train_gan stage whose checkpoints are compared")
+    features: str = field("segment", "the stage (or directory) of the features it trained on")
+    text: str = field("text", "the prepare_text stage (or directory): its phone LM and "
+                              "dictionary")
+    split: str = field("valid", "the split the unsupervised metric is computed on")
+    decode_splits: list[str] = field(["test"], "splits the chosen model decodes")
+    vocab_usage_power: float = real(2.0, 0.0, 10.0, "exponent of the vocabulary usage")
+    batch_size: int = size(32, 1, 1 << 16, "utterances per forward")
+
+
+class SelectGanStage(Stage):
+    """Unsupervised checkpoint selection (weighted phone-LM perplexity), then decoding."""
+
+    Config = SelectGanConfig
+
+    def run(self, context) -> None:
+        from w2v import load_pretrained
+        from w2v.checkpoint_formats import MODEL_FILE, save_model
+        from w2v.plugins.ctc.lm import read_arpa
+        from w2v.plugins.data.shards import load_features, read_meta
+        from w2v.train.checkpoint import load_checkpoint
+
+        cfg = self.config
+        gan_dir = stage_input(cfg.from_, context, "from")
+        features_dir = stage_input(cfg.features, context, "features")
+        text_dir = stage_input(cfg.text, context, "text")
+        lm = read_arpa(text_dir / "lm.phones.arpa")
+        model = load_pretrained(gan_dir / MODEL_FILE)
+        dictionary = model.dictionary
+        inventory = len(dictionary) - dictionary.nspecial - int(SILENCE in dictionary)
+        meta = read_meta(features_dir)
+        valid = load_features(features_dir, cfg.split)
+        refs = _labels(meta, cfg.split)
+
+        candidates = {"final": model.state_dict()}
+        ckpt_dir = context.run_dir / "checkpoints" / (cfg.from_ if cfg.from_ in context.plans
+                                                      else gan_dir.name)
+        if ckpt_dir.is_dir():
+            for path in sorted(ckpt_dir.iterdir(), key=lambda p: p.name):
+                if (m := _PERIODIC.match(path.name)):
+                    candidates[f"update_{m.group(1)}"] = load_checkpoint(path)["model"]
+        rows = []
+        for name, state in candidates.items():
+            model.load_state_dict(state)
+            hyps = decode(model, valid, dictionary, cfg.batch_size)
+            score = weighted_lm_perplexity(hyps, lm.score, inventory, cfg.vocab_usage_power)
+            per = phone_error_rate(hyps, refs) if refs is not None else None
+            rows.append((name, score, per))
+            log.info("select_gan: %s weighted_lm_ppl %.2f (lm_ppl %.2f, vocab %.2f)%s", name,
+                     score.weighted_lm_ppl, score.lm_ppl, score.vocab_usage,
+                     f", PER {per:.1f}" if per is not None else "")
+        best = min(rows, key=lambda r: r[1].weighted_lm_ppl)
+        model.load_state_dict(candidates[best[0]])
+        out = Path(context.stage_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        _write_table(out / "selection.tsv", rows, best[0])
+        save_model(model, model.model_config, out / MODEL_FILE, dictionary=dictionary,
+                   extra={"stage": context.stage_id, "chosen": best[0]})
+        results = {"chosen": best[0], "metric": "weighted_lm_ppl",
+                   "weighted_lm_ppl": best[1].weighted_lm_ppl, "splits": {}}
+        labelled = [r for r in rows if r[2] is not None]
+        if labelled:
+            oracle = min(labelled, key=lambda r: r[2])
+            results["oracle_choice"] = {"checkpoint": oracle[0], "per": oracle[2]}
+        for split in cfg.decode_splits:
+            feats = load_features(features_dir, split)
+            hyps = decode(model, feats, dictionary, cfg.batch_size)
+            (out / f"{split}.hyp.phn").write_text("".join(" ".join(h) + "\n" for h in hyps))
+            split_refs = _labels(meta, split)
+            entry = {"utterances": len(hyps)}
+            if split_refs is not None:
+                entry["per"] = phone_error_rate(hyps, split_refs)
+                entry["chance_per"] = chance_per(split_refs)
+            results["splits"][split] = entry
+            log.info("select_gan: %s decoded%s", split,
+                     f", PER {entry['per']:.1f} (chance {entry['chance_per']:.1f})"
+                     if "per" in entry else "")
+        (out / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+
+
+@torch.inference_mode()
+def decode(model, features, dictionary, batch_size: int) -> list[list[str]]:
+    """Viterbi phones of every utterance of a :class:`FeatureSet`, in order."""
+    model.eval()
+    out: list[list[str]] = []
+    for start in range(0, len(features), batch_size):
+        rows = [torch.from_numpy(features.frames(r).astype("float32"))
+                for r in range(start, min(start + batch_size, len(features)))]
+        lengths = torch.tensor([len(x) for x in rows])
+        x = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True)
+        res = model(Batch(source=x, lengths=lengths))
+        for ids in viterbi_phones(res.logits, res.logit_lengths, dictionary):
+            out.append([dictionary[i] for i in ids])
+    return out
+
+
+def chance_per(refs: list[list[str]]) -> float:
+    """PER of always answering the most frequent reference phone (one per utterance)."""
+    from collections import Counter
+
+    counts = Counter(p for r in refs for p in r)
+    if not counts:
+        return math.nan
+    top = counts.most_common(1)[0][0]
+    return phone_error_rate([[top] for _ in refs], refs)
+
+
+def _labels(meta: dict, split: str) -> list[list[str]] | None:
+    """Reference phones of ``split`` (silence dropped) from ``<manifest>.phn``, or None."""
+    manifest = meta.get("splits", {}).get(split, {}).get("manifest")
+    if not manifest:
+        return None
+    path = Path(manifest).with_suffix(".phn")
+    if not path.is_file():
+        return None
+    lines = path.read_text(encoding="utf-8").splitlines()
+    expected = meta["splits"][split].get("utterances")
+    if expected is not None and len(lines) != expected:
+        raise DataError(f"`{path}` has {len(lines)} lines but the features of `{split}` "
+                        f"have {expected} utterances.")
+    return [[p for p in line.split() if p not in (SILENCE, "sil", "|")] for line in lines]
+
+
+def _write_table(path: Path, rows, chosen: str) -> None:
+    lines = ["checkpoint\tweighted_lm_ppl\tlm_ppl\tvocab_usage\tper\tchosen"]
+    for name, score, per in rows:
+        lines.append(f"{name}\t{score.weighted_lm_ppl:.3f}\t{score.lm_ppl:.3f}\t"
+                     f"{score.vocab_usage:.3f}\t{'' if per is None else f'{per:.2f}'}\t"
+                     f"{'*' if name == chosen else ''}")
+    path.write_text("\n".join(lines) + "\n")
