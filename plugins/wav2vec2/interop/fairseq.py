@@ -28,6 +28,7 @@ from ..transformer import TransformerAggregatorConfig
 from .build import Wav2Vec2Spec, build_model, config_error, finish, load_mapped
 from .conformer import check_fairseq_conformer, fairseq_conformer_rules
 from .keymap import KeyMap, LoadReport, fuse_attention
+from .malformed import reading
 from .unpickle import load_checkpoint, resolve, to_plain
 
 POS_G = "aggregator.positional.conv.parametrizations.weight.original0"
@@ -222,8 +223,8 @@ def spec_from_fairseq_config(cfg: dict[str, Any], keys: set[str], *, head_vocab:
         layerdrop=float(m["encoder_layerdrop"]), conv_pos=int(m["conv_pos"]),
         conv_pos_groups=int(m["conv_pos_groups"]), pos_conv_depth=int(m["pos_conv_depth"]),
         layer_type=m["layer_type"], conformer_kernel=int(m["depthwise_conv_kernel_size"]),
-        required_seq_len_multiple=int(m["required_seq_len_multiple"]))
         pos_enc_type=m["pos_enc_type"] if conformer else "abs", fairseq_compat=conformer,
+        required_seq_len_multiple=int(m["required_seq_len_multiple"]))
     final_dim = int(m["final_dim"]) or dim
     quantizer = None
     if "quantizer.vars" in keys:
@@ -342,5 +343,7 @@ def detect_fairseq(path: Any) -> bool:
 
 
 def load_fairseq(path: Any, dictionary: Any = None, **kwargs: Any) -> SpeechModel:
-    """Importer entry for :func:`w2v.load_pretrained` (the dictionary is the caller's business)."""
-    return from_fairseq(path)
+    """Importer entry for :func:`w2v.load_pretrained` (the dictionary is the caller's business);
+    a malformed file raises a one-line DataError."""
+    with reading(path, "fairseq wav2vec 2.0 checkpoint"):
+        return from_fairseq(path)

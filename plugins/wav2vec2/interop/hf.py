@@ -24,12 +24,13 @@ from ..transformer import TransformerAggregatorConfig
 from .build import Wav2Vec2Spec, build_model, config_error, finish, load_mapped
 from .conformer import HF_ENCODER_RULES, hf_conformer_aggregator
 from .keymap import KeyMap, LoadReport, fuse_attention
+from .malformed import reading
 from .safetensors_io import read_safetensors
 
-POS_G = "aggregator.positional.conv.parametrizations.weight.original0"
 #: ``model_type`` values of the Hugging Face configs this module reads.
 MODEL_TYPES = ("wav2vec2", "wav2vec2-conformer")
 
+POS_G = "aggregator.positional.conv.parametrizations.weight.original0"
 POS_V = "aggregator.positional.conv.parametrizations.weight.original1"
 
 #: Hugging Face key (``wav2vec2.`` prefix removed) -> w2v key.
@@ -85,8 +86,13 @@ def read_hf_directory(directory: str | Path) -> tuple[dict[str, Any], dict[str, 
         for file in files:
             if file.suffix == ".safetensors":
                 state.update(read_safetensors(file))
-            else:
+                continue
+            try:
                 state.update(torch.load(file, map_location="cpu", weights_only=True))
+            except Exception as exc:
+                raise DataError(f"{file}: cannot read it as PyTorch weights ({type(exc).__name__}"
+                                f"): it is truncated, corrupted or holds more than tensors.",
+                                hint="Download or export it again.") from None
         return config, state, pre
     raise DataError(f"{root}: no model.safetensors or pytorch_model.bin.")
 
@@ -131,14 +137,14 @@ def spec_from_hf_config(config: Mapping[str, Any], keys: set[str],
         layerdrop=float(c.get("layerdrop", 0.1)),
         conv_pos=int(c.get("num_conv_pos_embeddings", 128)),
         conv_pos_groups=int(c.get("num_conv_pos_embedding_groups", 16)), layer_norm_eps=eps)
+    if conformer:
+        aggregator = hf_conformer_aggregator(c, source)
     quantizer = None
     if "quantizer.codevectors" in keys:
         quantizer = {"groups": int(c.get("num_codevector_groups", 2)),
                      "num_vars": int(c.get("num_codevectors_per_group", 320)),
                      "dim": int(c.get("codevector_dim", 256))}
     masker = None
-    if conformer:
-        aggregator = hf_conformer_aggregator(c, source)
     if "masked_spec_embed" in keys:
         masker = {"mask_prob": float(c.get("mask_time_prob", 0.05)),
                   "mask_length": int(c.get("mask_time_length", 10)),
@@ -218,5 +224,7 @@ def detect_hf(path: Any) -> bool:
 
 def load_hf(path: Any, dictionary: Any = None, **kwargs: Any) -> SpeechModel:
     """Importer entry for :func:`w2v.load_pretrained` (``dictionary`` is not needed: HF CTC
-    vocabularies live in the directory's ``vocab.json``)."""
-    return from_hf(path)
+    vocabularies live in the directory's ``vocab.json``); a malformed directory raises a
+    one-line DataError."""
+    with reading(path, "Hugging Face wav2vec 2.0 directory"):
+        return from_hf(path)

@@ -33,19 +33,29 @@ def read_safetensors(path: str | Path) -> dict[str, Tensor]:
         header = json.loads(data[8:8 + size])
     except (struct.error, ValueError) as exc:
         raise DataError(f"{path}: not a safetensors file ({exc}).") from None
+    if not isinstance(header, dict):
+        raise DataError(f"{path}: not a safetensors file (its header is not a JSON object).")
     body = memoryview(data)[8 + size:]
     out: dict[str, Tensor] = {}
     for name, info in header.items():
         if name == "__metadata__":
             continue
-        dtype = _DTYPES.get(info["dtype"])
-        if dtype is None:
-            raise DataError(f"{path}: tensor `{name}` has dtype {info['dtype']}, which w2v "
-                            f"cannot read.")
-        start, end = info["data_offsets"]
-        flat = torch.frombuffer(bytearray(body[start:end]), dtype=dtype) if end > start else \
-            torch.empty(0, dtype=dtype)
-        out[name] = flat.reshape(info["shape"])
+        try:
+            dtype = _DTYPES.get(info["dtype"])
+            if dtype is None:
+                raise DataError(f"{path}: tensor `{name}` has dtype {info['dtype']}, which w2v "
+                                f"cannot read.")
+            start, end = (int(x) for x in info["data_offsets"])
+            shape = [int(n) for n in info["shape"]]
+            if not 0 <= start <= end <= len(body):
+                raise ValueError(f"its bytes {start}:{end} lie outside the "
+                                 f"{len(body)}-byte body")
+            flat = torch.frombuffer(bytearray(body[start:end]), dtype=dtype) if end > start \
+                else torch.empty(0, dtype=dtype)
+            out[name] = flat.reshape(shape)
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise DataError(f"{path}: tensor `{name}` is malformed ({type(exc).__name__}: "
+                            f"{exc}); the file is truncated or corrupted.") from None
     return out
 
 

@@ -8,12 +8,19 @@ themselves; every other class (``argparse.Namespace``, omegaconf
 ``DictConfig``/``ListConfig``/nodes/metadata, fairseq enums and dataclasses,
 ``typing`` objects, ...) becomes an inert :class:`StandIn` that only records
 its constructor arguments and pickled state. Nothing from the file is ever
-called, so a malicious pickle cannot run code. :func:`to_plain` then turns the
-stand-ins into dicts, lists and scalars.
+called, so a malicious pickle cannot run code. The unpickler also refuses to
+set state on anything but plain data: pickle's BUILD (``__setstate__`` or
+attribute assignment) reaches only stand-ins, the attribute dict of
+``OrderedDict``-like containers (a state dict's ``_metadata``) and numpy
+arrays; item and append opcodes reach only dicts, lists, sets and stand-ins.
+So a crafted file cannot patch a class or function of the running process
+(``setattr(collections.Counter, 'most_common', ...)``). :func:`to_plain` then
+turns the stand-ins into dicts, lists and scalars.
 """
 
 from __future__ import annotations
 
+import collections
 import io
 import pickle
 import re
@@ -23,6 +30,8 @@ from typing import Any
 import torch
 
 from w2v.errors import DataError
+
+from .malformed import first_line
 
 _SAFE_BUILTINS = {"dict", "list", "tuple", "set", "frozenset", "int", "float", "complex", "bool",
                   "str", "bytes", "bytearray", "slice", "range", "object"}
@@ -38,6 +47,9 @@ class StandIn:
     """
 
     _w2v_origin = "?"
+    _args: tuple = ()
+    _state: Any = None
+    _items: Any = None  # what item/append opcodes added (a pickled dict or list subclass)
 
     def __new__(cls, *args: Any, **kwargs: Any) -> "StandIn":
         obj = object.__new__(cls)
@@ -49,6 +61,20 @@ class StandIn:
 
     def __setstate__(self, state: Any) -> None:
         self._state = state
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        if self._items is None:
+            self._items = {}
+        if not isinstance(self._items, dict):
+            raise pickle.UnpicklingError(f"{self!r} gets both items and list entries")
+        self._items[key] = value
+
+    def append(self, value: Any) -> None:
+        if self._items is None:
+            self._items = []
+        if not isinstance(self._items, list):
+            raise pickle.UnpicklingError(f"{self!r} gets both items and list entries")
+        self._items.append(value)
 
     def __repr__(self) -> str:
         return f"<stand-in for {self._w2v_origin}>"
@@ -75,10 +101,100 @@ def _torch_globals() -> dict[str, Any]:
         return {f"torch._utils.{n}": getattr(tu, n) for n in dir(tu) if n.startswith("_rebuild")}
 
 
-class RestrictedUnpickler(pickle.Unpickler):
-    """Resolves only safe globals; everything else becomes a :class:`StandIn`."""
+#: Containers whose instances may receive an attribute dict from BUILD (exact types).
+_ATTRIBUTE_CONTAINERS = (collections.OrderedDict, collections.defaultdict, collections.Counter)
+
+
+def _refuse(action: str, target: Any) -> pickle.UnpicklingError:
+    what = f"class {target.__module__}.{target.__qualname__}" if isinstance(target, type) \
+        else f"a {type(target).__module__}.{type(target).__qualname__} object"
+    return pickle.UnpicklingError(f"the file {action} {what}; a checkpoint only needs plain data, "
+                                  f"so w2v refuses to load it")
+
+
+def _numpy_data(obj: Any) -> bool:
+    """A numpy array or dtype instance (their ``__setstate__`` only fills in data)."""
+    import numpy as np
+
+    return type(obj) is np.ndarray or (isinstance(obj, np.dtype) and not isinstance(obj, type))
+
+
+class RestrictedUnpickler(pickle._Unpickler):
+    """Resolves only safe globals (everything else becomes a :class:`StandIn`) and builds only
+    plain data. The pure-Python unpickler, so that BUILD and the container opcodes can be
+    restricted; a checkpoint's pickle is small (tensor data lives beside it)."""
 
     _torch = None
+    dispatch = dict(pickle._Unpickler.dispatch)
+
+    def load(self) -> Any:
+        try:
+            return super().load()
+        except KeyError as exc:  # the pure-Python unpickler's word for a bad opcode or memo id
+            raise pickle.UnpicklingError(f"malformed pickle: no opcode or memo entry "
+                                         f"{exc.args[0]!r}") from None
+
+    def load_build(self) -> None:
+        state = self.stack.pop()
+        inst = self.stack[-1]
+        if isinstance(inst, StandIn):
+            inst.__setstate__(state)
+        elif type(inst) in _ATTRIBUTE_CONTAINERS:
+            if isinstance(state, tuple) and len(state) == 2 and not state[1]:
+                state = state[0]
+            if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
+                raise _refuse("sets non-attribute state on", inst)
+            vars(inst).update(state)
+        elif _numpy_data(inst):
+            inst.__setstate__(state)
+        else:
+            raise _refuse("sets the state of", inst)
+
+    def load_setitem(self) -> None:
+        value = self.stack.pop()
+        key = self.stack.pop()
+        self._item_target("sets items of")[key] = value
+
+    def load_setitems(self) -> None:
+        items = self.pop_mark()
+        target = self._item_target("sets items of")
+        for i in range(0, len(items), 2):
+            target[items[i]] = items[i + 1]
+
+    def load_append(self) -> None:
+        value = self.stack.pop()
+        self._list_target().append(value)
+
+    def load_appends(self) -> None:
+        items = self.pop_mark()
+        target = self._list_target()
+        for item in items:
+            target.append(item)
+
+    def load_additems(self) -> None:
+        items = self.pop_mark()
+        target = self.stack[-1]
+        if type(target) is not set:
+            raise _refuse("adds set members to", target)
+        target.update(items)
+
+    def _item_target(self, action: str) -> Any:
+        target = self.stack[-1]
+        if isinstance(target, (StandIn, dict)):  # instances only: a class is neither
+            return target
+        raise _refuse(action, target)
+
+    def _list_target(self) -> Any:
+        target = self.stack[-1]
+        if isinstance(target, (StandIn, list)):
+            return target
+        raise _refuse("appends to", target)
+
+    for _op, _fn in ((pickle.BUILD, load_build), (pickle.SETITEM, load_setitem),
+                     (pickle.SETITEMS, load_setitems), (pickle.APPEND, load_append),
+                     (pickle.APPENDS, load_appends), (pickle.ADDITEMS, load_additems)):
+        dispatch[_op[0]] = _fn
+    del _op, _fn
 
     def find_class(self, module: str, name: str) -> Any:
         if RestrictedUnpickler._torch is None:
@@ -116,14 +232,16 @@ restricted_pickle.__name__ = "w2v_restricted_pickle"
 
 
 def load_checkpoint(path: Any) -> Any:
-    """``torch.load`` through the restricted unpickler, on CPU."""
+    """``torch.load`` through the restricted unpickler, on CPU. A file that is missing,
+    truncated, corrupted or refused raises a one-line :class:`~w2v.errors.DataError`."""
     try:
         return torch.load(path, map_location="cpu", weights_only=False,
                           pickle_module=restricted_pickle)
     except FileNotFoundError:
         raise DataError(f"{path}: no such checkpoint file.") from None
-    except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError) as exc:
-        raise DataError(f"{path}: cannot read it as a PyTorch checkpoint ({exc}).") from None
+    except Exception as exc:  # a damaged pickle fails in any of a dozen ways
+        raise DataError(f"{path}: cannot read it as a PyTorch checkpoint ({first_line(exc)}).",
+                        hint="The file is truncated, corrupted or not a checkpoint.") from None
 
 
 _OMEGA_CONTAINERS = ("omegaconf.dictconfig.DictConfig", "omegaconf.listconfig.ListConfig")
@@ -143,6 +261,8 @@ def to_plain(obj: Any) -> Any:
             state = {**(state[0] or {}), **state[1]}                    # (dict, slots) state
         if isinstance(state, dict):
             return {k: to_plain(v) for k, v in state.items()}
+        if state is None and obj._items is not None:                     # dict / list subclass
+            return to_plain(obj._items)
         if len(obj._args) == 1 and state is None:                        # enum member
             return to_plain(obj._args[0])
         if not obj._args and state is None:
