@@ -195,6 +195,17 @@ def dispatch(argv: Sequence[str]) -> int:
     return run_recipe(argv)
 
 
+def _interrupted(exc: BaseException) -> bool:
+    """Whether a KeyboardInterrupt is among the exceptions ``exc`` was raised while handling."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__context__
+    return False
+
+
 def _environment_error(exc: BaseException) -> UserError | None:
     """The machine, not the code, failed: out of memory, a disk full or not writable. Such an
     error, met anywhere outside the places that already explain it, becomes one paragraph."""
@@ -229,7 +240,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = 130
     except Exception as exc:  # a bug or a divergence: say it plainly, keep the traceback
         clean = _environment_error(exc)
-        if clean is not None:
+        if _interrupted(exc):  # Ctrl-C inside a library that raised its own error on top
+            print("w2vrun: interrupted", file=sys.stderr)
+            code = 130
+        elif clean is not None:
             print(f"w2vrun: error: {clean.render()}", file=sys.stderr)
             code = clean.exit_code
         elif getattr(exc, "w2v_clean", False):

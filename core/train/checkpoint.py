@@ -85,9 +85,19 @@ def _writing(tmp: Path, target: Path):
             tmp.unlink(missing_ok=True)
         except OSError:
             pass
+        if _interrupted(exc):  # torch.save answers Ctrl-C with an error of its own
+            raise KeyboardInterrupt from None
         if isinstance(exc, OSError):
             raise storage_error(target, exc) from None
         raise
+
+
+def _interrupted(exc: BaseException | None) -> bool:
+    while exc is not None:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        exc = exc.__context__
+    return False
 
 
 def atomic_save(obj: Any, path: Path) -> Path:
