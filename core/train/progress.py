@@ -88,7 +88,7 @@ class Progress:
             pace = f"; the {left:,} left take about {format_duration(left * seconds)} at this " \
                    "pace" if left > 0 else ""
             self.write(f"[{self.stage}] update {updates_done:,} of {self.total:,} took "
-                       f"{format_duration(seconds)}{pace}.")
+                       f"{format_duration(seconds)} (start-up included){pace}.")
 
     def postfix(self, text: str) -> None:
         if self._bar is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections import defaultdict
 from pathlib import Path
 
@@ -100,46 +101,152 @@ def _char_counts(tsv: Path) -> dict[str, tuple[int, int]]:
 
 
 def summarize(rows: list[dict], baseline: str | None, compare: list[str]) -> str:
-    """One line comparing each model's best CER with the baseline's. Where the rows carry
-    their per-utterance error files, a gap whose 95 % paired-bootstrap interval contains 0 is
-    called a tie, not a win."""
+    """How to read the table, one line per comparison with the baseline and notes.
+
+    Each model is taken at its best decoder (lowest CER) and the decoder is named on both
+    sides. Where the rows carry their per-utterance error files, a difference whose 95 %
+    paired-bootstrap interval contains 0 is called a tie, not a win. Notes explain a WER
+    above 100 % and a word LM that raised CER, when the table has them."""
     best: dict[str, dict] = {}
     for r in rows:
         if r["model"] not in best or r["cer"] < best[r["model"]]["cer"]:
             best[r["model"]] = r
-    if baseline is None or baseline not in best:
-        return "Lower is better for both CER and WER."
-    base = best[baseline]
-    parts = []
-    for name in compare or [m for m in best if m != baseline]:
-        if name not in best:
+    lines = []
+    if baseline is not None and baseline in best:
+        base = best[baseline]
+        lines = [f"- {compare_line(best[name], base)}"
+                 for name in compare or [m for m in best if m != baseline] if name in best]
+    text = "Lower is better for both CER and WER."
+    if lines:
+        text = (f"Each model at its best decoder (lowest CER), against `{baseline}`; lower is "
+                "better for both CER and WER:\n" + "\n".join(lines))
+        if min(r["cer"] for r in best.values()) >= NEAR_CHANCE_CER:
+            text += (f"\nEvery system is at {100 * NEAR_CHANCE_CER:.0f}% CER or worse: none has "
+                     "learned to transcribe at this budget, so these gaps do not show that one "
+                     "representation is better (docs/demo-scale.md).")
+        elif any("errors_path" in r for r in best.values()):
+            text += ("\nA difference counts when its 95% paired-bootstrap interval over the test "
+                     "utterances excludes 0.")
+    notes = [n for n in (wer_note(rows), lm_note(rows)) if n]
+    return "\n".join([text, *notes])
+
+
+def _system(row: dict) -> str:
+    decoder = row.get("decoder")
+    return f"`{row['model']}` ({decoder} decoder)" if decoder else f"`{row['model']}`"
+
+
+def compare_line(other: dict, base: dict) -> str:
+    """``other`` against ``base`` in CER points, in words: "CER is 3.4 points higher (worse)"."""
+    diff = 100 * (other["cer"] - base["cer"])
+    if round(diff, 1) == 0:
+        change = "CER is the same"
+    else:
+        change = f"CER is {abs(diff):.1f} points {'higher (worse)' if diff > 0 else 'lower (better)'}"
+    line = (f"{_system(other)} against {_system(base)}: {change}, "
+            f"{100 * other['cer']:.1f}% vs {100 * base['cer']:.1f}%")
+    if "errors_path" in base and "errors_path" in other:
+        low, high = cer_gap_interval(base["errors_path"], other["errors_path"])
+        low, high = -high, -low                       # other - base, as the sentence says
+        verdict = ("excludes 0: a real difference" if low > 0 or high < 0 else
+                   "includes 0: on par")
+        line += (f"; the 95% interval of the difference, {low:+.1f} to {high:+.1f} points, "
+                 f"{verdict}")
+    return line + "."
+
+
+def wer_note(rows: list[dict]) -> str | None:
+    """Why a WER above 100 % is possible, when the table has one."""
+    over = sorted({r["model"] for r in rows if r["wer"] > 1.0})
+    if not over:
+        return None
+    return (f"WER is above 100 % for {', '.join(f'`{m}`' for m in over)}: WER counts "
+            "substituted, deleted and inserted words against the number of reference words, so "
+            "a hypothesis with more words than the reference, most of them wrong, scores above "
+            "100 %.")
+
+
+def lm_note(rows: list[dict]) -> str | None:
+    """Why a word LM can raise CER, when it did for some model (against its greedy row)."""
+    greedy = {r["model"]: r for r in rows if r.get("decoder") == "greedy"}
+    raised = [(r, greedy[r["model"]]) for r in rows if r.get("decoder") not in (None, "greedy")
+              and r["model"] in greedy and r["cer"] > greedy[r["model"]]["cer"]]
+    if not raised:
+        return None
+    which = ", ".join(f"`{r['model']}` ({r['decoder']} {100 * r['cer']:.1f}% vs greedy "
+                      f"{100 * g['cer']:.1f}%)" for r, g in raised)
+    return (f"The word LM raised CER for {which}: when the letters are far off, the beam search "
+            "can only spell words of its lexicon, and a wrong whole word costs more letters than "
+            "the garbled letters it replaced (the LM helps once most letters are right).")
+
+
+#: Plot titles a newcomer can read.
+TITLES = {"loss": "loss", "accuracy": "accuracy (masked frames)",
+          "code_perplexity": "code perplexity (codes in use)",
+          "prob_perplexity": "codebook perplexity (soft)", "uer": "UER % (unit error rate)",
+          "wer": "WER", "lr": "learning rate"}
+
+Curves = dict[tuple[str, str], list[tuple[int, float]]]
+
+
+def read_curves(metrics_path: Path) -> dict[str, Curves]:
+    """stage -> (stat, split) -> [(update, value)] for :data:`CURVES` and
+    ``contrastive_chance``, from ``metrics.jsonl``."""
+    series: dict[str, Curves] = defaultdict(lambda: defaultdict(list))
+    for line in metrics_path.read_text().splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
             continue
-        other = best[name]
-        gap = 100 * (base["cer"] - other["cer"])
-        cers = f"{100 * other['cer']:.1f}% vs {100 * base['cer']:.1f}%"
-        if "errors_path" in base and "errors_path" in other:
-            low, high = cer_gap_interval(base["errors_path"], other["errors_path"])
-            verdict = "beats" if low > 0 else "is worse than" if high < 0 else "is on par with"
-            parts.append(f"`{name}` {verdict} `{baseline}`: {gap:+.1f} CER points ({cers}; "
-                         f"95% interval {low:+.1f} to {high:+.1f})")
-        else:
-            parts.append(f"`{name}` {'beats' if gap > 0 else 'does not beat'} `{baseline}` by "
-                         f"{gap:+.1f} CER points ({cers})")
-    if not parts:
-        return "Lower is better for both CER and WER."
-    line = "; ".join(parts) + "."
-    if min(r["cer"] for r in best.values()) >= NEAR_CHANCE_CER:
-        line += (f" Every system is at {100 * NEAR_CHANCE_CER:.0f}% CER or worse: none has learned "
-                 "to transcribe at this budget, so these gaps do not show that one representation "
-                 "is better (docs/demo-scale.md).")
-    elif any("errors_path" in r for r in best.values()):
-        line += (" A gap counts when its 95% paired-bootstrap interval over the test utterances "
-                 "excludes 0.")
-    return line
+        split = rec.get("split", "train")
+        for key in (*CURVES, "contrastive_chance"):
+            value = rec.get(key)
+            if isinstance(value, (int, float)) and "step" in rec:
+                series[rec.get("stage", "?")][(key, split)].append((rec["step"], float(value)))
+    return series
+
+
+def chance_accuracy(curves: Curves) -> float | None:
+    """The accuracy of guessing among the contrastive candidates, ``exp(-contrastive_chance)``
+    averaged over the logged points (``1 / (distractors + 1)`` when none is excluded), or
+    None when the stage logged no ``contrastive_chance``."""
+    values = [v for split in ("train", "valid") for _, v in curves.get(("contrastive_chance",
+                                                                        split), [])]
+    if not values:
+        return None
+    return sum(math.exp(-v) for v in values) / len(values)
+
+
+def stage_figure(stage: str, curves: Curves):
+    """A matplotlib figure: one panel per logged curve, train as a line, validation points
+    marked, a chance line on a contrastive accuracy panel."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [k for k in CURVES if any(c[0] == k for c in curves)]
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.0), squeeze=False)
+    chance = chance_accuracy(curves)
+    for ax, key in zip(axes[0], keys):
+        for split in ("train", "valid"):
+            pts = curves.get((key, split))
+            if pts:
+                xs, ys = zip(*pts)
+                ax.plot(xs, ys, marker="o" if split == "valid" else None, ms=3, label=split)
+        if key == "accuracy" and chance is not None:
+            ax.axhline(chance, color="gray", linestyle="--", linewidth=1,
+                       label=f"chance ({chance:.3f})")
+        ax.set_title(TITLES.get(key, key), fontsize=9)
+        ax.set_xlabel("update")
+        ax.legend(fontsize=7)
+    fig.suptitle(stage)
+    fig.tight_layout()
+    return fig
 
 
 def plot_curves(metrics_path: Path, out_dir: Path) -> list[Path]:
-    """One PNG per training stage with its logged curves (train and valid)."""
+    """One PNG per training stage with its logged curves (:func:`stage_figure`)."""
     if not metrics_path.exists():
         return []
     import matplotlib
@@ -147,33 +254,11 @@ def plot_curves(metrics_path: Path, out_dir: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    series: dict[str, dict[tuple[str, str], list[tuple[int, float]]]] = defaultdict(
-        lambda: defaultdict(list))
-    for line in metrics_path.read_text().splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        split = rec.get("split", "train")
-        for key in CURVES:
-            value = rec.get(key)
-            if isinstance(value, (int, float)) and "step" in rec:
-                series[rec.get("stage", "?")][(key, split)].append((rec["step"], float(value)))
     paths = []
-    for stage, curves in series.items():
-        keys = [k for k in CURVES if any(c[0] == k for c in curves)]
-        fig, axes = plt.subplots(1, len(keys), figsize=(3.6 * len(keys), 3.0), squeeze=False)
-        for ax, key in zip(axes[0], keys):
-            for split in ("train", "valid"):
-                pts = curves.get((key, split))
-                if pts:
-                    xs, ys = zip(*pts)
-                    ax.plot(xs, ys, marker="o" if split == "valid" else None, ms=3, label=split)
-            ax.set_title(key)
-            ax.set_xlabel("update")
-            ax.legend(fontsize=7)
-        fig.suptitle(stage)
-        fig.tight_layout()
+    for stage, curves in read_curves(metrics_path).items():
+        if not any(key in CURVES for key, _ in curves):
+            continue
+        fig = stage_figure(stage, curves)
         path = out_dir / f"{stage}.png"
         fig.savefig(path, dpi=90)
         plt.close(fig)

@@ -82,7 +82,8 @@ def test_results_table_is_well_formed(demo_run):
     table = [l for l in report.splitlines() if l.startswith("|")]
     assert len(table) == 2 + len(rows)
     assert all(len(l.split("|")) == 8 for l in table)
-    assert re.search(r"CER points", report)
+    assert re.search(r"\(\w+ decoder\) against `probe_random` \(\w+ decoder\): CER is "
+                     r"(the same|[\d.]+ points (higher \(worse\)|lower \(better\)))", report)
     for stage in TRAIN_STAGES:
         assert (demo_run / "report" / f"{stage}.png").stat().st_size > 1000
 

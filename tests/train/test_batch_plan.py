@@ -148,8 +148,8 @@ def test_progress_is_plain_text_under_ci_or_without_a_terminal(monkeypatch):
     progress.micro_batch_done()
     progress.update_done(30.0, 1)
     progress.update_done(30.0, 2)
-    assert tty.getvalue() == ("[pretrain] update 1 of 100 took 30 s; the 99 left take about "
-                              "49.5 min at this pace.\n")
+    assert tty.getvalue() == ("[pretrain] update 1 of 100 took 30 s (start-up included); the "
+                              "99 left take about 49.5 min at this pace.\n")
     monkeypatch.delenv("CI")
     assert not Progress(stage="s", total=3, stream=io.StringIO()).active
 
