@@ -165,6 +165,21 @@ def stage_components(plan: StagePlan) -> list[ComponentSpec]:
     return found
 
 
+def stage_registrations(plan: StagePlan) -> list[tuple[Any, str | None, str]]:
+    """``(registration, file:line, key)`` of every component a stage names
+    (:func:`stage_components`) and of its data source (``data: {name: ...}``)."""
+    from .plugin_manager import registry
+
+    reg = registry()
+    found = [(reg.get(spec.kind, spec.name, where=spec.where, key=spec.key), spec.where,
+              spec.key) for spec in stage_components(plan)]
+    source = getattr(plan.sections.data, "name", None)
+    if source is not None and "data_source" in reg.kinds:
+        found.append((reg.get("data_source", source, key="data.name"),
+                      plan.srcmap.where(("data", "name")), "data.name"))
+    return found
+
+
 def check_stages(plans: dict[str, StagePlan], stage_ids: Sequence[str] | None = None, *,
                  dry: bool = False) -> list[str]:
     """The checks that stop a run in seconds instead of at the stage that would fail: every
@@ -179,9 +194,8 @@ def check_stages(plans: dict[str, StagePlan], stage_ids: Sequence[str] | None = 
     ids = list(plans)
     for sid in (ids if stage_ids is None else stage_ids):
         plan = plans[sid]
-        for spec in stage_components(plan):
-            reg.get(spec.kind, spec.name, where=spec.where, key=spec.key) \
-                .check_requirements(where=spec.where, key=spec.key)
+        for registration, where, key in stage_registrations(plan):
+            registration.check_requirements(where=where, key=key)
         stage = plan.spec.build(None)
 
         def absolute(key: str) -> tuple[str, ...]:     # stage keys live under stages.<id>
@@ -272,8 +286,9 @@ def _dry_run_dictionary(sec: Sections):
     from .plugin_manager import registry
 
     data = sec.data
-    if data.labels is None:
-        return None
+    head = registry().get("head", sec.model.head.name).cls
+    if data.labels is None:    # a head sized by something else (wav2vec-U: the text's phones)
+        return head.dry_run_dictionary(None)
     candidates = [data.dictionary] if data.dictionary else []
     if data.train and os.path.exists(data.train):
         base = data.train if os.path.isdir(data.train) else os.path.dirname(data.train)
@@ -281,7 +296,6 @@ def _dry_run_dictionary(sec: Sections):
     for path in candidates:
         if path and os.path.isfile(path):
             return Dictionary.load(path)
-    head = registry().get("head", sec.model.head.name).cls
     placeholder = head.dry_run_dictionary(data.labels)
     return placeholder if placeholder is not None else Dictionary.from_symbols(["|"])
 

@@ -34,7 +34,7 @@ def w2v_register_components(registrar):
                                  "supervisions); lhotse itself not needed")
     registrar.add_component("data_source", "hf_dataset", HFDatasetSource,
                             help="Hugging Face `datasets` audio datasets saved with "
-                                 "save_to_disk (needs `datasets`)")
+                                 "save_to_disk (needs `datasets`)", requires=["datasets"])
     registrar.add_component("data_source", "features", FeatureSource,
                             help="precomputed feature shards (featurize outputs), with labels")
     registrar.add_component("data_source", "units", UnitSource,

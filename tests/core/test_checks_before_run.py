@@ -172,3 +172,12 @@ def test_the_demo_and_the_paper_recipes_pass_the_checks(run_cli):
     finetune = ROOT / "recipes" / "finetune" / "base_10m.yaml"
     warnings = check_stages(plan_stages(load_recipe(finetune, [])), dry=True)
     assert warnings and all("warning" not in w for w in warnings)
+
+
+def test_the_data_sources_package_is_checked_too(run_cli, monkeypatch, tmp_path):
+    """`data: {name: hf_dataset}` declares `datasets`; without it the run stops at once."""
+    monkeypatch.setitem(sys.modules, "datasets", None)
+    result = run_cli(BASE, "data.name=hf_dataset", f"data.train={tmp_path}", "--out",
+                     tmp_path / "run")
+    assert_stopped(result, tmp_path / "run", "`datasets`", "`data.name`",
+                   "`pip install datasets`")
