@@ -515,9 +515,10 @@ class Head(nn.Module, Component, abc.ABC):
     vocab_size: int
 
     @classmethod
-    def dry_run_dictionary(cls, labels: str) -> Any:
-        """A stand-in label dictionary for ``labels`` (``ltr``, ``phn``, ...) that sizes the
-        head in ``--dry-run`` before the real one exists, or None."""
+    def dry_run_dictionary(cls, labels: str | None) -> Any:
+        """A stand-in label dictionary for ``labels`` (``ltr``, ``phn``, ...; None when the
+        stage's data has no labels) that sizes the head in ``--dry-run`` before the real one
+        exists, or None."""
         return None
 
     @abc.abstractmethod

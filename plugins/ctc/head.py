@@ -102,9 +102,12 @@ class CTCHead(Head):
         return self.proj.out_features
 
     @classmethod
-    def dry_run_dictionary(cls, labels: str):
-        """fairseq's letter set (``dict.ltr.txt`` of LibriSpeech) as a stand-in."""
+    def dry_run_dictionary(cls, labels: str | None):
+        """fairseq's letter set (``dict.ltr.txt`` of LibriSpeech) as a stand-in; none without
+        labels (a CTC head is sized by them)."""
         from w2v.data.dictionary import Dictionary
+        if labels is None:
+            return None
         return Dictionary.from_symbols(["|", *"ETAOINSHRDLUCMFWYPVBGKQJXZ'"])
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:

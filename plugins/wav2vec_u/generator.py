@@ -66,6 +66,14 @@ class PhoneGenerator(Head):
                                               "stage passes its dictionary.")
         return cls(config, upstream_dim(upstream, "wav2vec-U generator"), len(dictionary))
 
+    @classmethod
+    def dry_run_dictionary(cls, labels: str | None) -> Any:
+        """A stand-in phone inventory (40 phones and ``<SIL>``): the real one comes from the
+        text preparation stage."""
+        from w2v.data.dictionary import Dictionary
+
+        return Dictionary.from_symbols([f"p{i}" for i in range(40)] + ["<SIL>"])
+
     def output_lengths(self, lengths: Tensor, frames: int) -> Tensor:
         """Valid output frames for ``lengths`` valid inputs of ``frames`` (fairseq's rule:
         every ``stride``-th input frame, then shifted by the convolution's extra frames)."""

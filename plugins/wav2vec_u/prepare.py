@@ -19,11 +19,12 @@ from __future__ import annotations
 import json
 import logging
 from pathlib import Path
+from typing import Literal
 
 import attrs
 import torch
 
-from w2v.config import field, real, size
+from w2v.config import choice, field, real, size
 from w2v.errors import ConfigError, DataError, did_you_mean
 from w2v.interfaces import Stage
 
@@ -60,6 +61,10 @@ class SegmentFeaturesConfig:
     sample_frames: int = size(200_000, 100, 1 << 30, "frames sampled to fit k-means and PCA")
     iterations: int = size(50, 1, 1000, "k-means iterations")
     seed: int = size(0, 0, (1 << 31) - 1, "seed of the sample and k-means")
+    segmentation: Literal["kmeans", "alignments"] = choice(
+        "kmeans", "`kmeans`: merge runs of equal clusters, then mean-pool (the paper); "
+                  "`alignments`: one segment per aligned phone from `<manifest>.align.tsv` "
+                  "(the oracle: the GAN given the true segmentation)")
 
 
 class SegmentFeaturesStage(Stage):
@@ -94,19 +99,49 @@ class SegmentFeaturesStage(Stage):
         for split in [s for s in cfg.splits if s in present]:
             feats = load_features(src, split)
             writer = ShardWriter(out, split, dim=int(pca.matrix.shape[1]))
+            made_from = read_meta(src).get("splits", {}).get(split, {}).get("manifest")
+            aligned = _alignments(made_from, len(feats), split) \
+                if cfg.segmentation == "alignments" else None
             ids_lines = []
             for row in range(len(feats)):
                 x = torch.from_numpy(feats.frames(row).astype("float32"))
                 ids = kmeans.assign(x)
                 ids_lines.append(" ".join(map(str, ids.tolist())))
-                writer.add(mean_pool_pairs(merge_runs(pca.apply(x), ids), cfg.pool_rate))
+                if aligned is not None:
+                    ids = segment_ids(aligned[row], len(x), int(meta.get("stride") or 320))
+                    writer.add(merge_runs(pca.apply(x), ids))
+                else:
+                    writer.add(mean_pool_pairs(merge_runs(pca.apply(x), ids), cfg.pool_rate))
             counts = writer.finish(feats.root, feats.entries or None)
             (out / f"{split}.src").write_text("".join(f"{line}\n" for line in ids_lines))
-            made_from = read_meta(src).get("splits", {}).get(split, {}).get("manifest")
             meta["splits"][split] = {**counts, **({"manifest": made_from} if made_from else {})}
             log.info("segment_features: %s: %d utterances, %d frames -> %d segments", split,
                      counts["utterances"], int(feats.lengths.sum()), counts["frames"])
         write_meta(out, meta)
+
+
+def _alignments(manifest: str | None, rows: int, split: str) -> list[list[tuple[int, int]]]:
+    """Per utterance, the ``(start, end)`` samples of each aligned segment, from
+    ``<manifest>.align.tsv`` (``PHONE,START,END`` segments a line)."""
+    path = Path(manifest).with_suffix(".align.tsv") if manifest else None
+    if path is None or not path.is_file():
+        raise DataError(f"`segmentation: alignments` needs `{path or '<manifest>.align.tsv'}` "
+                        f"for split `{split}`, which does not exist.",
+                        hint="Use a corpus with frame-level alignments (the demo's labelled "
+                             "splits have them) or `segmentation: kmeans`.")
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if len(lines) != rows:
+        raise DataError(f"`{path}` has {len(lines)} lines for {rows} utterances of `{split}`.")
+    return [[(int(t.rsplit(",", 2)[1]), int(t.rsplit(",", 2)[2])) for t in line.split()]
+            for line in lines]
+
+
+def segment_ids(segments: list[tuple[int, int]], frames: int, stride: int) -> torch.Tensor:
+    """``[frames]`` the index of the segment holding each frame's first sample (frames past
+    the last segment join it)."""
+    ends = torch.tensor([e for _, e in segments] or [1 << 62])
+    starts = torch.arange(frames) * stride
+    return torch.searchsorted(ends, starts, right=True).clamp(max=len(ends) - 1)
 
 
 def _sample_frames(features, limit: int, seed: int) -> torch.Tensor:
@@ -125,8 +160,8 @@ def _sample_frames(features, limit: int, seed: int) -> torch.Tensor:
 # ------------------------------------------------------------------ text
 @attrs.define(kw_only=True)
 class PrepareTextConfig:
-    text: str = field(help="unpaired text: one sentence a line (or `demo:unpaired` for the "
-                           "demo corpus' unpaired sentences)")
+    text: str | None = field(None, "unpaired text: one sentence a line (or `demo:unpaired` for "
+                                   "the demo corpus' unpaired sentences)")
     lexicon: str | None = field(None, "a lexicon file (`WORD p1 p2 ...` a line); null: "
                                       "espeak-ng spells each word")
     language: str = field("en-us", "espeak-ng language of the lexicon")
@@ -149,6 +184,11 @@ class PrepareTextStage(Stage):
         from w2v.plugins.ctc.lm import train_kneser_ney
 
         cfg = self.config
+        if cfg.text is None:
+            raise ConfigError("no unpaired text is set for wav2vec-U's text preparation.",
+                              key=f"stages.{context.stage_id}.text",
+                              hint=f"Set `stages.{context.stage_id}.text=FILE` (one sentence a "
+                                   "line), or run recipes/demo_wav2vec_u.yaml.")
         lines = _read_text(cfg.text, context)
         if cfg.max_sentences is not None:
             lines = lines[:cfg.max_sentences]

@@ -69,3 +69,11 @@ def test_mean_pool_follows_fairseq_padding_by_the_last_frame(length, rate):
     size = len(padded) // target
     for i in range(target):
         torch.testing.assert_close(out[i], padded[i * size:(i + 1) * size].mean(0))
+
+
+def test_alignment_segments_cover_frames_by_their_first_sample():
+    from w2v.plugins.wav2vec_u.prepare import segment_ids
+
+    # segments of 0-640, 640-700, 700-2000 samples; 320-sample frames start at 0, 320, ...
+    ids = segment_ids([(0, 640), (640, 700), (700, 2000)], frames=7, stride=320)
+    assert ids.tolist() == [0, 0, 1, 2, 2, 2, 2]
