@@ -85,9 +85,11 @@ def w2v_register_checkpoint_formats(registrar):
     from .interop import detect_fairseq, detect_hf
 
     registrar.add_importer("fairseq_wav2vec2", detect_fairseq, _load_fairseq,
-                           help="fairseq wav2vec 2.0 .pt (wav2vec2 / wav2vec_ctc); fairseq not needed")
+                           help="fairseq wav2vec 2.0 .pt (wav2vec2 / wav2vec_ctc, Transformer or "
+                                "Conformer); fairseq not needed")
     registrar.add_importer("huggingface_wav2vec2", detect_hf, _load_hf,
-                           help="Hugging Face Wav2Vec2Model / ForPreTraining / ForCTC directory")
+                           help="Hugging Face Wav2Vec2Model / ForPreTraining / ForCTC directory "
+                                "(and Wav2Vec2Conformer*)")
 
 
 @hookimpl
