@@ -3,11 +3,15 @@
 ``soundfile`` (libsndfile) decodes WAV, FLAC and OGG; stereo is averaged to
 mono; a file at another rate is resampled with
 ``torchaudio.functional.resample``. Every problem raises
-:class:`~w2v.data.skips.BadInput` (the dataset applies the bad-input policy).
+:class:`~w2v.data.skips.BadInput` (the dataset applies the bad-input policy):
+besides undecodable files, samples that are not audio (NaN/inf, float samples
+beyond :data:`MAX_FLOAT_PEAK`), all-zero files, and channels that cancel out
+in the mono mix (a stereo file whose right channel is the left inverted).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import struct
 
@@ -16,6 +20,17 @@ import soundfile as sf
 import torch
 
 from .skips import BadInput
+
+log = logging.getLogger(__name__)
+
+#: Float samples beyond this magnitude are refused: audio lives in [-1, 1], and a float WAV
+#: at 1e30 makes every update non-finite. Between 1 and this they are used, with a warning.
+MAX_FLOAT_PEAK = 100.0
+#: A multichannel file whose mono mix peaks this far below its channels (-80 dB) has channels
+#: that cancel out (one is the other inverted): the mix is silence, not the recording.
+CANCELLED_RATIO = 1e-4
+
+_warned_loud: set[str] = set()  # files already reported for samples beyond full scale
 
 
 def _wav_truncated(path: str) -> bool:
@@ -62,7 +77,8 @@ def read_audio(path: str, *, sample_rate: int, min_samples: int = 0,
 
     Raises:
         BadInput: missing, unreadable, truncated, empty, size mismatch,
-            non-finite, all-zero, or shorter than ``min_samples``.
+            non-finite, out of range, all-zero, channels cancelling, or shorter than
+            ``min_samples``.
     """
     info = audio_info(path)
     if info.frames == 0:
@@ -103,6 +119,7 @@ def checked_wave(data: np.ndarray, rate: int, path: str, *, sample_rate: int,
         raise BadInput("non-finite", path, f"first at sample {first}")
     if not data.any():
         raise BadInput("silent", path, f"{data.shape[0]} zero samples")
+    _check_level(data, wave, path)
     if rate != sample_rate:
         import torchaudio.functional as AF
 
@@ -111,3 +128,31 @@ def checked_wave(data: np.ndarray, rate: int, path: str, *, sample_rate: int,
         raise BadInput("too-short", path, f"{wave.shape[0]} samples at {sample_rate} Hz, the "
                                           f"model needs at least {min_samples}")
     return wave.contiguous(), int(rate)
+
+
+def _check_level(data: np.ndarray, mono: torch.Tensor, path: str) -> None:
+    """Refuse samples far beyond full scale and a mono mix in which the channels cancel;
+    warn (once per file) about float samples a little beyond full scale.
+
+    Args:
+        data: the decoded, finite, not all-zero samples ``[S, C]``.
+        mono: their channel average ``[S]``.
+    """
+    per_sample = np.abs(data).max(axis=1)
+    peak = float(per_sample.max())
+    if peak > MAX_FLOAT_PEAK:
+        at = int(np.argmax(per_sample > MAX_FLOAT_PEAK))
+        raise BadInput("out-of-range", path, f"|sample| reaches {peak:.3g} (first beyond "
+                                             f"{MAX_FLOAT_PEAK:g} at sample {at}); audio is "
+                                             f"expected within [-1, 1]")
+    if peak > 1.0 and path not in _warned_loud:
+        _warned_loud.add(path)
+        log.warning("%s: float samples reach %.3g, beyond full scale [-1, 1]; used as they are "
+                    "(rescale the file if that is not intended).", path, peak)
+    if data.shape[1] > 1:
+        mono_peak = float(mono.abs().max())
+        if mono_peak <= CANCELLED_RATIO * peak:
+            raise BadInput("cancelled", path, f"its {data.shape[1]} channels cancel out in the "
+                                              f"mono mix (mix peak {mono_peak:.3g}, channel peak "
+                                              f"{peak:.3g}): one channel is the other inverted; "
+                                              f"keep one channel")

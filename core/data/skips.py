@@ -24,6 +24,8 @@ REASONS = {
     "empty": "file has no samples",
     "silent": "every sample is zero",
     "non-finite": "samples are NaN or infinite",
+    "out-of-range": "samples far beyond full scale",
+    "cancelled": "the channels cancel out when mixed to mono",
     "too-short": "shorter than the encoder's receptive field",
     "size-mismatch": "sample count differs from the manifest",
     "unknown-symbol": "label has symbols outside the dictionary",

@@ -110,7 +110,8 @@ def read_wave(path: str | os.PathLike, sample_rate: int, min_samples: int = 0) -
             wave = torch.zeros(round(info.frames * sample_rate / info.samplerate))
             if wave.shape[0] >= min_samples:
                 return wave
-        hint = None if bad.reason in ("too-short", "silent") else \
+        hint = None if bad.reason in ("too-short", "silent", "non-finite", "out-of-range",
+                                      "cancelled") else \
             "Pass audio files that soundfile reads (wav, flac, ogg, ...)."
         raise DataError(f"cannot transcribe {bad.describe()}", hint=hint) from None
 
