@@ -291,3 +291,29 @@ def test_fairseq_rel_pos_with_fairseq_attention_is_refused(tmp_path):
     torch.save(ckpt, path)
     with pytest.raises(w2v.errors.UserError, match="attn_type `espnet`"):
         w2v.load_pretrained(path)
+
+
+def test_fairseq_finetuned_ctc_conformer_gives_the_same_logits(tmp_path):
+    """A fairseq ``wav2vec_ctc`` checkpoint around a rotary Conformer (the released
+    LL_rope_PT_*_FT shape): the encoder under ``w2v_encoder.w2v_model.``, the CTC layer as
+    ``w2v_encoder.proj``, the architecture in ``w2v_args``."""
+    hf = hf_conformer(Wav2Vec2ConformerForCTC, "rope")
+    inner = torch.load(fairseq_checkpoint(tmp_path, hf, "rope", True), weights_only=False)
+    state = {f"w2v_encoder.w2v_model.{k}": v for k, v in inner["model"].items()}
+    state.update({"w2v_encoder.proj.weight": hf.lm_head.weight.clone(),
+                  "w2v_encoder.proj.bias": hf.lm_head.bias.clone()})
+    cfg = {"model": {"_name": "wav2vec_ctc", "w2v_args": inner["cfg"], "final_dropout": 0.1,
+                     "dropout": 0.0, "layerdrop": 0.1},
+           "task": {"_name": "audio_finetuning", "normalize": False, "labels": "ltr"}}
+    path = tmp_path / "finetuned.pt"
+    torch.save({"model": state, "cfg": cfg}, path)
+    model = w2v.load_pretrained(path)
+    wave, lengths = padded_batch([3200, 2500])
+    mask = (torch.arange(wave.shape[1])[None] < lengths[:, None]).long()
+    with torch.no_grad():
+        ours = model.extract_features(wave, lengths)
+        logits = model.head(ours.output)
+        ref = hf(wave, attention_mask=mask).logits
+    valid = torch.arange(logits.shape[1])[None] < ours.lengths[:, None]
+    assert float((logits - ref).abs()[valid].max()) < TOL
+    assert model.aggregator.config.layerdrop == 0.1 and model.aggregator.config.dropout == 0.0
