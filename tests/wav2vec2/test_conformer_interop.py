@@ -147,3 +147,18 @@ stages:
     convs = [k for k in before if k.startswith("encoder.")]
     assert any(not torch.equal(after[k], before[k]) for k in convs)                 # trained
     assert after["head.proj.weight"].shape == (4 + 6, 96)
+
+
+@pytest.mark.parametrize("recipe, pos", [("wav2vec2_conformer_base.yaml", "abs"),
+                                         ("wav2vec2_conformer_relpos.yaml", "rel_pos"),
+                                         ("wav2vec2_conformer_rope.yaml", "rope")])
+def test_conformer_recipes_pass_dry_run_with_their_positions(run_cli, recipe, pos):
+    from w2v.config.recipe import load_recipe
+    from w2v.stages import plan_stages
+
+    result = run_cli(RECIPES / recipe, "--dry-run")
+    assert result.code == 0, result.err
+    assert f"pos_enc_type: {pos}" in result.out
+    agg = plan_stages(load_recipe(RECIPES / recipe))["pretrain"].sections.model.aggregator.config
+    assert (agg.layer_type, agg.pos_enc_type, agg.layer_norm_first, agg.fairseq_compat) == \
+        ("conformer", pos, False, False)
