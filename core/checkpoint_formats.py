@@ -115,7 +115,8 @@ def check_state_fits(path: Path, model, blob: dict[str, Any]) -> None:
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
     shapes = [f"{k} (file {tuple(state[k].shape)}, config {tuple(own[k].shape)})"
-              for k in sorted(set(own) & set(state)) if tuple(state[k].shape) != tuple(own[k].shape)]
+              for k in sorted(set(own) & set(state))
+              if tuple(state[k].shape) != tuple(own[k].shape)]
     if not (missing or unexpected or shapes):
         return
 

@@ -331,8 +331,8 @@ def _is_main() -> bool:
 def _run_locked(raw: RawRecipe, plans: dict[str, StagePlan], run_dir: Path, chosen: list[str],
                 forced: set[str], force: bool, resume: bool, echo) -> list[str]:
     from .errors import check_writable
-    from .run_record import (config_changes, describe_changes, move_aside, read_stage_config,
-                             record_changes, write_stage_config)
+    from .run_record import (config_changes, describe_changes, read_stage_config,
+                             write_stage_config)
 
     configs = resolved(raw, plans)["stages"]
     reruns = {sid for sid in chosen if force or sid in forced or not (run_dir / sid / DONE).exists()}

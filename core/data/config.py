@@ -7,7 +7,7 @@ from typing import Literal
 
 import attrs
 
-from ..config import ComponentSpec, check, choice, components, field, size
+from ..config import ComponentSpec, check, choice, components, field, real, size
 
 LabelKind = Literal["ltr", "wrd", "phn"]
 BadInputPolicy = Literal["fail", "skip"]
@@ -45,6 +45,10 @@ class SourceConfig:
                 "file, or a label with symbols outside the dictionary: `fail` stops naming the "
                 "file and manifest line, `skip` leaves it out and lists it in "
                 "`<run dir>/<stage>/skipped.tsv`")
+    max_skipped: float = real(
+        0.1, 0.0, 1.0, "with `bad_input: skip`: stop (exit 2) when more than this fraction of a "
+                       "split's utterances are bad inputs (the min/max_sample_size filters do "
+                       "not count), or when none is usable; 1.0: no limit")
     shuffle: bool = field(True, "shuffle the batch order each epoch (training only)")
     seed: int = size(1, 0, (1 << 31) - 1, "seed of batch shuffling and random crops "
                                           "(each epoch uses seed + epoch)")

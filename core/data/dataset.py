@@ -20,6 +20,7 @@ from ..errors import ConfigError, did_you_mean
 from .audio import read_audio
 from .labels import encode_labels, read_label_lines
 from .manifest import Manifest, read_manifest
+from .skip_budget import missing_files
 from .skips import BadInput, SkipRecord, handle, write_skip_report
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,14 @@ class IndexBatch(list):
         super().__init__(indices)
         self.epoch = epoch
         self.repeat = repeat
+
+
+def _missing(m: Manifest, keep: np.ndarray) -> np.ndarray:
+    """``[N]`` bool: kept rows of ``m`` whose audio file does not exist."""
+    rows = np.flatnonzero(keep)
+    out = np.zeros(len(m), dtype=bool)
+    out[rows] = missing_files([m.audio_path(int(r)) for r in rows])
+    return out
 
 
 class AudioDataset(torch.utils.data.Dataset):
@@ -89,6 +98,8 @@ class AudioDataset(torch.utils.data.Dataset):
                     lambda r: BadInput("too-short", m.audio_path(r),
                                        f"{sizes[r]} samples, the model needs at least "
                                        f"{min_samples}"))
+        if type(m) is Manifest:  # a plain manifest lists files nobody has looked at yet
+            self._check(keep, _missing(m, keep), lambda r: BadInput("missing", m.audio_path(r)))
         self._tokens = self._offsets = None
         if labels is not None:
             if dictionary is None:

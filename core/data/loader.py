@@ -48,12 +48,25 @@ class AudioLoader(DataLoader):
 
     def __iter__(self) -> Iterator[Batch]:
         batches = super().__iter__()
+        budget = getattr(self.dataset, "skip_budget", None)
+        count = usable = 0
         for batch in batches:
             if isinstance(batch, LoaderFailure):
                 self._stop_workers(batches)
                 raise batch.bad.to_error()
-            self._read_skips.extend(batch.extra.get("skipped", ()))
+            skipped = batch.extra.get("skipped", ())
+            self._read_skips.extend(skipped)
+            count += 1
+            usable += batch.source.shape[0]
+            if budget is not None:
+                try:
+                    budget.read(skipped)
+                except DataError:
+                    self._stop_workers(batches)
+                    raise
             yield batch
+        if budget is not None and count and not usable:
+            budget.nothing_usable(count)
 
     def _stop_workers(self, batches: Any) -> None:
         """Shut worker processes down now rather than whenever the iterator is collected
@@ -157,6 +170,8 @@ def loader_over(dataset: AudioDataset, cfg: DataConfig, *, rank: int = 0, world_
                        seed=cfg.seed, train=train,
                        bucket_edges=sampler.edges if cfg.num_batch_buckets else None,
                        bad_input=cfg.bad_input)
+    if getattr(dataset, "skip_budget", None) is not None:
+        dataset.skip_budget.world_size = max(world_size, 1)
     workers = usable_workers(cfg.num_workers)
     loader = AudioLoader(dataset, batch_sampler=sampler, collate_fn=collate, num_workers=workers,
                          worker_init_fn=_single_thread_worker if workers else None,

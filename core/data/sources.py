@@ -31,6 +31,7 @@ from ..errors import ConfigError, DataError, did_you_mean
 from ..interfaces import DataSource, Signal, waveform_signal
 from .config import DataConfig, SourceConfig
 from .manifest import Manifest
+from .skip_budget import SkipBudget
 
 SPLITS = ("train", "valid", "test")
 DEFAULT_SOURCE = "fairseq"
@@ -228,6 +229,11 @@ class AudioSource(DataSource):
                                      labels=label_file, label_lines=lines,
                                      dictionary=dictionary, bad_input=cfg.bad_input)
         dataset.skipped[:0] = getattr(table, "skipped", [])
+        if cfg.bad_input == "skip":
+            dataset.skip_budget = SkipBudget(
+                table.path, len(table) + len(getattr(table, "skipped", [])), cfg.max_skipped,
+                key=f"data.{split}", root=table.root if type(table) is Manifest else None)
+            dataset.skip_budget.at_load(dataset.skipped, usable=len(dataset))
         if len(dataset) == 0:
             raise DataError(f"`{table.path}` has no usable utterances ({len(dataset.skipped)} "
                             "left out).", key=f"data.{split}",

@@ -75,7 +75,8 @@ def test_fail_policy_stops_naming_file_and_manifest_line(corpus, case):
 
 @pytest.mark.parametrize("case", CASES)
 def test_skip_policy_leaves_the_input_out_and_reports_it(corpus, case, tmp_path):
-    cfg, manifest, bad_path = _setup(corpus, case, "skip")
+    # 1 bad input of 5 (20 %): more than the default data.max_skipped (10 %) allows
+    cfg, manifest, bad_path = _setup(corpus, case, "skip", max_skipped=0.2)
     loader, sampler = build_loader(cfg, "train", min_samples=400)
     batches = list(loader)
     ids = sorted(i for b in batches for i in b.ids.tolist())
@@ -99,7 +100,7 @@ def test_worker_failure_reaches_the_main_process_without_a_traceback(corpus):
 
 
 def test_worker_skips_are_collected(corpus):
-    cfg, _, bad_path = _setup(corpus, "non-finite", "skip", num_workers=1)
+    cfg, _, bad_path = _setup(corpus, "non-finite", "skip", num_workers=1, max_skipped=0.2)
     loader, _ = build_loader(cfg, "train", train=False)
     assert sum(b.size for b in loader) == GOOD
     assert [r.path for r in loader.skipped] == [bad_path]
@@ -107,10 +108,15 @@ def test_worker_skips_are_collected(corpus):
 
 def test_batch_of_only_bad_inputs_is_empty_not_missing(corpus):
     corpus.audio("z.wav", data=np.zeros(800, np.float32))
-    manifest = corpus.manifest("train.tsv", [("z.wav", 800)])
-    loader, _ = build_loader(DataConfig(train=manifest, bad_input="skip"), "train")
-    (batch,) = list(loader)
-    assert batch.size == 0 and batch.extra["skipped"][0].reason == "silent"
+    corpus.audio("a.wav", n=800)
+    manifest = corpus.manifest("train.tsv", [("z.wav", 800), ("a.wav", 800)])
+    # one utterance per batch; half the data bad is allowed explicitly (data.max_skipped)
+    cfg = DataConfig(train=manifest, bad_input="skip", max_tokens=800, max_sample_size=800,
+                     max_skipped=0.5, shuffle=False)
+    batches = list(build_loader(cfg, "train")[0])
+    assert sorted(b.size for b in batches) == [0, 1]
+    (empty,) = [b for b in batches if b.size == 0]
+    assert empty.extra["skipped"][0].reason == "silent"
 
 
 def test_min_sample_size_filters_under_both_policies(corpus):
@@ -168,7 +174,7 @@ def test_unknown_label_symbol_fails_at_load_naming_line_and_symbol(corpus):
 
 
 def test_unknown_label_symbol_is_skipped_under_skip(corpus):
-    cfg, _ = _labelled(corpus, ["A |", "A Z |", "B |"], policy="skip")
+    cfg, _ = _labelled(corpus, ["A |", "A Z |", "B |"], policy="skip", max_skipped=0.5)
     loader, _ = build_loader(cfg, "train")
     assert sorted(i for b in loader for i in b.ids.tolist()) == [0, 2]
     assert [(s.reason, s.line) for s in loader.skipped] == [("unknown-symbol", 2)]

@@ -18,7 +18,8 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from tiny_run import assert_clean_exit, environment, w2vrun, w2vrun_command, write_recipe  # noqa: E402
+from tiny_run import (assert_clean_exit, environment, w2vrun, w2vrun_command,  # noqa: E402
+                      write_recipe)
 from w2v.run_lock import LOCK_FILE, RunDirectoryBusy, RunLock, read_holder  # noqa: E402
 from w2v.train.checkpoint import CheckpointDirectory  # noqa: E402
 
