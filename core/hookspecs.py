@@ -16,7 +16,7 @@ hookimpl = pluggy.HookimplMarker("w2v")
 
 @hookspec
 def w2v_register_kinds(registrar):
-    """Declare component kinds beyond the core five (``masker``, ``generator``, ...).
+    """Declare component kinds beyond the core ones (``contrastive_loss``, ``generator``, ...).
 
     Called before :func:`w2v_register_components` on every plugin, so a plugin
     may register components of a kind another plugin declares.

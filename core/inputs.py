@@ -27,8 +27,8 @@ def _read(path: str | os.PathLike, sample_rate: int) -> Tensor:
     try:
         return read_audio(os.fspath(path), sample_rate=sample_rate)[0]
     except BadInput as bad:
-        raise DataError(f"cannot read {bad.describe()}",
-                        hint="Pass audio files that soundfile reads (wav, flac, ogg, ...).") from None
+        raise DataError(f"cannot read {bad.describe()}", hint="Pass audio files that "
+                        "soundfile reads (wav, flac, ogg, ...).") from None
 
 
 def _expected(kind: str) -> str:
@@ -49,7 +49,8 @@ def _utterance(item: Any, kind: str, sample_rate: int) -> Tensor:
         t = t.float()
     if t.dim() != _UTTERANCE_DIMS[kind]:
         raise ConfigError(f"expected each list item to be one utterance {_SHAPES[kind]} "
-                          f"({kind}), found shape {list(t.shape)}.", hint=f"Pass {_expected(kind)}.")
+                          f"({kind}), found shape {list(t.shape)}.",
+                          hint=f"Pass {_expected(kind)}.")
     return t
 
 

@@ -449,8 +449,11 @@ class Objective(nn.Module, Component, abc.ABC):
 
     The trainer does ``objective(batch, model(batch, **objective.request(batch, model,
     step)))``; ``objective(batch, model, step)`` (a model instead of an output) does
-    the same in one call, with the objective put in the model's train/eval mode. Constraints on the model are checked by :meth:`check_model`
-    before training (e.g. a future-prediction objective needs a causal aggregator).
+    the same in one call, with the objective put in the model's train/eval mode.
+    Objectives that depend on the update number (a GAN's alternation) implement
+    ``set_num_updates``, which the trainer calls before every update. Constraints on
+    the model are checked by :meth:`check_model` before training (e.g. a
+    future-prediction objective needs a causal aggregator).
     """
 
     kind = "objective"

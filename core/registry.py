@@ -237,7 +237,7 @@ class Registrar:
         self.plugin = plugin
 
     def add_kind(self, name: str, base: type | None = None, help: str = "") -> None:
-        """Declare a component kind beyond the core five (``masker``, ``generator``, ...)."""
+        """Declare a component kind beyond the core ones (``generator``, ...)."""
         self._registry.add_kind(name, base, help, self.plugin)
 
     def add_component(self, kind: str, name: str, cls: type, config: type | None = None, *,

@@ -265,7 +265,8 @@ class MaskedUnitObjective(Objective):
         with torch.no_grad():
             correct = (logits.argmax(-1) == targets).sum()
             denom = n.clamp(min=1).to(logits.dtype)
+            valid = output.frame_lengths().sum().clamp(min=1)
             stats = {"accuracy": correct.to(logits.dtype) / denom,
                      "loss_bits": loss.detach() / denom / math.log(2),
-                     "mask_fraction": n.to(logits.dtype) / output.frame_lengths().sum().clamp(min=1)}
+                     "mask_fraction": n.to(logits.dtype) / valid}
         return ObjectiveOutput(loss=loss, sample_size=n, stats=stats)
