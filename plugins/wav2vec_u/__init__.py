@@ -5,7 +5,7 @@ text (Baevski et al. 2021, wav2vec-U; Liu et al. 2022, wav2vec-U 2.0).
 * objective ``wav2vec_u`` (:mod:`.objective`): the adversarial objective that owns the
   discriminator (:mod:`.discriminator`), with :mod:`.penalties` and JOIN
   (:mod:`.segmentation`);
-* stages ``segment_features`` and ``prepare_text`` (:mod:`.prepare`), ``train_gan``
+* stages ``segment_features``, ``kmeans_targets`` and ``prepare_text`` (:mod:`.prepare`), ``train_gan``
   (:mod:`.gan_stage`) and ``select_gan`` (:mod:`.select_stage`: the unsupervised metric
   of :mod:`.selection`, then decoding).
 """
@@ -20,7 +20,7 @@ def w2v_register_components(registrar):
     from .gan_stage import TrainGanStage
     from .generator import PhoneGenerator
     from .objective import AdversarialObjective
-    from .prepare import PrepareTextStage, SegmentFeaturesStage
+    from .prepare import KmeansTargetsStage, PrepareTextStage, SegmentFeaturesStage
     from .select_stage import SelectGanStage
 
     registrar.add_component(
@@ -32,6 +32,8 @@ def w2v_register_components(registrar):
              "code / smoothness / gradient penalties (+ the 2.0 auxiliary loss)")
     registrar.add_stage("segment_features", SegmentFeaturesStage,
                         help="k-means + PCA + run merging + mean pooling of featurized splits")
+    registrar.add_stage("kmeans_targets", KmeansTargetsStage,
+                        help="k-means ids of every frame: wav2vec-U 2.0's auxiliary targets")
     registrar.add_stage("prepare_text", PrepareTextStage,
                         help="unpaired text -> phones with silences, phone dictionary, phone LM",
                         requires=["phonemizer", "espeakng-loader:espeakng_loader"])

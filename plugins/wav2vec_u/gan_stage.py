@@ -14,8 +14,11 @@ from __future__ import annotations
 import hashlib
 from typing import Iterable, Iterator
 
+import attrs
 import torch
 from torch.nn.utils.rnn import pad_sequence
+
+from w2v.config import field
 
 from w2v.interfaces import Batch
 from w2v.plugins.stages.train import TrainStage
@@ -23,10 +26,14 @@ from w2v.plugins.stages.train import TrainStage
 
 class WithUnpairedText:
     """Batches of ``loader`` with ``extra["text"]`` ``[B, L]`` (padded with ``pad_id``) and
-    ``extra["text_lengths"]`` ``[B]``: B random sentences of ``text`` (a unit dataset)."""
+    ``extra["text_lengths"]`` ``[B]``: B random sentences of ``text`` (a unit dataset); with
+    ``targets`` (one id row per utterance, by ``batch.ids``) also ``extra["aux_targets"]``
+    ``[B, T]`` padded with -1."""
 
-    def __init__(self, loader: Iterable[Batch], text, *, pad_id: int, seed: int) -> None:
+    def __init__(self, loader: Iterable[Batch], text, *, pad_id: int, seed: int,
+                 targets: list[torch.Tensor] | None = None) -> None:
         self.loader, self.text, self.pad_id, self.seed = loader, text, pad_id, seed
+        self.targets = targets
 
     @property
     def skipped(self):
@@ -47,11 +54,22 @@ class WithUnpairedText:
             seqs = [self.text[i]["tokens"] for i in picks]
             batch.extra["text"] = pad_sequence(seqs, batch_first=True, padding_value=self.pad_id)
             batch.extra["text_lengths"] = torch.tensor([len(s) for s in seqs], dtype=torch.long)
+            if self.targets is not None:
+                batch.extra["aux_targets"] = pad_sequence(
+                    [self.targets[i] for i in batch.ids.tolist()], batch_first=True,
+                    padding_value=-1)
             yield batch
 
 
 class TrainGanStage(TrainStage):
     """Train a wav2vec-U generator (model head) with the ``wav2vec_u`` objective."""
+
+    @attrs.define(kw_only=True)
+    class Config(TrainStage.Config):
+        valid: bool = field(False, "validate on `data.valid` (a GAN's loss says little: the "
+                                   "`select_gan` stage chooses the checkpoint)")
+        aux_targets: str | None = field(None, "the kmeans_targets stage (or a directory of "
+                                              "`train.km`) for wav2vec-U 2.0's auxiliary loss")
 
     def _text(self, data, context):
         from w2v.data.sources import open_source
@@ -63,5 +81,11 @@ class TrainGanStage(TrainStage):
 
     def batches(self, loader, data, context):
         text = self._text(data, context)
+        targets = None
+        if self.config.aux_targets is not None:
+            from .prepare import read_targets, stage_input
+
+            targets = read_targets(stage_input(self.config.aux_targets, context, "aux_targets")
+                                   / "train.km")
         return WithUnpairedText(loader, text.dataset("train"), pad_id=text.dictionary().pad,
-                                seed=getattr(data, "seed", 1))
+                                seed=getattr(data, "seed", 1), targets=targets)

@@ -157,6 +157,47 @@ def _sample_frames(features, limit: int, seed: int) -> torch.Tensor:
     return flat[picks]
 
 
+@attrs.define(kw_only=True)
+class KmeansTargetsConfig:
+    from_: str = field(help="the featurize stage (or directory) of the target features (MFCCs)")
+    splits: list[str] = field(["train"], "featurized splits to label")
+    clusters: int = size(64, 2, 1 << 16, "k-means clusters (wav2vec-U 2.0: 64)")
+    sample_frames: int = size(200_000, 100, 1 << 30, "frames sampled to fit k-means")
+    iterations: int = size(50, 1, 1000, "k-means iterations")
+    seed: int = size(0, 0, (1 << 31) - 1, "seed of the sample and k-means")
+
+
+class KmeansTargetsStage(Stage):
+    """k-means ids of every frame (``<split>.km``: one utterance a line), the targets of
+    wav2vec-U 2.0's auxiliary loss (HuBERT's ``simple_kmeans`` on MFCCs)."""
+
+    Config = KmeansTargetsConfig
+
+    def run(self, context) -> None:
+        from w2v.plugins.clustering import fit_kmeans
+        from w2v.plugins.data.shards import load_features
+
+        cfg = self.config
+        src = stage_input(cfg.from_, context, "from")
+        first = load_features(src, cfg.splits[0])
+        kmeans = fit_kmeans(_sample_frames(first, cfg.sample_frames, cfg.seed), cfg.clusters,
+                            iterations=cfg.iterations, seed=cfg.seed)
+        out = context.stage_dir
+        out.mkdir(parents=True, exist_ok=True)
+        torch.save({"centroids": kmeans.centroids}, out / "kmeans.pt")
+        for split in cfg.splits:
+            feats = load_features(src, split)
+            lines = [" ".join(map(str, kmeans.assign(torch.from_numpy(
+                feats.frames(r).astype("float32"))).tolist())) for r in range(len(feats))]
+            (out / f"{split}.km").write_text("".join(f"{line}\n" for line in lines))
+
+
+def read_targets(path: Path) -> list[torch.Tensor]:
+    """The id rows of a ``.km`` file."""
+    return [torch.tensor([int(t) for t in line.split()], dtype=torch.long)
+            for line in path.read_text().splitlines()]
+
+
 # ------------------------------------------------------------------ text
 @attrs.define(kw_only=True)
 class PrepareTextConfig:

@@ -98,3 +98,24 @@ def test_built_from_a_yaml_section():
     assert "model.encoder.cmnv" in str(info.value) and "cmvn" in str(info.value)
     with pytest.raises(FitError, match="raw audio"):
         spec.build(Signal(kind="frames", dim=80))
+
+
+def test_mfcc_matches_kaldi_mfcc_with_hubert_deltas():
+    import torchaudio
+
+    from w2v.plugins.frontends.mfcc import MfccConfig, MfccEncoder
+
+    torch.manual_seed(0)
+    wave = torch.randn(2, 16000) * 0.1
+    enc = MfccEncoder(MfccConfig())
+    out = enc(wave, torch.tensor([16000, 12000]))
+    for b, n in enumerate([16000, 12000]):
+        ref = torchaudio.compliance.kaldi.mfcc(wave[b:b + 1, :n], sample_frequency=16000,
+                                               use_energy=False)
+        d1 = torchaudio.functional.compute_deltas(ref.T)
+        d2 = torchaudio.functional.compute_deltas(d1)
+        ref = torch.cat([ref, d1.T, d2.T], -1)
+        assert out.lengths[b] == ref.shape[0]
+        torch.testing.assert_close(out.features[b, :ref.shape[0]], ref, atol=2e-3, rtol=1e-3)
+        assert torch.all(out.features[b, ref.shape[0]:] == 0)
+    assert out.features.shape[-1] == 39
