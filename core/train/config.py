@@ -163,6 +163,12 @@ class TrainerConfig:
                                                    "improvement (0: never)")
     max_nonfinite: int = size(10, 1, 1 << 20, "stop when this many updates in a row have a "
                                               "non-finite loss or gradient")
+    divergence_window: int = size(
+        50, 0, 1 << 24, "stop (exit 1) when the loss or gradient norm stays above "
+                        "divergence_factor x its running average for this many updates; warn "
+                        "after a tenth of them (0: off)")
+    divergence_factor: float = real(10.0, 1.0, 1e12, "how far above its running average a loss "
+                                                     "or gradient norm counts as diverging")
     collapse_window: int = size(200, 0, 1 << 24, "warn when code_perplexity stays collapsed "
                                                  "(<= 1.1 x groups, or < 5% of the codebook) or "
                                                  "the contrastive loss stays at chance for this "

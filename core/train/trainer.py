@@ -40,6 +40,7 @@ from .data import BatchStream, LoaderFactory, ValidData
 from .distributed import (all_gather_objects, all_reduce_sum, barrier, has_layerdrop,
                           init_distributed, wrap_ddp)
 from .freeze import FreezePlan
+from .divergence import detector_for
 from .health import HealthMonitor
 from .metrics import MetricsLog, TrainMeter, WeightedMeter
 from .optim import build_optimizers
@@ -199,7 +200,9 @@ class Trainer:
                                  config.max_updates)
         checks = [c for m in self._modules_with("health_checks") for c in m.health_checks()]
         self.health = HealthMonitor(config.max_nonfinite, config.collapse_window, checks,
-                                    warn=self._warn)
+                                    warn=self._warn, divergence=detector_for(
+                                        objective, config.divergence_window,
+                                        config.divergence_factor))
         self.maximize = config.maximize if config.maximize is not None else \
             config.best_metric in tuple(getattr(objective, "higher_is_better", ()))
 
@@ -387,6 +390,8 @@ class Trainer:
         for name in self.freeze.apply(update):
             state = "frozen" if name in self.freeze.frozen_names() else "unfrozen"
             self._message(f"update {update}: `{name}` {state}")
+            if self.health.divergence is not None:  # other parameters train: a new level
+                self.health.divergence.reset()
 
     def _group_for(self, update: int) -> str:
         if self.composite is None:
@@ -415,7 +420,8 @@ class Trainer:
         fp16 = self.precision.scaler is not None
         ok = self.health.record(update + 1, loss_sum, norm, fp16=fp16,
                                 loss_scale=self.precision.loss_scale
-                                if fp16 and not math.isfinite(norm) else None)
+                                if fp16 and not math.isfinite(norm) else None,
+                                sample_size=sample_size, group=group)
         if ok:
             self.precision.step(optimizer)
         self.precision.update()
@@ -691,6 +697,8 @@ class Trainer:
             self.best_update = trainer.get("best_update")
             self.bad_validations = int(trainer.get("bad_validations", 0))
             self.health.load_state_dict(trainer.get("health") or {})
+            if restore is not None and self.health.divergence is not None:
+                self.health.divergence.reset()  # another run's (maybe another objective's) level
         if restore is None and state.get("rng"):
             restore_rng_state(state["rng"])
         return report
