@@ -187,3 +187,26 @@ def test_a_non_empty_directory_needs_overwrite(ctc_export, tmp_path):
     result = run_w2vrun_process("export", root / "run", "--to", "hf", tmp_path, "--overwrite")
     assert result.code == 0, result.err
     assert (tmp_path / "vocab.json").exists() and (tmp_path / "notes.txt").exists()
+
+
+@pytest.mark.parametrize("symbols, frames", [
+    (LETTERS, "T T <s> E E N | | A <s> T E |"),
+    (["AA", "B", "CH"], "AA AA <s> B <s> B CH CH"),      # phones: no word delimiter
+])
+def test_tokenizer_decodes_frames_as_w2v_greedy_does(tmp_path, symbols, frames):
+    """Hugging Face's tokenizer of a dictionary gives w2v's greedy text of the same frames
+    (CTC collapse, blank dropped; letters joined into words, phones separated by spaces)."""
+    from transformers import AutoTokenizer
+
+    from w2v.data.dictionary import Dictionary
+    from w2v.plugins.ctc.decoders import CTCGreedyDecoder
+    from w2v.plugins.wav2vec2.interop.hf_tokenizer import write_tokenizer
+
+    dictionary = Dictionary.from_symbols(symbols)
+    write_tokenizer(dictionary, tmp_path)
+    ids = dictionary.encode(frames.split())
+    emissions = torch.full((1, len(ids), len(dictionary)), -10.0)
+    emissions[0, torch.arange(len(ids)), torch.tensor(ids)] = 0.0
+    greedy = CTCGreedyDecoder(dictionary).decode(emissions, torch.tensor([len(ids)]))[0].text
+    assert AutoTokenizer.from_pretrained(tmp_path).decode(ids) == greedy
+    assert greedy in ("TEN ATE", "AA B B CH")

@@ -11,7 +11,8 @@ so the tokenizer only renames ids, never moves them:
   has exactly this ``vocab.json``);
 * any other dictionary keeps its symbols; the blank's symbol is the ``pad_token``.
 
-``|`` stays the word delimiter. Example::
+``|`` stays the word delimiter; a dictionary without it (phones, units) gets
+Hugging Face's phoneme CTC tokenizer, which separates symbols by spaces. Example::
 
     files = write_tokenizer(Dictionary.load("dict.ltr.txt"), "export_dir")
 """
@@ -81,12 +82,19 @@ def hf_vocabulary(dictionary: Dictionary) -> HFVocabulary:
 
 
 def tokenizer_config(vocabulary: HFVocabulary) -> dict[str, Any]:
-    """``tokenizer_config.json``: Wav2Vec2CTCTokenizer with w2v's text conventions (no
-    lower-casing, no clean-up of spaces before punctuation)."""
-    return {"tokenizer_class": "Wav2Vec2CTCTokenizer", **special_tokens(vocabulary),
+    """``tokenizer_config.json`` with w2v's text conventions (no lower-casing, no clean-up of
+    spaces before punctuation): Wav2Vec2CTCTokenizer for letters with a word delimiter;
+    for a dictionary without one (phones, units), Wav2Vec2PhonemeCTCTokenizer without a
+    phonemizer, which joins symbols with spaces as w2v does."""
+    common = {**special_tokens(vocabulary), "do_lower_case": False,
+              "clean_up_tokenization_spaces": False}
+    if vocabulary.word_delimiter_token not in vocabulary.vocab:
+        return {"tokenizer_class": "Wav2Vec2PhonemeCTCTokenizer", **common,
+                "do_phonemize": False, "phone_delimiter_token": " ",
+                "word_delimiter_token": None}
+    return {"tokenizer_class": "Wav2Vec2CTCTokenizer", **common,
             "word_delimiter_token": vocabulary.word_delimiter_token,
-            "replace_word_delimiter_char": " ", "do_lower_case": False,
-            "clean_up_tokenization_spaces": False}
+            "replace_word_delimiter_char": " "}
 
 
 def special_tokens(vocabulary: HFVocabulary) -> dict[str, str]:
