@@ -316,7 +316,7 @@ def test_param_group_lr_scale_and_weight_decay_rules(tmp_path):
                  schedule=ScheduleConfig(name="polynomial", warmup=2))
     t = trainer(tmp_path, cfg, callbacks=[Lr()])
     t.fit()
-    assert [round(x["default"], 8) for x in lrs] == [2.5e-3, 2.5e-3, 5e-3]  # fairseq warmup
+    assert [round(x["default"], 8) for x in lrs] == [0.0, 2.5e-3, 5e-3]  # fairseq warmup
     for x in lrs:
         assert x["encoder"] == pytest.approx(0.1 * x["default"])
     assert read_metrics(tmp_path / "metrics.jsonl")[-1]["lr"] == pytest.approx(5e-3)
@@ -398,7 +398,7 @@ def test_restore_partial_load_with_resets(tmp_path, capsys):
     t.callbacks.append(type("Lr", (), {"on_before_optimizer_step": lambda s, tr, u, g:
                                        lrs.append((u, tr.lr))})())
     t.fit()
-    assert lrs[0] == (4, pytest.approx(2.5e-3)) and len(lrs) == 2
+    assert lrs[0] == (4, 0.0) and lrs[1] == (5, pytest.approx(2.5e-3))  # warmup from 0
 
 
 def test_bad_checkpoints_are_user_errors(tmp_path):
