@@ -26,6 +26,7 @@ from .config.recipe import SECTIONS, RawRecipe, stage_sections
 from .config.source import SourceMap
 from .config.structure import structure_component, unstructure
 from .errors import ConfigError, DataError, UserError, did_you_mean
+from .interfaces import Stage
 
 log = logging.getLogger("w2v")
 
@@ -196,6 +197,9 @@ def check_stages(plans: dict[str, StagePlan], stage_ids: Sequence[str] | None = 
         plan = plans[sid]
         for registration, where, key in stage_registrations(plan):
             registration.check_requirements(where=where, key=key)
+        stage_cls = reg.get("stage", plan.spec.name).cls
+        if stage_cls.inputs is Stage.inputs and stage_cls.check is Stage.check:
+            continue                    # nothing to ask: the stage is built when it runs
         stage = plan.spec.build(None)
 
         def absolute(key: str) -> tuple[str, ...]:     # stage keys live under stages.<id>
@@ -372,6 +376,10 @@ def _run_locked(raw: RawRecipe, plans: dict[str, StagePlan], run_dir: Path, chos
             write_stage_config(stage_dir, configs[sid])
         echo(f"[w2v] stage `{sid}` ({plan.spec.name}) -> {stage_dir}")
         started = time.time()
+        seed = getattr(plan.sections.trainer, "seed", None)
+        if seed is not None:  # model and objective initialisation follow `trainer.seed`
+            from .train.rng import seed_initialisation
+            seed_initialisation(seed)
         stage = plan.spec.build(None)
         stage.run(context)
         marker.write_text(json.dumps({"stage": sid, "name": plan.spec.name,
