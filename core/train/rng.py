@@ -1,5 +1,7 @@
 """Random state as a function of the update: per-update reseeding and RNG snapshots.
 
+Before a stage builds its components, :func:`seed_initialisation` seeds every
+generator from ``trainer.seed``, so model initialisation follows the seed.
 Every micro-batch's forward starts by reseeding Python's, NumPy's and torch's
 global generators (CPU and every CUDA device) from ``(seed, update, rank,
 micro-batch)``, after the batch is fetched; so dropout, masks, negatives and
@@ -29,7 +31,7 @@ def _mix64(x: int) -> int:
 
 def update_seed(seed: int, update: int, rank: int = 0, stream: int = 0, micro: int = 0) -> int:
     """A 63-bit seed for micro-batch ``micro`` of ``update`` on ``rank``; ``stream`` separates
-    uses (0 train, 1 valid, 2 data loaders)."""
+    uses (0 train, 1 valid, 2 data loaders, 3 initialisation)."""
     h = _mix64(seed)
     for part in (update, rank, stream, micro):
         h = _mix64(h ^ (part & _MASK64))
@@ -50,6 +52,13 @@ def reseed(value: int, device: torch.device | None = None) -> None:
         torch.cuda.manual_seed_all(value)
     elif device.type == "mps":
         torch.mps.manual_seed(value)
+
+
+def seed_initialisation(seed: int) -> None:
+    """Seed every generator from ``trainer.seed`` (stream 3) before a stage builds its model
+    and objective, so their initialisation follows the seed and not the process's history;
+    every rank draws the same values."""
+    reseed(update_seed(seed, 0, rank=0, stream=3))
 
 
 def capture_rng_state() -> dict[str, Any]:
