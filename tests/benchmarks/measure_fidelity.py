@@ -182,6 +182,21 @@ def main() -> None:
         gap = (ours(z).output - default(z).output).abs().max()
     print(f"8 GRU, batch of 2, random weights: outputs differ by up to {float(gap):.3f}")
 
+    # 9. wav2vec-U code penalty: padded segments in the prob perplexity (fairseq) or not
+    from w2v.plugins.wav2vec_u.penalties import code_penalty, perplexities
+    from w2v.plugins.wav2vec_u.segmentation import join_segments
+
+    torch.manual_seed(0)
+    v = 56
+    logits = torch.randn(32, 120, v)
+    logits[..., :10] += 6.0                  # a generator that uses 10 of its 56 outputs
+    seg, n = join_segments(logits, torch.randint(40, 121, (32,)), random_frame=False)
+    ours, theirs = (code_penalty(perplexities(seg, n, valid_only=valid)[1], v)
+                    for valid in (True, False))
+    print(f"9 wav2vec-U code penalty, a generator using 10 of 56 phones, batch of 32 "
+          f"({float(n.sum()) / seg.shape[0] / seg.shape[1]:.0%} of segments valid): "
+          f"{float(ours):.3f} (valid segments) vs {float(theirs):.3f} (fairseq: padding counts)")
+
 
 if __name__ == "__main__":
     main()
