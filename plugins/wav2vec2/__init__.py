@@ -72,11 +72,13 @@ def _load_hf(path, dictionary=None, **kwargs):
     from w2v.data.dictionary import Dictionary
 
     from .interop import load_hf
+    from .interop.malformed import reading
 
     model = load_hf(path, **kwargs)
     vocab = Path(path) / "vocab.json"
     if dictionary is None and vocab.exists() and getattr(model, "head", None) is not None:
-        dictionary = Dictionary.from_hf_vocab(json.loads(vocab.read_text()))
+        with reading(vocab, "Hugging Face CTC vocabulary"):
+            dictionary = Dictionary.from_hf_vocab(json.loads(vocab.read_text()))
     return _with_dictionary(model, dictionary)
 
 

@@ -217,6 +217,8 @@ MALFORMED = {
                                              num_hidden_layers=None) or d / "hf",
     "hf_config_not_a_list": lambda d: _edit_config(tiny_hf(d / "hf", safe=True),
                                                    conv_dim=5) or d / "hf",
+    "hf_vocab_truncated": lambda d: (tiny_hf(d / "hf", safe=True) / "vocab.json")
+    .write_text('{"<pad>": 0, "A"') and d / "hf",
 }
 
 
@@ -231,7 +233,8 @@ def test_malformed_file_gives_one_line_error(tmp_path, case):
 
 
 @pytest.mark.parametrize("case", ["fairseq_zip_truncated", "fairseq_legacy_flipped",
-                                  "hf_bin_truncated", "hf_config_wrong_type"])
+                                  "hf_bin_truncated", "hf_config_wrong_type",
+                                  "hf_vocab_truncated"])
 def test_w2vrun_transcribe_exits_2_on_a_malformed_checkpoint(tmp_path, run_w2vrun, case):
     import soundfile as sf
 
