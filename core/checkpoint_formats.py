@@ -55,6 +55,9 @@ def save_model(model, model_config, path: str | Path, *, dictionary=None,
         "plugins": plugins().versions(),
         "extra": extra or {},
     }
+    from .train.checkpoint import remove_stale_temporaries
+
+    remove_stale_temporaries(path.parent)  # left by a killed writer; a live one's stay
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # the pid names its owner
     try:
         torch.save(blob, tmp)
