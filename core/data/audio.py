@@ -152,7 +152,6 @@ def _check_level(data: np.ndarray, mono: torch.Tensor, path: str) -> None:
     if data.shape[1] > 1:
         mono_peak = float(mono.abs().max())
         if mono_peak <= CANCELLED_RATIO * peak:
-            raise BadInput("cancelled", path, f"its {data.shape[1]} channels cancel out in the "
-                                              f"mono mix (mix peak {mono_peak:.3g}, channel peak "
-                                              f"{peak:.3g}): one channel is the other inverted; "
-                                              f"keep one channel")
+            raise BadInput("cancelled", path, f"{data.shape[1]} channels, mix peak "
+                                              f"{mono_peak:.3g}, channel peak {peak:.3g}: one "
+                                              f"channel is the other inverted; keep one channel")
