@@ -132,8 +132,8 @@ def check_state_fits(path: Path, model, blob: dict[str, Any]) -> None:
         ("not in the model", unexpected)) if items]
     raise UserError(f"`{path}`: its model config and its tensors disagree; "
                     f"{'; '.join(parts)}.",
-                    hint="The file was edited or written by other plugin versions (saved with: "
-                         f"{blob.get('plugins')}); write it again from its run.")
+                    hint="The file was edited, or written by other plugin versions (it lists "
+                         "them under `plugins`); write it again from its run.")
 
 
 def find_model_file(path: Path) -> Path | None:
