@@ -30,19 +30,41 @@ from w2v.interfaces import Component, Signal
 class ContrastiveScores:
     """What a contrastive loss sees, for ``M`` predictions and ``1 + K`` candidates each.
 
+    The candidate vectors are built only when a loss asks for :attr:`candidates`
+    (InfoNCE needs the logits alone): the objective passes the positives and the
+    distractors' row indices instead of an ``[M, 1+K, D]`` tensor.
+
     Attributes:
         logits: ``[M, 1+K]`` fp32 ``cosine / temperature``, ``-inf`` at excluded distractors.
         predictions: ``[M, D]`` context predictions (anchors).
-        candidates: ``[M, 1+K, D]`` the positive target first, then the distractors.
         valid: ``[M, 1+K]`` bool, False at distractors equal to the positive.
         temperature: the logit temperature.
+        targets: ``[M, D]`` the positives; distractor ``k`` of prediction ``i`` is
+            ``targets[negative_index[i, k]]``.
+        negative_index: ``[M, K']`` rows of ``targets``.
+        extra_negatives: ``[M, N, D]`` distractors that are not rows of ``targets`` (codebook
+            draws), after the indexed ones; K = K' + N.
+        candidates: ``[M, 1+K, D]`` given directly instead of the three above.
     """
 
     logits: Tensor
     predictions: Tensor
-    candidates: Tensor
     valid: Tensor
     temperature: float
+    targets: Tensor | None = None
+    negative_index: Tensor | None = None
+    extra_negatives: Tensor | None = None
+    _candidates: Tensor | None = attrs.field(default=None, alias="candidates")
+
+    @property
+    def candidates(self) -> Tensor:
+        """``[M, 1+K, D]``: the positive first, then the distractors (built on first use)."""
+        if self._candidates is None:
+            parts = [self.targets[:, None], self.targets[self.negative_index]]
+            if self.extra_negatives is not None:
+                parts.append(self.extra_negatives.to(self.targets.dtype))
+            self._candidates = torch.cat(parts, dim=1)
+        return self._candidates
 
 
 class ContrastiveLoss(nn.Module, Component, abc.ABC):

@@ -19,7 +19,6 @@ from typing import Any, Callable
 
 import attrs
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from w2v.config import ComponentSpec, check, component, field, real, size
@@ -27,6 +26,7 @@ from w2v.errors import ConfigError, FitError
 from w2v.interfaces import Batch, Masker, ModelOutput, Objective, ObjectiveOutput, Signal
 
 from .contrastive_loss import ContrastiveLoss, ContrastiveScores, InfoNCE
+from .contrastive_scores import candidate_logits, indexed_logits
 from .negatives import fairseq_negative_indices, sample_negative_indices
 
 
@@ -171,17 +171,16 @@ class MaskedContrastiveObjective(Objective):
                 sample_negative_indices
             neg_idx = sampler(mask.sum(1), self.config.num_negatives,
                               self.config.cross_sample_negatives, total=M)
-        negs = y[neg_idx.to(y.device).long()]                          # [M, K, D]
+        book = None                                                    # [M, n, D]
         if self.config.codebook_negatives:
             n = self.config.codebook_negatives
-            book = self.project_q(self.codebook_sampler(M * n))
-            negs = torch.cat([negs, book.view(M, n, -1).to(negs.dtype)], dim=1)
+            book = self.project_q(self.codebook_sampler(M * n)).view(M, n, -1).to(y.dtype)
 
         pred = self.final_proj(context[mask])                          # [M, D]
-        if self.target_glu is not None:
-            y, negs = self.target_glu(y), self.target_glu(negs)
-        candidates = torch.cat([y[:, None], negs], dim=1)              # [M, 1+K, D]
-        scores = self.scores(pred, candidates)
+        if self.target_glu is not None:  # row-wise, so glu(y)[neg_idx] == glu(y[neg_idx])
+            y = self.target_glu(y)
+            book = self.target_glu(book) if book is not None else None
+        scores = self.indexed_scores(pred, y, neg_idx, book)
         contrastive = self.contrastive_loss(scores)
 
         loss = contrastive
@@ -219,16 +218,23 @@ class MaskedContrastiveObjective(Objective):
         return ObjectiveOutput(loss=loss, sample_size=M, stats=stats)
 
     def scores(self, pred: Tensor, candidates: Tensor) -> ContrastiveScores:
-        """Cosine logits in fp32, ``-inf`` where a distractor equals its positive."""
-        with torch.autocast(device_type=pred.device.type, enabled=False):
-            p = F.normalize(pred.float(), dim=-1, eps=1e-8)
-            c = F.normalize(candidates.float(), dim=-1, eps=1e-8)
-            logits = torch.bmm(c, p[:, :, None]).squeeze(2) / self.config.logit_temp
-            same = (candidates[:, 1:] == candidates[:, :1]).all(-1)
-            valid = torch.cat([torch.ones_like(same[:, :1]), ~same], dim=1)
-            logits = logits.masked_fill(~valid, float("-inf"))
+        """Cosine logits in fp32 of ``pred`` ``[M, D]`` against ``candidates`` ``[M, 1+K, D]``
+        (positive first), ``-inf`` where a distractor equals its positive."""
+        temp = self.config.logit_temp
+        logits, valid = candidate_logits(pred, candidates, temp)
         return ContrastiveScores(logits=logits, predictions=pred, candidates=candidates,
-                                 valid=valid, temperature=self.config.logit_temp)
+                                 valid=valid, temperature=temp)
+
+    def indexed_scores(self, pred: Tensor, targets: Tensor, neg_idx: Tensor,
+                       extra_negatives: Tensor | None = None) -> ContrastiveScores:
+        """:meth:`scores` with distractors given as rows ``neg_idx`` ``[M, K]`` of ``targets``
+        ``[M, D]`` (then ``extra_negatives`` ``[M, N, D]``); no ``[M, 1+K, D]`` tensor is built
+        unless the contrastive loss asks for the candidates."""
+        temp = self.config.logit_temp
+        logits, valid = indexed_logits(pred, targets, neg_idx, temp, extra_negatives)
+        return ContrastiveScores(logits=logits, predictions=pred, valid=valid, temperature=temp,
+                                 targets=targets, negative_index=neg_idx.to(targets.device).long(),
+                                 extra_negatives=extra_negatives)
 
     @staticmethod
     def correct(logits: Tensor) -> Tensor:
