@@ -113,6 +113,11 @@ class AdversarialObjective(Objective):
     def valid_metrics(self):
         return ("loss",)
 
+    def divergence_detector(self, window: int, factor: float) -> None:
+        """None: adversarial losses swing by design (a discriminator that wins for a while
+        sends the generator's loss up tenfold), so no loss-level divergence check."""
+        return None
+
     def forward(self, batch: Batch, output: ModelOutput) -> ObjectiveOutput:
         if output.logits is None:
             raise FitError("the wav2vec_u objective needs the generator's logits (a model head).")
