@@ -19,6 +19,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--merge", type=Path, action="append", default=[], metavar="DIR",
                         help="first copy the finished runs of DIR (another machine's "
                              "runs/ablations/<study>) that are missing here; repeatable")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="check that every variant builds (`w2vrun --dry-run` of its "
+                             "first seed); train nothing, write no page")
     parser.add_argument("--no-run", action="store_true",
                         help="run nothing: (merge and) write the page from the runs there are")
 
@@ -49,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
                                   where="command line",
                                   hint=did_you_mean(name, list(study.variants), "variants"))
         chosen = [r for r in runs if r.variant in names]
+    if args.dry_run:
+        return check_variants(study, chosen)
     for other in args.merge:
         for name in merge(runs, other):
             print(f"ablate: merged {name} from {other}")
@@ -77,3 +82,18 @@ def reproduce(args: argparse.Namespace) -> str:
     if args.runs is not None:
         parts += ["--runs", str(args.runs)]
     return " ".join(shlex.quote(p) for p in parts)
+
+
+def check_variants(study, runs) -> int:
+    """``--dry-run``: each variant's first seed through ``w2vrun --dry-run``; exit 1 if any fails."""
+    from .runs import dry_run
+
+    first = {}
+    for run in runs:
+        first.setdefault(run.variant, run)
+    failed = 0
+    for run in first.values():
+        error = dry_run(study, run)
+        failed += error is not None
+        print(f"ablate: {run.variant}: " + ("builds" if error is None else f"FAILS: {error}"))
+    return 1 if failed else 0

@@ -103,6 +103,19 @@ def execute(study: Study, run: Run) -> Outcome:
     return Outcome(run, "failed", error, record)
 
 
+def dry_run(study: Study, run: Run) -> str | None:
+    """``w2vrun --dry-run`` of a run (validates and builds it, trains nothing): None when it
+    passes, else its error."""
+    argv = [*command(study.recipe, run), "--dry-run"]
+    proc = subprocess.run(argv, capture_output=True, text=True)
+    if proc.returncode == 0:
+        return None
+    lines = [line.strip() for line in (proc.stdout + proc.stderr).splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith("w2vrun:")]
+    return (errors or lines or ["no output"])[-1].removeprefix("w2vrun:").strip() \
+        .removeprefix("error:").strip()
+
+
 def last_error(log_path: Path) -> str:
     """The run's error in one line: its ``w2vrun: error:`` paragraph, else the last line of
     the traceback, else the last line it printed."""

@@ -121,3 +121,12 @@ def test_study_mistakes_exit_2_with_file_line_and_key(tmp_path):
     assert code == 2 and "Traceback" not in err
     line = path.read_text().splitlines().index("seedz: [3]") + 1
     assert f"{path}:{line}:" in err and "`seedz`: unknown key" in err and "seeds" in err
+
+
+@pytest.mark.parametrize("study_file", sorted((Path(__file__).resolve().parents[2] / "docs" /
+                                               "ablations").glob("*.yaml")), ids=lambda p: p.stem)
+def test_committed_studies_build_every_variant(study_file, tmp_path):
+    """The studies under docs/ablations/ are ready to run: each variant passes --dry-run."""
+    code, out, err = ablate(study_file, "--dry-run", "--runs", tmp_path, cwd=tmp_path)
+    assert code == 0, out + err
+    assert "FAILS" not in out and out.count(": builds") >= 2
