@@ -28,7 +28,8 @@ CHANGES_LOG = "config_changes.jsonl"
 #: threads and devices, compilation and DDP bookkeeping, logging / validation / checkpoint
 #: intervals, and whether to resume.
 IGNORED_KEYS = frozenset({
-    "num_workers", "device", "num_threads", "compile", "find_unused_parameters",
+    "num_workers", "device", "num_threads", "compile", "activation_checkpointing",
+    "find_unused_parameters",
     "log_interval", "valid_interval", "save_interval", "keep_last", "resume",
 })
 

@@ -175,6 +175,9 @@ class TrainerConfig:
                                                  "many updates (0: off)")
     compile: bool = field(False, "torch.compile the encoder and aggregator (dynamic shapes); "
                                  "the first steps are slow")
+    activation_checkpointing: bool = field(
+        False, "recompute each context-network block's activations in backward instead of "
+               "keeping them: about one more forward of the blocks for much less memory")
     num_threads: int = size(0, 0, 1024, "torch CPU threads per process (0: cpu count / local "
                                         "world size)")
     find_unused_parameters: bool | None = field(

@@ -41,6 +41,17 @@ def configure_threads(num_threads: int, local_world_size: int = 1) -> int:
     return n
 
 
+def enable_activation_checkpointing(model: nn.Module) -> list[str]:
+    """Turn on activation checkpointing in every module of ``model`` that offers it
+    (``set_activation_checkpointing``); returns their names."""
+    done = []
+    for name, module in model.named_modules():
+        if hasattr(module, "set_activation_checkpointing"):
+            module.set_activation_checkpointing(True)
+            done.append(name or "model")
+    return done
+
+
 def compile_parts(model: nn.Module, names: Sequence[str] = ("encoder", "aggregator")) -> list[str]:
     """``torch.compile`` the named children in place (``dynamic=True``: crop lengths vary).
 

@@ -46,7 +46,8 @@ from .metrics import MetricsLog, TrainMeter, WeightedMeter
 from .optim import build_optimizers
 from .precision import Precision
 from .rng import capture_rng_state, reseed, restore_rng_state, update_seed
-from .runtime import compile_parts, configure_threads, select_device
+from .runtime import (compile_parts, configure_threads, enable_activation_checkpointing,
+                      select_device)
 from .schedules import build_lr_schedule
 
 
@@ -219,6 +220,12 @@ class Trainer:
         for m in self._modules_with("set_max_updates"):
             m.set_max_updates(config.max_updates)
         self.compiled = compile_parts(self.model) if config.compile else []
+        self.checkpointed = enable_activation_checkpointing(self.model) \
+            if config.activation_checkpointing else []
+        if config.activation_checkpointing and not self.checkpointed:
+            self._warn("trainer.activation_checkpointing: no component of this model supports "
+                       "it (the Transformer and Conformer context networks do); training keeps "
+                       "every activation.")
         self.step_module: nn.Module = TrainStep(self.model, self.objective)
 
     # ------------------------------------------------------------------ helpers

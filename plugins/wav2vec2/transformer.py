@@ -17,7 +17,9 @@ Attention uses ``F.scaled_dot_product_attention`` with a boolean
 flash kernel can run). ``causal: true`` makes attention causal and pads the
 positional conv on the left; LayerNorms are per frame, so no later frame
 leaks into an earlier one. LayerDrop skips whole blocks in training (a
-skipped block's entry in ``layers`` repeats its input).
+skipped block's entry in ``layers`` repeats its input). With activation
+checkpointing on (:meth:`TransformerAggregator.set_activation_checkpointing`)
+each block keeps only its input in training and recomputes the rest in backward.
 
 Conformer blocks (``layer_type: conformer``) take their positions from the
 positional conv (``pos_enc_type: abs``, fairseq's ``TransformerEncoder``) or,
@@ -38,6 +40,7 @@ from torch import Tensor, nn
 from w2v.config import check, choice, field, real, size
 from w2v.errors import ConfigError, FitError
 from w2v.interfaces import Aggregator, AggregatorOutput, Signal, lengths_to_padding_mask
+from w2v.recompute import recomputed
 
 from .attention import SelfAttention, key_padding_mask
 from .conformer import ConformerLayer
@@ -175,6 +178,12 @@ class TransformerAggregator(Aggregator):
                       for _ in range(c.layers)]
         self.layers = nn.ModuleList(blocks)
         self.layers.apply(_init_bert)
+        #: recompute each block's activations in backward (``trainer.activation_checkpointing``)
+        self.activation_checkpointing = False
+
+    def set_activation_checkpointing(self, enabled: bool) -> None:
+        """Keep only each block's input in training; recompute the rest in backward."""
+        self.activation_checkpointing = bool(enabled)
 
     @classmethod
     def from_config(cls, config: TransformerAggregatorConfig, upstream: Signal | None = None,
@@ -238,10 +247,12 @@ class TransformerAggregator(Aggregator):
         x = self.dropout(x)
         mask = None if self.causal else key_padding_mask(padding)
         outputs: list[Tensor] = []
+        recompute = self.activation_checkpointing and self.training and torch.is_grad_enabled()
         for i, layer in enumerate(self.layers[:last + 1]):
             skip = self.training and self.layerdrop > 0 and float(torch.rand(())) < self.layerdrop
             if not skip:
-                x = layer(x, mask, self.causal, padding)
+                x = recomputed(layer, x, mask, self.causal, padding) if recompute else \
+                    layer(x, mask, self.causal, padding)
                 if padding is not None and not self.compat_padding:
                     x = x.masked_fill(padding[..., None], 0.0)
             kept = x.masked_fill(padding[..., None], 0.0) if self.compat_padding and \
