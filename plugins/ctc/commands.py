@@ -12,7 +12,7 @@ directory (``runs/base_10m/finetune``), a ``model.pt``, a fine-tuned fairseq
 
 Decoding is greedy unless a language model or lexicon is given; the beam
 decoder is built exactly as the ``evaluate`` stage builds it
-(:mod:`w2v.plugins.stages.evaluate`): ``--lm`` takes an ARPA file (the lexicon
+(:mod:`.evaluation`): ``--lm`` takes an ARPA file (the lexicon
 is made from its words unless ``--lexicon`` is given) or a KenLM binary (with
 ``--lexicon``); ``--lm-text`` estimates a Kneser-Ney ``--lm-order``-gram first
 (``evaluate``: after checking that no evaluated transcript occurs in the text).
@@ -302,7 +302,7 @@ def _check_manifest(args, where: str) -> None:
 
 
 def format_table(rows: Sequence[dict[str, Any]], error_name: str = "WER") -> str:
-    from w2v.plugins.stages.evaluate import decoder_label
+    from .evaluation import decoder_label
 
     lines = [f"| decoder | CER % | {error_name} % | utterances |", "| --- | ---: | ---: | ---: |"]
     lines += [f"| {decoder_label(r)} | {100 * r['cer']:.2f} | {100 * r['wer']:.2f} | "
@@ -326,10 +326,8 @@ def _merge_results(path: Path, new: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_evaluate(args) -> int:
-    from w2v.plugins.stages.evaluate import (decode_utterances, lm_settings, score_hypotheses,
-                                             split_emissions)
-
     from .decoders import CTCGreedyDecoder
+    from .evaluation import decode_utterances, lm_settings, score_hypotheses, split_emissions
     from .metrics import check_not_degenerate
 
     where = args.command_name

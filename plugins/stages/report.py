@@ -57,7 +57,7 @@ class ReportStage(Stage):
 
 
 def format_table(rows: list[dict]) -> str:
-    from .evaluate import decoder_label
+    from w2v.plugins.ctc.evaluation import decoder_label
 
     lines = ["| model | decoder | split | CER % | WER % | utterances |",
              "| --- | --- | --- | ---: | ---: | ---: |"]

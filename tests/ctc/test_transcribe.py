@@ -10,7 +10,8 @@ from core_testkit import run_w2vrun_process
 from ctc_fixtures import SPOKEN, assert_clean_user_error, say, words, write_wave
 
 from w2v.errors import ConfigError
-from w2v.plugins.ctc.transcribe import chunk_plan, chunked_emissions, transcribe
+from w2v.plugins.ctc.chunking import chunk_plan, chunked_emissions
+from w2v.plugins.ctc.transcribe import transcribe
 
 
 @pytest.mark.parametrize("num_frames,chunk,context", [(10, 4, 0), (10, 4, 2), (100, 7, 5),
