@@ -6,12 +6,13 @@
 - :mod:`~w2v.data.labels`: ``.ltr``/``.wrd``/``.phn`` labels and building them.
 - :mod:`~w2v.data.dataset`: :class:`AudioDataset` and the bad-input policy.
 - :mod:`~w2v.data.sampler`: :class:`BucketBatchSampler` (resumable, sharded).
-- :mod:`~w2v.data.collate`, :mod:`~w2v.data.loader`: batches and :func:`build_loader`.
+- :mod:`~w2v.data.collate`, :mod:`~w2v.data.loader`: batches; :mod:`~w2v.data.sources`: the
+  data sources and :func:`build_loader`.
 """
 
 from .config import DataConfig
 from .dataset import AudioDataset
-from .loader import build_dataset, build_loader
+from .sources import build_dataset, build_loader
 from .manifest import Manifest, read_manifest, write_manifest, write_manifests
 from .sampler import BucketBatchSampler
 from .skips import BadInput, SkipRecord, write_skip_report

@@ -1,4 +1,6 @@
-"""``build_loader``: a recipe's ``data:`` section to a DataLoader of :class:`Batch` es."""
+"""Batching a dataset (:func:`loader_over`) and finding a split's manifest or a corpus file
+(:func:`resolve_manifest`, :func:`resolve_corpus`); :func:`w2v.data.sources.build_loader` opens
+the source a ``data:`` section names and asks it for a loader."""
 
 from __future__ import annotations
 
@@ -118,44 +120,6 @@ def resolve_manifest(cfg: DataConfig, split: str) -> str:
                         hint="Make it with `w2vrun manifest AUDIO_DIR --dest DIR`, or run the "
                              "demo recipe.")
     return path
-
-
-def build_dataset(cfg: DataConfig, split: str, *, min_samples: int = 0, labels: bool = True,
-                  dictionary: Any = None) -> AudioDataset:
-    """The :class:`AudioDataset` of ``split`` of the waveform source ``cfg`` names (labels
-    when ``labels`` and ``cfg.labels``)."""
-    from .sources import open_source
-
-    return open_source(cfg).dataset(split, min_samples=min_samples, labels=labels,
-                                    dictionary=dictionary)
-
-
-def build_loader(cfg: DataConfig, split: str, *, rank: int = 0, world_size: int = 1,
-                 epoch: int = 0, train: bool = True, min_samples: int = 0, labels: bool = True,
-                 dictionary: Any = None) -> tuple[AudioLoader, BucketBatchSampler]:
-    """A DataLoader over ``split`` and its batch sampler.
-
-    Args:
-        cfg: the ``data:`` section of a waveform source (fairseq, kaldi, lhotse, hf_dataset).
-        split: ``train``, ``valid`` or ``test``.
-        rank, world_size: this process's shard.
-        epoch: first epoch (the sampler's :meth:`~BucketBatchSampler.load_state_dict`
-            overrides it on resume).
-        train: shuffled batches and random crops (False: fixed order, offset 0).
-        min_samples: the model's receptive field in samples; shorter audio is a bad input.
-        labels: load ``cfg.labels`` (False for pretraining on a labelled corpus).
-        dictionary: label dictionary; default ``cfg.dictionary`` or
-            ``dict.<labels>.txt`` beside the manifest.
-
-    Returns:
-        ``(loader, sampler)``: call ``sampler.set_epoch(e)`` before each epoch and
-        ``sampler.mark_consumed()`` after each update; save ``sampler.state_dict()``.
-    """
-    from .sources import open_source
-
-    return open_source(cfg).loader(split, rank=rank, world_size=world_size, epoch=epoch,
-                                   train=train, min_samples=min_samples, labels=labels,
-                                   dictionary=dictionary)
 
 
 def loader_over(dataset: AudioDataset, cfg: DataConfig, *, rank: int = 0, world_size: int = 1,

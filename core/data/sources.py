@@ -25,13 +25,18 @@ from __future__ import annotations
 
 import collections
 import os
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from ..errors import ConfigError, DataError, did_you_mean
 from ..interfaces import DataSource, Signal, waveform_signal
 from .config import DataConfig, SourceConfig
 from .manifest import Manifest
 from .skip_budget import SkipBudget
+
+if TYPE_CHECKING:
+    from .dataset import AudioDataset
+    from .loader import AudioLoader
+    from .sampler import BucketBatchSampler
 
 SPLITS = ("train", "valid", "test")
 DEFAULT_SOURCE = "fairseq"
@@ -245,7 +250,7 @@ class AudioSource(DataSource):
                train: bool = True, min_samples: int = 0, dictionary: Any = None,
                labels: bool = True):
         """A loader of :class:`~w2v.interfaces.Batch` es over ``split`` and its sampler (see
-        :func:`w2v.data.loader.build_loader`)."""
+        :func:`build_loader`)."""
         from .loader import loader_over
 
         dataset = self.dataset(split, min_samples=min_samples, labels=labels,
@@ -394,3 +399,37 @@ class FairseqSource(AudioSource):
                 lines = read_label_lines(path, table)
                 return lines if ext == "wrd" else [letters_to_words(x) for x in lines]
         return None
+
+
+def build_dataset(cfg: DataConfig, split: str, *, min_samples: int = 0, labels: bool = True,
+                  dictionary: Any = None) -> AudioDataset:
+    """The :class:`AudioDataset` of ``split`` of the waveform source ``cfg`` names (labels
+    when ``labels`` and ``cfg.labels``)."""
+    return open_source(cfg).dataset(split, min_samples=min_samples, labels=labels,
+                                    dictionary=dictionary)
+
+
+def build_loader(cfg: DataConfig, split: str, *, rank: int = 0, world_size: int = 1,
+                 epoch: int = 0, train: bool = True, min_samples: int = 0, labels: bool = True,
+                 dictionary: Any = None) -> tuple[AudioLoader, BucketBatchSampler]:
+    """A DataLoader over ``split`` and its batch sampler.
+
+    Args:
+        cfg: the ``data:`` section of a waveform source (fairseq, kaldi, lhotse, hf_dataset).
+        split: ``train``, ``valid`` or ``test``.
+        rank, world_size: this process's shard.
+        epoch: first epoch (the sampler's :meth:`~BucketBatchSampler.load_state_dict`
+            overrides it on resume).
+        train: shuffled batches and random crops (False: fixed order, offset 0).
+        min_samples: the model's receptive field in samples; shorter audio is a bad input.
+        labels: load ``cfg.labels`` (False for pretraining on a labelled corpus).
+        dictionary: label dictionary; default ``cfg.dictionary`` or
+            ``dict.<labels>.txt`` beside the manifest.
+
+    Returns:
+        ``(loader, sampler)``: call ``sampler.set_epoch(e)`` before each epoch and
+        ``sampler.mark_consumed()`` after each update; save ``sampler.state_dict()``.
+    """
+    return open_source(cfg).loader(split, rank=rank, world_size=world_size, epoch=epoch,
+                                   train=train, min_samples=min_samples, labels=labels,
+                                   dictionary=dictionary)

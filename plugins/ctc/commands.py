@@ -269,7 +269,7 @@ def _labelled_dataset(args, model, dictionary):
     """The manifest's utterances with labels encoded by the model's dictionary, none left
     out (what the ``evaluate`` stage reads)."""
     from w2v.data.config import DataConfig
-    from w2v.data.loader import build_dataset
+    from w2v.data.sources import build_dataset
 
     whole = DataConfig(test=args.manifest, labels=args.labels, pad=True,
                        sample_rate=model.sample_rate, max_sample_size=1 << 31,

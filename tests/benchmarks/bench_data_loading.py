@@ -23,7 +23,7 @@ import soundfile as sf  # noqa: E402
 import torch  # noqa: E402
 
 from w2v.data.config import DataConfig  # noqa: E402
-from w2v.data.loader import build_loader  # noqa: E402
+from w2v.data.sources import build_loader  # noqa: E402
 from w2v.data.manifest import write_manifests  # noqa: E402
 
 

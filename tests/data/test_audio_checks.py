@@ -13,7 +13,7 @@ import pytest
 
 from w2v.data.audio import read_audio
 from w2v.data.config import DataConfig
-from w2v.data.loader import build_loader
+from w2v.data.sources import build_loader
 from w2v.data.skips import BadInput
 from w2v.errors import DataError
 

@@ -6,7 +6,7 @@ import torch
 from w2v.data.collate import Collater, crop_offsets
 from w2v.data.config import DataConfig
 from w2v.data.dataset import IndexBatch
-from w2v.data.loader import build_loader
+from w2v.data.sources import build_loader
 from w2v.interfaces import Batch
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from w2v.data.config import DataConfig
 from w2v.data.dataset import AudioDataset
-from w2v.data.loader import build_loader
+from w2v.data.sources import build_loader
 from w2v.data.skips import write_skip_report
 from w2v.errors import ConfigError, DataError
 

@@ -19,7 +19,7 @@ import soundfile as sf
 import torch
 
 from w2v.data.config import DataConfig
-from w2v.data.loader import build_loader
+from w2v.data.sources import build_loader
 from w2v.train.batch_plan import BatchPlan
 from w2v.train.progress import Progress
 
