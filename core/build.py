@@ -134,7 +134,12 @@ def build_model(cfg: ModelConfig, sample_rate: int = 16000, *, dictionary=None) 
         q = quantizer.produces()
         if cfg.quantize in ("input", "both") and q.dim != local.dim and cfg.aggregator is None:
             raise FitError(f"quantizer `{cfg.quantizer.name}` produces width {q.dim} but encoder "
-                           f"`{cfg.encoder.name}` produces {local.dim}.", key="model.quantizer")
+                           f"`{cfg.encoder.name}` produces {local.dim}: with `model.quantize: "
+                           f"{cfg.quantize}` the code vectors replace the encoder's features, and "
+                           "without an aggregator nothing projects them to its width.",
+                           key="model.quantizer",
+                           hint=f"Set the quantizer's `dim: {local.dim}`, add an aggregator, or "
+                                "set `model.quantize: targets`.")
     elif cfg.quantize in ("input", "both"):
         raise FitError(f"`model.quantize: {cfg.quantize}` needs a quantizer, but `model.quantizer` "
                        f"is not set.", key="model.quantize",

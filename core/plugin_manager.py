@@ -160,6 +160,15 @@ def registry() -> Registry:
     return plugins().registry
 
 
+def component_name(kind: str, component: object) -> str:
+    """``aggregator `gru``` for a built component, for messages that name the components
+    that disagree (``aggregator GRUAggregator``, the class name, when it is not registered)."""
+    name = registry().name_of(kind, component) if component is not None else None
+    if name is not None:
+        return f"{kind} `{name}`"
+    return f"{kind} {type(component).__name__}" if component is not None else f"no {kind}"
+
+
 def reset(plugin_set: PluginSet | None = None) -> None:
     """Forget (or replace) the loaded plugins; tests use this."""
     global _CURRENT

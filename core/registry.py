@@ -205,6 +205,11 @@ class Registry:
     def of_kind(self, kind: str) -> list[Registration]:
         return [self.components[(kind, n)] for n in self.names(kind)]
 
+    def name_of(self, kind: str, component: object) -> str | None:
+        """The registered name of a built ``kind`` component (by its exact class), or None."""
+        names = [r.name for r in self.of_kind(kind) if r.cls is type(component)]
+        return names[0] if names else None
+
     def get(self, kind: str, name: str, *, where: str | None = None, key: str | None = None
             ) -> Registration:
         """The registration of ``kind`` ``name``, or a ConfigError with suggestions."""

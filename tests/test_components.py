@@ -43,6 +43,7 @@ import pytest
 import torch
 from torch import nn
 
+from component_kit import assert_finite, reg_id, smoke_section, tiny_dictionary, vocab_size
 from core_testkit import load_with_toy
 from w2v import plugin_manager
 from w2v.config.structure import structure, structure_component
@@ -61,10 +62,6 @@ FRAME_LENGTHS = torch.tensor([T, 15])
 WAVE_LENGTHS = torch.tensor([WAVE, 3000])
 
 
-def reg_id(reg) -> str:
-    return f"{reg.kind}:{reg.name}" if reg is not None else "none"
-
-
 @pytest.fixture(autouse=True)
 def installed_plugins():
     """The plugin set the parametrisation came from (nested component references resolve)."""
@@ -72,27 +69,10 @@ def installed_plugins():
     torch.manual_seed(0)
 
 
-def tiny_dictionary():
-    """A letters dictionary (fairseq layout, blank 0); None while w2v.data.dictionary is absent."""
-    try:
-        from w2v.data.dictionary import Dictionary
-    except ImportError:
-        return None
-    return Dictionary.from_symbols(list("abcde|"))
-
-
-def vocab_size(dictionary) -> int:
-    return len(dictionary) if dictionary is not None else 8
-
-
 def smoke_spec(reg, path: str = "smoke"):
     spec = structure_component(reg.kind, {"name": reg.name, **reg.smoke}, path=path)
     assert isinstance(spec.config, reg.config_cls)
     return spec
-
-
-def assert_finite(t: torch.Tensor, what: str) -> None:
-    assert torch.isfinite(t.detach().float()).all(), f"{what} has non-finite values"
 
 
 def assert_backward(loss: torch.Tensor, *modules: Any) -> None:
@@ -237,10 +217,6 @@ EXERCISERS = {"encoder": exercise_encoder, "quantizer": exercise_quantizer,
 
 # ------------------------------------------------------------------ models for objectives
 TOY_ENCODER = {"name": "toy_encoder", "dim": 16, "stride": 160}
-
-
-def smoke_section(reg) -> dict:
-    return {"name": reg.name, **reg.smoke}
 
 
 def model_candidates() -> Iterator[dict]:

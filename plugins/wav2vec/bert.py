@@ -29,6 +29,7 @@ from w2v.config import field, real, size
 from w2v.errors import ConfigError, FitError
 from w2v.interfaces import (Batch, Encoder, EncoderOutput, ModelOutput, Objective,
                             ObjectiveOutput, Signal, lengths_to_padding_mask)
+from w2v.plugin_manager import component_name
 
 #: fairseq dictionary layout: ``<s>`` 0, ``<pad>`` 1, ``</s>`` 2, ``<unk>`` 3, then units.
 PAD_ID = 1
@@ -212,24 +213,28 @@ class MaskedUnitObjective(Objective):
         encoder = getattr(model, "encoder", None)
         if not isinstance(encoder, UnitEmbedding):
             raise FitError(
-                f"objective `bert` predicts masked units, but the model's encoder is "
-                f"{type(encoder).__name__ if encoder is not None else 'missing'}, not "
-                "`unit_embedding`.", hint="Use `model.encoder: {name: unit_embedding}` over "
+                f"objective `bert` predicts masked units, but "
+                f"{component_name('encoder', encoder)} is not `unit_embedding` and reads no "
+                "unit ids.", hint="Use `model.encoder: {name: unit_embedding}` over "
                                           "`data: {name: units}`.")
         if model.aggregator is None:
-            raise FitError("objective `bert` needs a context network (`model.aggregator`).")
+            raise FitError("objective `bert` needs a context network, but the model has no "
+                           "aggregator.", hint="Set `model.aggregator` (e.g. `name: transformer`).")
         dim = model.context_signal().dim
         if config.tie_embeddings and encoder.dim != dim:
             raise FitError(f"objective `bert` ties its output layer to the unit embedding (width "
-                           f"{encoder.dim}), but the context network produces width {dim}.",
+                           f"{encoder.dim}), but {component_name('aggregator', model.aggregator)} "
+                           f"produces width {dim}.",
                            hint="Set the embedding `dim` to the aggregator's `embed_dim`, or "
                                 "`tie_embeddings: false`.")
         return cls(config, dim, encoder.embed, encoder.vocab_size, encoder.mask_id)
 
     def check_model(self, model: nn.Module) -> None:
-        if getattr(model.aggregator, "causal", False):
-            raise FitError("objective `bert` predicts each masked unit from both sides, but the "
-                           "context network is causal.", hint="Set `causal: false`.")
+        if getattr(model.aggregator, "structurally_causal", False):
+            raise FitError("objective `bert` predicts each masked unit from both sides, but "
+                           f"{component_name('aggregator', model.aggregator)} is causal.",
+                           hint="Use a bidirectional context network (e.g. `transformer`), or "
+                                "its `causal: false`.")
 
     def corrupt(self, source: Tensor, mask: Tensor) -> Tensor:
         """Masked positions -> ``[MASK]`` (or a random unit / unchanged, per the config)."""

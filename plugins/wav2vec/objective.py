@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from w2v.config import check, field, real, size
 from w2v.errors import ConfigError, FitError
 from w2v.interfaces import Batch, ModelOutput, Objective, ObjectiveOutput, Signal
+from w2v.plugin_manager import component_name
 
 from .layers import prediction_offset
 from .negatives import fairseq_negatives, sample_negatives
@@ -49,16 +50,6 @@ class FutureContrastiveConfig:
         check(self.num_negatives + self.cross_sample_negatives > 0, "num_negatives",
               "the objective needs at least one distractor per target.",
               "Set `num_negatives` (or `cross_sample_negatives`) above 0.")
-
-
-def _component_name(kind: str, module: nn.Module) -> str:
-    """``kind `name``` of a built component, by registered class (class name as fallback)."""
-    try:
-        from w2v.plugin_manager import registry
-        names = [r.name for r in registry().of_kind(kind) if r.cls is type(module)]
-    except Exception:  # naming is best effort; never hide the real error
-        names = []
-    return f"{kind} `{names[0]}`" if names else f"{kind} {type(module).__name__}"
 
 
 def aggregator_is_causal(aggregator: nn.Module) -> bool:
@@ -187,7 +178,7 @@ class FutureContrastiveObjective(Objective):
             raise FitError(f"{me} predicts future frames from a context network, but the model "
                            "has no aggregator.", hint="Add `model.aggregator` (e.g. "
                            "`name: wav2vec_conv_aggregator`).")
-        agg = _component_name("aggregator", model.aggregator)
+        agg = component_name("aggregator", model.aggregator)
         if not aggregator_is_causal(model.aggregator):
             raise FitError(
                 f"{me} and {agg} do not fit: the aggregator is not causal, so each context "
@@ -196,8 +187,8 @@ class FutureContrastiveObjective(Objective):
                      "in causal mode).")
         context_dim, target_dim = model.context_signal().dim, model.target_signal().dim
         if (context_dim, target_dim) != (self.head.context_dim, self.head.target_dim):
-            source = _component_name("quantizer", model.quantizer) if model.quantizes_targets else \
-                _component_name("encoder", model.encoder)
+            source = component_name("quantizer", model.quantizer) if model.quantizes_targets else \
+                component_name("encoder", model.encoder)
             raise FitError(
                 f"{me} was sized for context width {self.head.context_dim} and target width "
                 f"{self.head.target_dim}, but {agg} produces {context_dim} and the targets "

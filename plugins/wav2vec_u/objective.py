@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from w2v.config import choice, field, real, size
 from w2v.errors import DataError, FitError
 from w2v.interfaces import Batch, Head, ModelOutput, Objective, ObjectiveOutput, Signal
+from w2v.plugin_manager import component_name
 
 from .discriminator import Discriminator, DiscriminatorConfig
 from .penalties import code_penalty, gradient_penalty, perplexities, smoothness_penalty
@@ -103,7 +104,8 @@ class AdversarialObjective(Objective):
     def check_model(self, model: nn.Module) -> None:
         if getattr(model, "aggregator", None) is not None:
             raise FitError("the wav2vec_u objective trains the generator on segment features "
-                           "directly; the model has a context network (`model.aggregator`).",
+                           "directly, but the model has a context network "
+                           f"({component_name('aggregator', model.aggregator)}).",
                            hint="Set `model.aggregator: null`.")
 
     def request(self, batch: Batch, model: nn.Module, step: int) -> dict[str, Any]:
