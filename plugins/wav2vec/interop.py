@@ -1,10 +1,10 @@
 """Import fairseq wav2vec 1.0 / vq-wav2vec checkpoints (model ``_name`` / ``arch`` ``wav2vec``).
 
-Neither fairseq nor omegaconf is needed: the file is read with wav2vec 2.0's
-restricted unpickler; the config comes from ``cfg.model`` (a dict or a pickled
-``DictConfig``) or, in older files (the released ``wav2vec_large.pt``,
+Neither fairseq nor omegaconf is needed: the file is read with the restricted
+unpickler of :mod:`w2v.plugins.interop.unpickle`; the config comes from ``cfg.model`` (a
+dict or a pickled ``DictConfig``) or, in older files (the released ``wav2vec_large.pt``,
 ``vq-wav2vec*.pt``), the flat ``args`` Namespace. Every state-dict key is
-mapped, dropped on purpose or refused (:class:`~w2v.plugins.wav2vec2.interop.keymap.KeyMap`):
+mapped, dropped on purpose or refused (:class:`~w2v.plugins.interop.keymap.KeyMap`):
 
 ==================================================  ===========================================
 fairseq                                             w2v
@@ -43,11 +43,11 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor
 
-from w2v.errors import DataError, UserError
-from w2v.plugins.wav2vec2.interop.fairseq import (legacy_config, parse_conv_layers, pickle_of,
-                                                 pickle_strings)
-from w2v.plugins.wav2vec2.interop.keymap import KeyMap, LoadReport, MappedState
-from w2v.plugins.wav2vec2.interop.unpickle import load_checkpoint, resolve, to_plain
+from w2v.errors import UserError
+from w2v.plugins.interop.fairseq_files import (parse_conv_layers, pickle_of, pickle_strings,
+                                             read_fairseq_checkpoint)
+from w2v.plugins.interop.keymap import KeyMap, LoadReport, MappedState
+from w2v.plugins.interop.unpickle import resolve
 
 ARCH = "wav2vec"
 
@@ -102,20 +102,10 @@ RULES: list[tuple[str, Any]] = [
 # ------------------------------------------------------------------ config
 def read_wav2vec_checkpoint(path: Any) -> tuple[dict[str, Tensor], dict[str, Any], dict]:
     """``(state dict, model fields with defaults, criterion fields)`` of a wav2vec 1.0 file."""
-    raw = load_checkpoint(path)
-    if not isinstance(raw, dict) or "model" not in raw:
-        raise DataError(f"{path}: not a fairseq checkpoint (no `model` entry).")
-    if raw.get("cfg") is not None:
-        cfg = to_plain(raw["cfg"])
-    elif raw.get("args") is not None:
-        cfg = legacy_config(to_plain(raw["args"]))
-        args = to_plain(raw["args"])
-        cfg["criterion"] = {k: args[k] for k in ("infonce", "loss_weights") if k in args}
-    else:
-        raise DataError(f"{path}: the fairseq checkpoint has neither `cfg` nor `args`; its "
-                        "architecture cannot be known.")
-    if not isinstance(cfg, dict) or not isinstance(cfg.get("model"), dict):
-        raise DataError(f"{path}: the checkpoint's config has no `model` section.")
+    state, cfg = read_fairseq_checkpoint(path)
+    if "criterion" not in cfg:          # legacy `args`: the criterion's fields sit among the model's
+        cfg["criterion"] = {k: cfg["model"][k] for k in ("infonce", "loss_weights")
+                            if k in cfg["model"]}
     name = cfg["model"].get("_name")
     if name != ARCH:
         raise UserError(f"{path}: the checkpoint's model is `{name}`, not wav2vec 1.0 "
@@ -129,7 +119,7 @@ def read_wav2vec_checkpoint(path: Any) -> tuple[dict[str, Tensor], dict[str, Any
     model["sample_rate"] = int(resolve(task.get("sample_rate"), cfg) or 16000)
     if model.get("infonce") is None or isinstance(model.get("infonce"), str):
         model["infonce"] = bool(criterion.get("infonce", False))
-    return dict(raw["model"]), model, criterion
+    return state, model, criterion
 
 
 def _triple(value: Any, source: str) -> tuple[float, float, float]:
@@ -232,7 +222,7 @@ def from_fairseq_wav2vec(path: str | Path):
     in eval mode, with ``model.model_config`` (a ``model:`` section) and ``model.load_report``."""
     from w2v.build import ModelConfig, build_model
     from w2v.config.structure import structure
-    from w2v.plugins.wav2vec2.interop.build import load_mapped
+    from w2v.plugins.interop.loading import load_mapped
 
     source = f"fairseq wav2vec checkpoint {path}"
     state, m, criterion = read_wav2vec_checkpoint(path)
@@ -297,7 +287,7 @@ def detect_fairseq_wav2vec(path: Any) -> bool:
 def load_fairseq_wav2vec(path: Any, dictionary: Any = None, **kwargs: Any):
     """Importer entry for :func:`w2v.load_pretrained` (no dictionary: not a CTC model); a
     malformed file raises a one-line DataError."""
-    from w2v.plugins.wav2vec2.interop.malformed import reading
+    from w2v.plugins.interop.malformed import reading
 
     with reading(path, "fairseq wav2vec 1.0 checkpoint"):
         model = from_fairseq_wav2vec(path)

@@ -70,9 +70,9 @@ def _load_hf(path, dictionary=None, **kwargs):
     from pathlib import Path
 
     from w2v.data.dictionary import Dictionary
+    from w2v.plugins.interop.malformed import reading
 
     from .interop import load_hf
-    from .interop.malformed import reading
 
     model = load_hf(path, **kwargs)
     vocab = Path(path) / "vocab.json"

@@ -21,8 +21,8 @@ from w2v.errors import DataError, UserError
 from w2v.plugins.wav2vec2.feature_encoder import Wav2Vec2FeatureEncoderConfig
 from w2v.plugins.wav2vec2.interop import detect_fairseq, from_fairseq, load_fairseq
 from w2v.plugins.wav2vec2.interop.build import Wav2Vec2Spec, build_model
-from w2v.plugins.wav2vec2.interop.keymap import split_attention
-from w2v.plugins.wav2vec2.interop.unpickle import StandIn, load_checkpoint
+from w2v.plugins.wav2vec2.interop.build import split_attention
+from w2v.plugins.interop.unpickle import StandIn, load_checkpoint
 from w2v.plugins.wav2vec2.transformer import TransformerAggregatorConfig
 
 transformers = pytest.importorskip("transformers")

@@ -18,7 +18,7 @@ import torch
 
 import w2v
 from w2v.errors import DataError, UserError
-from w2v.plugins.wav2vec2.interop.unpickle import StandIn, load_checkpoint, to_plain
+from w2v.plugins.interop.unpickle import StandIn, load_checkpoint, to_plain
 
 transformers = pytest.importorskip("transformers")
 

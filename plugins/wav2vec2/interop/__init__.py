@@ -6,10 +6,11 @@ checkpoint, and returns a :class:`~w2v.model.SpeechModel` in eval mode with
 ``model.load_report`` (a :class:`LoadReport`) attached.
 """
 
+from w2v.plugins.interop.keymap import LoadReport
+
 from .export_hf import to_hf
 from .fairseq import detect_fairseq, from_fairseq, load_fairseq
 from .hf import detect_hf, from_hf, load_hf
-from .keymap import LoadReport
 from .torchaudio import from_torchaudio
 
 __all__ = ["LoadReport", "detect_fairseq", "detect_hf", "from_fairseq", "from_hf",

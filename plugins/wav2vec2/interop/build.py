@@ -1,21 +1,24 @@
-"""Build a w2v :class:`~w2v.model.SpeechModel` from an architecture read off a checkpoint,
-then load mapped tensors into it (strictly, with shapes checked)."""
+"""Build a w2v :class:`~w2v.model.SpeechModel` from a wav2vec 2.0 architecture read off a
+checkpoint, then load mapped tensors into it (strictly, with shapes checked); w2v's fused
+attention layout (``self_attn.qkv``) against the usual ``{q,k,v}_proj``."""
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Any, Mapping
 
 import attrs
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from w2v.errors import UserError
 from w2v.interfaces import waveform_signal
 from w2v.model import SpeechModel
+from w2v.plugins.interop.keymap import LoadReport, MappedState
+from w2v.plugins.interop.loading import load_mapped as load_tensors
 
 from ..feature_encoder import Wav2Vec2FeatureEncoder, Wav2Vec2FeatureEncoderConfig
 from ..transformer import TransformerAggregator, TransformerAggregatorConfig
-from .keymap import LoadReport, MappedState, weight_norm_from_weight
 
 _POS_WEIGHT = "aggregator.positional.conv.weight"
 _POS_G = "aggregator.positional.conv.parametrizations.weight.original0"
@@ -90,38 +93,55 @@ def build_model(spec: Wav2Vec2Spec) -> SpeechModel:
 
 def load_mapped(model: nn.Module, mapped: MappedState, report: LoadReport, *,
                 allow_missing: bool = False) -> None:
-    """Copy ``mapped`` into ``model``: every tensor must land on a parameter or buffer of the
-    same shape. Model keys left unset are listed in ``report.missing`` and, unless
-    ``allow_missing``, are an error (a config/tensor mismatch must not leave random weights)."""
+    """:func:`w2v.plugins.interop.loading.load_mapped` after putting a positional conv weight
+    whose weight norm was removed (fairseq exports, torchaudio) back into ``(g, v)``."""
     tensors, origin = mapped.tensors, mapped.origin
-    if _POS_WEIGHT in tensors:                      # weight norm removed: decompose again
+    if _POS_WEIGHT in tensors:
         src = origin.pop(_POS_WEIGHT)
         tensors[_POS_G], tensors[_POS_V] = weight_norm_from_weight(tensors.pop(_POS_WEIGHT))
         origin[_POS_G] = origin[_POS_V] = src
-    own = model.state_dict()
-    for key, value in tensors.items():
-        if key not in own:
-            raise UserError(f"{report.source}: `{origin[key]}` has no place in the model built "
-                            f"from the checkpoint's config (it would be `{key}`); the config and "
-                            f"the tensors disagree.")
-        if tuple(own[key].shape) != tuple(value.shape):
-            raise UserError(f"{report.source}: `{origin[key]}` has shape {list(value.shape)}, but "
-                            f"the config implies {list(own[key].shape)} for `{key}`.")
-    with torch.no_grad():
-        for key, value in tensors.items():
-            own[key].copy_(value.to(own[key].dtype))
-    report.loaded.extend(dict.fromkeys(k for v in origin.values() for k in v.split(" + ")))
-    report.missing.extend(k for k in own if k not in tensors
-                          and not k.endswith("num_batches_tracked"))
-    if report.missing and not allow_missing:
-        shown = ", ".join(f"`{k}`" for k in report.missing[:6])
-        more = f" and {len(report.missing) - 6} more" if len(report.missing) > 6 else ""
-        raise UserError(f"{report.source}: the checkpoint lacks {len(report.missing)} tensors its "
-                        f"config implies ({shown}{more}); refusing to leave them random.")
+    load_tensors(model, mapped, report, allow_missing=allow_missing)
 
 
-def finish(model: SpeechModel, report: LoadReport) -> SpeechModel:
-    """Eval mode, and the report attached as ``model.load_report``."""
-    model.eval()
-    model.load_report = report
-    return model
+# ------------------------------------------------------------------ w2v's attention layout
+_QKV = re.compile(r"(.*\.self_attn)\.(q|k|v)_proj\.(weight|bias)")
+_FUSED = re.compile(r"(.*\.self_attn)\.qkv\.(weight|bias)")
+
+
+def fuse_attention(mapped: MappedState, source: str) -> MappedState:
+    """Join ``*.self_attn.{q,k,v}_proj.{weight,bias}`` into ``*.self_attn.qkv.*`` (q, k, v order)."""
+    groups: dict[tuple[str, str], dict[str, str]] = {}
+    for key in mapped.tensors:
+        m = _QKV.fullmatch(key)
+        if m:
+            groups.setdefault((m.group(1), m.group(3)), {})[m.group(2)] = key
+    for (prefix, kind), parts in groups.items():
+        if set(parts) != {"q", "k", "v"}:
+            absent = sorted({"q", "k", "v"} - set(parts))
+            origin = mapped.origin[next(iter(parts.values()))]
+            raise UserError(f"{source}: the attention block of `{origin}` lacks its "
+                            f"{', '.join(a + '_proj' for a in absent)} {kind}.")
+        keys = [parts[p] for p in "qkv"]
+        fused = torch.cat([mapped.tensors.pop(k) for k in keys], dim=0)
+        mapped.tensors[f"{prefix}.qkv.{kind}"] = fused
+        mapped.origin[f"{prefix}.qkv.{kind}"] = " + ".join(mapped.origin.pop(k) for k in keys)
+    return mapped
+
+
+def split_attention(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """Inverse of :func:`fuse_attention` on a w2v state dict."""
+    out: dict[str, Tensor] = {}
+    for key, value in state.items():
+        m = _FUSED.fullmatch(key)
+        if not m:
+            out[key] = value
+            continue
+        for name, part in zip("qkv", value.chunk(3, dim=0)):
+            out[f"{m.group(1)}.{name}_proj.{m.group(2)}"] = part.contiguous()
+    return out
+
+
+def weight_norm_from_weight(weight: Tensor) -> tuple[Tensor, Tensor]:
+    """``(g, v)`` of weight normalisation over dim 2 for a plain conv ``weight`` ``[O, I, K]``."""
+    g = weight.norm(dim=(0, 1), keepdim=True)
+    return g, weight

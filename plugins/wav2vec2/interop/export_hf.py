@@ -27,13 +27,14 @@ from torch import Tensor, nn
 from w2v.data.dictionary import Dictionary
 from w2v.errors import UserError
 from w2v.model import SpeechModel
+from w2v.plugins.interop.keymap import KeyMap, LoadReport
+from w2v.plugins.interop.safetensors_io import write_safetensors
 
 from ..feature_encoder import Wav2Vec2FeatureEncoder
 from ..transformer import TransformerAggregator
+from .build import split_attention
 from .hf_tokenizer import TOKENIZER_FILES, HFVocabulary, hf_vocabulary, write_tokenizer
 from . import conformer
-from .keymap import KeyMap, LoadReport, split_attention
-from .safetensors_io import write_safetensors
 
 #: w2v key -> Hugging Face key (``wav2vec2.`` prefix added where the base model holds it).
 EXPORT_RULES: list[tuple[str, str]] = [

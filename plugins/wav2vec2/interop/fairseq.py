@@ -1,7 +1,7 @@
 """Import fairseq wav2vec 2.0 checkpoints (pretrained ``wav2vec2``, fine-tuned ``wav2vec_ctc``).
 
 Neither fairseq nor omegaconf is needed: the file is read with the
-restricted unpickler of :mod:`.unpickle`, the config comes from ``cfg`` (a
+restricted unpickler of :mod:`w2v.plugins.interop.unpickle`, the config comes from ``cfg`` (a
 dict or a pickled ``DictConfig``) or, in older files, ``args`` (an
 ``argparse.Namespace``). Fine-tuned checkpoints hold the model under
 ``w2v_encoder.w2v_model.*``, the CTC layer as ``w2v_encoder.proj`` and the
@@ -11,25 +11,23 @@ carry no dictionary.
 
 from __future__ import annotations
 
-import ast
-import operator
-import pickletools
 import zipfile
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
-from torch import Tensor
-
-from w2v.errors import DataError, UserError
+from w2v.errors import UserError
 from w2v.model import SpeechModel
+from w2v.plugins.interop.fairseq_files import (parse_conv_layers, pickle_of, pickle_strings,
+                                             read_fairseq_checkpoint)
+from w2v.plugins.interop.keymap import KeyMap, LoadReport
+from w2v.plugins.interop.loading import finish
+from w2v.plugins.interop.malformed import reading
+from w2v.plugins.interop.unpickle import resolve
 
 from ..feature_encoder import Wav2Vec2FeatureEncoderConfig
 from ..transformer import TransformerAggregatorConfig
-from .build import Wav2Vec2Spec, build_model, config_error, finish, load_mapped
+from .build import Wav2Vec2Spec, build_model, config_error, fuse_attention, load_mapped
 from .conformer import check_fairseq_conformer, fairseq_conformer_rules
-from .keymap import KeyMap, LoadReport, fuse_attention
-from .malformed import reading
-from .unpickle import load_checkpoint, resolve, to_plain
 
 POS_G = "aggregator.positional.conv.parametrizations.weight.original0"
 POS_V = "aggregator.positional.conv.parametrizations.weight.original1"
@@ -100,66 +98,6 @@ FINETUNE_OVERRIDES = {"dropout": "dropout", "activation_dropout": "activation_dr
                       "mask_channel_other": "mask_channel_other",
                       "no_mask_channel_overlap": "no_mask_channel_overlap",
                       "mask_channel_before": "mask_channel_before"}
-
-_OPS = {ast.Add: operator.add, ast.Mult: operator.mul}
-
-
-def parse_conv_layers(text: Any, source: str) -> list[tuple[int, int, int]]:
-    """fairseq's ``conv_feature_layers`` (``"[(512, 10, 5)] + [(512, 3, 2)] * 4 + ..."``),
-    evaluated safely: only list/tuple literals, integers, ``+`` and ``*``."""
-    if isinstance(text, (list, tuple)):
-        value: Any = text
-    else:
-        def ev(node: ast.AST) -> Any:
-            if isinstance(node, ast.Expression):
-                return ev(node.body)
-            if isinstance(node, ast.Constant) and isinstance(node.value, int):
-                return node.value
-            if isinstance(node, (ast.List, ast.Tuple)):
-                items = [ev(e) for e in node.elts]
-                return items if isinstance(node, ast.List) else tuple(items)
-            if isinstance(node, ast.BinOp) and type(node.op) in _OPS:
-                return _OPS[type(node.op)](ev(node.left), ev(node.right))
-            raise ValueError(ast.dump(node))
-
-        try:
-            value = ev(ast.parse(str(text), mode="eval"))
-        except (SyntaxError, ValueError, TypeError):
-            raise UserError(f"{source}: cannot read conv_feature_layers {text!r}.") from None
-    try:
-        return [(int(d), int(k), int(s)) for d, k, s in value]
-    except (TypeError, ValueError):
-        raise UserError(f"{source}: conv_feature_layers {text!r} is not a list of "
-                        f"(dim, kernel, stride).") from None
-
-
-def read_fairseq_checkpoint(path: Any) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """``(model state dict, plain config)``; the config has ``model`` and ``task`` sections
-    (built from ``args`` for legacy checkpoints)."""
-    raw = load_checkpoint(path)
-    if not isinstance(raw, dict) or "model" not in raw:
-        raise DataError(f"{path}: not a fairseq checkpoint (no `model` entry).")
-    state = raw["model"]
-    if raw.get("cfg") is not None:
-        cfg = to_plain(raw["cfg"])
-    elif raw.get("args") is not None:
-        cfg = legacy_config(to_plain(raw["args"]))
-    else:
-        raise DataError(f"{path}: the fairseq checkpoint has neither `cfg` nor `args`; its "
-                        f"architecture cannot be known.")
-    if not isinstance(cfg, dict) or not isinstance(cfg.get("model"), dict):
-        raise DataError(f"{path}: the checkpoint's config has no `model` section.")
-    return dict(state), cfg
-
-
-def legacy_config(args: Mapping[str, Any]) -> dict[str, Any]:
-    """An ``args`` Namespace (flat) as ``{model: ..., task: ...}`` with ``_name`` set from ``arch``."""
-    args = dict(args)
-    model = {**args, "_name": args.get("arch", args.get("_name"))}
-    if isinstance(args.get("w2v_args"), dict):
-        model["w2v_args"] = legacy_config(args["w2v_args"])
-    return {"model": model, "task": {"normalize": args.get("normalize", False),
-                                     "sample_rate": args.get("sample_rate", 16000)}}
 
 
 def _model_config(cfg: dict[str, Any], source: str) -> tuple[dict[str, Any], dict[str, Any],
@@ -304,22 +242,6 @@ def from_fairseq(path: str | Path) -> SpeechModel:
 # ------------------------------------------------------------------ detection for load_pretrained
 
 _MARKERS = (b"feature_extractor.conv_layers.0.0.weight", b"encoder.pos_conv.0")
-
-
-def pickle_of(p: Path, head: int = 1 << 24) -> bytes | None:
-    """The pickle of a torch zip checkpoint (``data.pkl``), else the file's first ``head``
-    bytes; None for a zip without a pickle. Tensors are never loaded."""
-    if zipfile.is_zipfile(p):
-        with zipfile.ZipFile(p) as z:
-            pkl = next((n for n in z.namelist() if n.endswith("data.pkl")), None)
-            return None if pkl is None else z.read(pkl)
-    return p.read_bytes()[:head]
-
-
-def pickle_strings(data: bytes) -> set[bytes]:
-    """Every string in a pickle (raises on bytes that are not one pickle)."""
-    return {arg.encode() if isinstance(arg, str) else arg
-            for _, arg, _ in pickletools.genops(data) if isinstance(arg, (str, bytes))}
 
 
 def detect_fairseq(path: Any) -> bool:

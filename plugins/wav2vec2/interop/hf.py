@@ -13,19 +13,19 @@ import json
 from pathlib import Path
 from typing import Any, Mapping
 
-import torch
 from torch import Tensor
 
-from w2v.errors import DataError, UserError
+from w2v.errors import UserError
 from w2v.model import SpeechModel
+from w2v.plugins.interop.hf_files import read_hf_directory
+from w2v.plugins.interop.keymap import KeyMap, LoadReport
+from w2v.plugins.interop.loading import finish
+from w2v.plugins.interop.malformed import reading
 
 from ..feature_encoder import Wav2Vec2FeatureEncoderConfig
 from ..transformer import TransformerAggregatorConfig
-from .build import Wav2Vec2Spec, build_model, config_error, finish, load_mapped
+from .build import Wav2Vec2Spec, build_model, config_error, fuse_attention, load_mapped
 from .conformer import HF_ENCODER_RULES, hf_conformer_aggregator
-from .keymap import KeyMap, LoadReport, fuse_attention
-from .malformed import reading
-from .safetensors_io import read_safetensors
 
 #: ``model_type`` values of the Hugging Face configs this module reads.
 MODEL_TYPES = ("wav2vec2", "wav2vec2-conformer")
@@ -61,40 +61,6 @@ HF_RULES: list[tuple[str, str]] = [
     (r"(?:projector|classifier|layer_weights|tdnn|feature_extractor_xvector|objective)(?:\..*)?",
      "error:sequence classification / x-vector heads (only CTC heads are supported)"),
 ]
-
-
-def read_hf_directory(directory: str | Path) -> tuple[dict[str, Any], dict[str, Tensor],
-                                                      dict[str, Any]]:
-    """``(config.json, state dict, preprocessor_config.json or {})`` of a model directory."""
-    root = Path(directory)
-    config_path = root / "config.json"
-    if not config_path.is_file():
-        raise DataError(f"{root}: no config.json; not a Hugging Face model directory.")
-    config = json.loads(config_path.read_text())
-    pre_path = root / "preprocessor_config.json"
-    pre = json.loads(pre_path.read_text()) if pre_path.is_file() else {}
-    state: dict[str, Tensor] = {}
-    for single, index in (("model.safetensors", "model.safetensors.index.json"),
-                          ("pytorch_model.bin", "pytorch_model.bin.index.json")):
-        if (root / single).is_file():
-            files = [root / single]
-        elif (root / index).is_file():
-            weight_map = json.loads((root / index).read_text())["weight_map"]
-            files = [root / name for name in dict.fromkeys(weight_map.values())]
-        else:
-            continue
-        for file in files:
-            if file.suffix == ".safetensors":
-                state.update(read_safetensors(file))
-                continue
-            try:
-                state.update(torch.load(file, map_location="cpu", weights_only=True))
-            except Exception as exc:
-                raise DataError(f"{file}: cannot read it as PyTorch weights ({type(exc).__name__}"
-                                f"): it is truncated, corrupted or holds more than tensors.",
-                                hint="Download or export it again.") from None
-        return config, state, pre
-    raise DataError(f"{root}: no model.safetensors or pytorch_model.bin.")
 
 
 def spec_from_hf_config(config: Mapping[str, Any], keys: set[str],

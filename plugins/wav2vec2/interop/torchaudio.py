@@ -14,11 +14,12 @@ from torch import Tensor, nn
 
 from w2v.errors import UserError
 from w2v.model import SpeechModel
+from w2v.plugins.interop.keymap import KeyMap, LoadReport
+from w2v.plugins.interop.loading import finish
 
 from ..feature_encoder import DEFAULT_CONV_LAYERS, Wav2Vec2FeatureEncoderConfig
 from ..transformer import TransformerAggregatorConfig
-from .build import Wav2Vec2Spec, build_model, config_error, finish, load_mapped
-from .keymap import KeyMap, LoadReport, fuse_attention
+from .build import Wav2Vec2Spec, build_model, config_error, fuse_attention, load_mapped
 
 POS_G = "aggregator.positional.conv.parametrizations.weight.original0"
 POS_V = "aggregator.positional.conv.parametrizations.weight.original1"

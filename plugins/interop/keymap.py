@@ -10,9 +10,9 @@ none is a :class:`~w2v.errors.UserError` naming it. Actions:
 * ``"drop:why"``: dropped on purpose (recorded with the reason);
 * ``"error:why"``: a recognised but unsupported part (a UserError).
 
-Attention projections are stored fused in w2v (``self_attn.qkv``); importers
-map to ``self_attn.{q,k,v}_proj.*`` and :func:`fuse_attention` joins them;
-:func:`split_attention` undoes it for export.
+Importers of every family share it (fairseq, Hugging Face and torchaudio wav2vec 2.0,
+fairseq wav2vec 1.0); :func:`w2v.plugins.interop.loading.load_mapped` then copies the mapped
+tensors into the model.
 """
 
 from __future__ import annotations
@@ -21,14 +21,9 @@ import re
 from typing import Any, Callable, Iterable, Mapping
 
 import attrs
-import torch
 from torch import Tensor
 
 from w2v.errors import UserError
-
-_QKV = re.compile(r"(.*\.self_attn)\.(q|k|v)_proj\.(weight|bias)")
-_FUSED = re.compile(r"(.*\.self_attn)\.qkv\.(weight|bias)")
-
 
 @attrs.define(kw_only=True)
 class LoadReport:
@@ -39,9 +34,9 @@ class LoadReport:
         loaded: source keys whose tensors are now in the model.
         dropped: source key -> why it was dropped on purpose.
         missing: model keys the source did not provide (left at their initial values).
-        objective_state: loss-time tensors for the wav2vec 2.0 objective, keyed as
-            :class:`~w2v.plugins.wav2vec2.objective.MaskedContrastiveObjective` names them
-            (``project_q.*``, ``final_proj.*``, ``target_glu.*``).
+        objective_state: loss-time tensors for the checkpoint's objective, keyed as that
+            objective names them (wav2vec 2.0: ``project_q.*``, ``final_proj.*``,
+            ``target_glu.*``; wav2vec 1.0: the prediction ``head.*``).
         objective_config: that objective's config fields found in the source.
         notes: anything else worth telling the user.
     """
@@ -127,42 +122,3 @@ class KeyMap:
 
 def _shape(value: Any) -> str:
     return str(list(value.shape)) if isinstance(value, Tensor) else type(value).__name__
-
-
-def fuse_attention(mapped: MappedState, source: str) -> MappedState:
-    """Join ``*.self_attn.{q,k,v}_proj.{weight,bias}`` into ``*.self_attn.qkv.*`` (q, k, v order)."""
-    groups: dict[tuple[str, str], dict[str, str]] = {}
-    for key in mapped.tensors:
-        m = _QKV.fullmatch(key)
-        if m:
-            groups.setdefault((m.group(1), m.group(3)), {})[m.group(2)] = key
-    for (prefix, kind), parts in groups.items():
-        if set(parts) != {"q", "k", "v"}:
-            absent = sorted({"q", "k", "v"} - set(parts))
-            origin = mapped.origin[next(iter(parts.values()))]
-            raise UserError(f"{source}: the attention block of `{origin}` lacks its "
-                            f"{', '.join(a + '_proj' for a in absent)} {kind}.")
-        keys = [parts[p] for p in "qkv"]
-        fused = torch.cat([mapped.tensors.pop(k) for k in keys], dim=0)
-        mapped.tensors[f"{prefix}.qkv.{kind}"] = fused
-        mapped.origin[f"{prefix}.qkv.{kind}"] = " + ".join(mapped.origin.pop(k) for k in keys)
-    return mapped
-
-
-def split_attention(state: Mapping[str, Tensor]) -> dict[str, Tensor]:
-    """Inverse of :func:`fuse_attention` on a w2v state dict."""
-    out: dict[str, Tensor] = {}
-    for key, value in state.items():
-        m = _FUSED.fullmatch(key)
-        if not m:
-            out[key] = value
-            continue
-        for name, part in zip("qkv", value.chunk(3, dim=0)):
-            out[f"{m.group(1)}.{name}_proj.{m.group(2)}"] = part.contiguous()
-    return out
-
-
-def weight_norm_from_weight(weight: Tensor) -> tuple[Tensor, Tensor]:
-    """``(g, v)`` of weight normalisation over dim 2 for a plain conv ``weight`` ``[O, I, K]``."""
-    g = weight.norm(dim=(0, 1), keepdim=True)
-    return g, weight
