@@ -126,13 +126,31 @@ class CTCHead(Head):
         return force_blank(logits, lengths, self.blank)
 
     def _run_lstm(self, x: Tensor, lengths: Tensor | None) -> Tensor:
-        """The BiLSTM over valid frames only (padding never reaches the backward direction)."""
+        """The BiLSTM over valid frames only (padding never reaches the backward direction),
+        padded frames zero: what a packed sequence gives. Each layer runs its two directions
+        on padded batches, the backward one on every utterance reversed within its length (a
+        gather), because the packed path's backward pass is quadratic in length on CPUs
+        (23x slower on 15 s utterances)."""
         if lengths is None:
             return self.lstm(x)[0]
-        packed = nn.utils.rnn.pack_padded_sequence(x, lengths.clamp(min=1).cpu(), batch_first=True,
-                                                   enforce_sorted=False)
-        out, _ = self.lstm(packed)
-        return nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=x.shape[1])[0]
+        lstm = self.lstm
+        steps = torch.arange(x.shape[1], device=x.device)
+        lengths = lengths.to(x.device).clamp(min=1)[:, None]
+        flip = torch.where(steps[None] < lengths, lengths - 1 - steps[None], steps[None])
+        zeros = x.new_zeros(1, x.shape[0], lstm.hidden_size)
+        for layer in range(lstm.num_layers):
+            if layer and lstm.dropout and self.training:
+                x = F.dropout(x, lstm.dropout)
+            outputs = []
+            for suffix in ("", "_reverse"):
+                weights = [getattr(lstm, f"{name}_l{layer}{suffix}") for name in
+                           ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+                index = flip[..., None].expand(-1, -1, x.shape[-1]) if suffix else None
+                y = torch.lstm(x.gather(1, index) if suffix else x, (zeros, zeros), weights,
+                               True, 1, 0.0, self.training, False, True)[0]
+                outputs.append(y.gather(1, flip[..., None].expand_as(y)) if suffix else y)
+            x = torch.cat(outputs, dim=-1)
+        return x * (steps[None] < lengths)[..., None].to(x.dtype)
 
 
 def attach_ctc_head(model: nn.Module, vocab_size: int, dropout: float = 0.0, *, blank: int = 0,
