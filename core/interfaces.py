@@ -393,6 +393,17 @@ class Aggregator(nn.Module, Component, abc.ABC):
         return bool(getattr(self, "causal", False)) or self.produces().causal
 
 
+def last_block(layers: int | Sequence[int] | None, num_blocks: int) -> int:
+    """Index of the last of ``num_blocks`` blocks an aggregator's forward with ``layers=`` must
+    run (all of them for None); an IndexError for a block it does not have."""
+    if layers is None:
+        return num_blocks - 1
+    last = layers if isinstance(layers, int) else max(layers)
+    if not 0 <= last < num_blocks:
+        raise IndexError(f"layer {last} asked for, but the aggregator has {num_blocks} blocks.")
+    return last
+
+
 class Masker(nn.Module, Component, abc.ABC):
     """Chooses masked steps and applies the mask (kind ``masker``); a slot of the model.
 

@@ -3,12 +3,10 @@
 Registers the conv encoder (``wav2vec_conv``), the causal conv context
 network (``wav2vec_conv_aggregator``), the GRU context network (``gru``),
 the future-step contrastive objective (``future_contrastive``), BERT on
-discrete units (encoder ``unit_embedding``, objective ``bert``), the
-pipeline stages ``export_units``, ``featurize_units`` and ``featurize_audio``
-(BERT and downstream models train in the ``train`` stage over the ``units``
-and ``features`` data sources),
-the ``w2vrun export-units`` command, and the fairseq wav2vec 1.0 /
-vq-wav2vec checkpoint format.
+discrete units (encoder ``unit_embedding``, objective ``bert``) and the
+fairseq wav2vec 1.0 / vq-wav2vec checkpoint format. The papers' pipelines
+(units, features, downstream models on them) use the `features` family's
+stages and the ``train`` stage over the ``units`` and ``features`` data sources.
 """
 
 from w2v import hookimpl
@@ -23,12 +21,8 @@ def w2v_register_components(registrar):
     from .aggregator import ConvAggregator
     from .bert import MaskedUnitObjective, UnitEmbedding
     from .encoder import Wav2VecConvEncoder
-    from .feature_input import FeatureInput
-    from .feature_stages import FeaturizeAudioStage
     from .gru import GRUAggregator
     from .objective import FutureContrastiveObjective
-    from .unit_stages import ExportUnitsStage, FeaturizeUnitsStage
-    from .wav2letter import Wav2LetterAggregator
 
     registrar.add_component(
         "encoder", "wav2vec_conv", Wav2VecConvEncoder,
@@ -51,31 +45,6 @@ def w2v_register_components(registrar):
     registrar.add_component(
         "objective", "bert", MaskedUnitObjective,
         help="BERT masked-unit prediction (spans of 10 units, start probability 0.05)")
-    registrar.add_stage("export_units", ExportUnitsStage,
-                        help="write a quantized model's units (fairseq .src + dict.src.txt)")
-    registrar.add_stage("featurize_units", FeaturizeUnitsStage,
-                        help="dump a unit model's features per split (fp16 shards)")
-    registrar.add_component(
-        "encoder", "precomputed", FeatureInput,
-        help="stored feature frames [B, T, D] as the model input (downstream models on frozen "
-             "features)")
-    registrar.add_component(
-        "aggregator", "wav2letter", Wav2LetterAggregator,
-        smoke={"layers": [[8, 3], [8, 5]], "dropout": 0.0},
-        help="non-causal conv stack (a small wav2letter-style acoustic model for frozen "
-             "features)")
-    registrar.add_stage("featurize_audio", FeaturizeAudioStage,
-                        help="dump an audio model's features (wav2vec c, z, vq code vectors, "
-                             "log-mel) per split (fp16 shards)")
-
-
-@hookimpl
-def w2v_register_commands(registrar):
-    from .commands import configure_export_units, run_export_units
-
-    registrar.add_command("export-units", configure_export_units, run_export_units,
-                          help="write a quantized model's discrete units for manifests "
-                               "(fairseq vq-wav2vec_featurize format)")
 
 
 @hookimpl

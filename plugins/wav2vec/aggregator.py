@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from w2v.config import choice, field, real
-from w2v.interfaces import Aggregator, AggregatorOutput, Signal, upstream_dim
+from w2v.interfaces import Aggregator, AggregatorOutput, Signal, last_block, upstream_dim
 
 from .layers import AGGREGATOR_PRESETS, ConvLayer, resolve_layers
 from .norms import Activation, NormKind, make_activation, make_norm, valid_mask
@@ -52,16 +52,6 @@ class ConvAggregatorConfig:
 
     def __attrs_post_init__(self) -> None:
         resolve_layers(self.preset, self.layers, AGGREGATOR_PRESETS, stride_one=True)
-
-
-def last_block(layers: int | Sequence[int] | None, num_blocks: int) -> int:
-    """Index of the last block a forward with ``layers=`` must run."""
-    if layers is None:
-        return num_blocks - 1
-    last = layers if isinstance(layers, int) else max(layers)
-    if not 0 <= last < num_blocks:
-        raise IndexError(f"layer {last} asked for, but the aggregator has {num_blocks} blocks.")
-    return last
 
 
 class CausalConvBlock(nn.Module):

@@ -8,9 +8,8 @@ import attrs
 from torch import Tensor, nn
 
 from w2v.config import field, real, size
-from w2v.interfaces import Aggregator, AggregatorOutput, Signal, upstream_dim
+from w2v.interfaces import Aggregator, AggregatorOutput, Signal, last_block, upstream_dim
 
-from .aggregator import last_block
 from .norms import valid_mask
 
 

@@ -116,7 +116,7 @@ def vq_units(model, corpus: Path, out: Path) -> tuple[list[np.ndarray], dict[int
     unit's code vector."""
     from w2v.data.audio import read_audio
     from w2v.data.manifest import read_manifest
-    from w2v.plugins.wav2vec.units import export_units, tokens_to_codes
+    from w2v.plugins.features.units import export_units, tokens_to_codes
 
     export_units(model, {s: str(corpus / f"{s}.tsv") for s in HELD_OUT}, out)
     groups, num_vars = model.quantizer.groups, model.quantizer.num_vars

@@ -17,8 +17,8 @@ from w2v.build import ModelConfig, build_model
 from w2v.config.structure import structure
 from w2v.errors import ConfigError, DataError, FitError
 from w2v.plugins.data.shards import check_aligned, load_features
-from w2v.plugins.wav2vec.feature_input import FeatureInput
-from w2v.plugins.wav2vec.wav2letter import Wav2LetterAggregator
+from w2v.plugins.features.precomputed import FeatureInput
+from w2v.plugins.features.wav2letter import Wav2LetterAggregator
 
 torch.set_num_threads(1)
 

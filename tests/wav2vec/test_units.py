@@ -11,7 +11,7 @@ from w2v.build import ModelConfig, build_model
 from w2v.config.structure import structure
 from w2v.data.dictionary import Dictionary
 from w2v.errors import ConfigError
-from w2v.plugins.wav2vec.units import (codes_to_tokens, export_units, quantize_wave,
+from w2v.plugins.features.units import (codes_to_tokens, export_units, quantize_wave,
                                        tokens_to_codes, unit_dictionary)
 
 torch.set_num_threads(1)

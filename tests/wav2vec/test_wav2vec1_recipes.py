@@ -113,7 +113,7 @@ def test_vq_wav2vec_bert_pipeline(tmp_path, demo_env, monkeypatch):
     from w2v.data.dictionary import Dictionary
     from w2v.data.manifest import read_manifest
     from w2v.plugins.data.shards import load_features
-    from w2v.plugins.wav2vec.units import tokens_to_codes
+    from w2v.plugins.features.units import tokens_to_codes
 
     pre = w2v.load_pretrained(out / "pretrain")
     dictionary = Dictionary.load(units / "dict.src.txt")

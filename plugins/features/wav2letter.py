@@ -17,10 +17,8 @@ import attrs
 from torch import Tensor, nn
 
 from w2v.config import check, choice, field, real
-from w2v.interfaces import Aggregator, AggregatorOutput, Signal, upstream_dim
-
-from .aggregator import last_block
-from .norms import valid_mask
+from w2v.interfaces import (Aggregator, AggregatorOutput, Signal, last_block,
+                            lengths_to_padding_mask, upstream_dim)
 
 
 @attrs.define(kw_only=True)
@@ -97,7 +95,7 @@ class Wav2LetterAggregator(Aggregator):
                 layers: int | Sequence[int] | None = None) -> AggregatorOutput:
         last = last_block(layers, len(self.blocks))
         mask = None if lengths is None else \
-            valid_mask(lengths, x.shape[1])[:, 0, :, None].to(x.dtype)          # [B, T, 1]
+            (~lengths_to_padding_mask(lengths, x.shape[1]))[..., None].to(x.dtype)   # [B, T, 1]
         outputs = []
         h = x
         for block in self.blocks[:last + 1]:

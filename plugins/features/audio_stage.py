@@ -14,7 +14,6 @@ initialised network (a control). A downstream model trains on them with a
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Literal
@@ -25,10 +24,8 @@ import torch
 from w2v.config import field, real, size
 from w2v.errors import ConfigError
 from w2v.interfaces import Stage
-
 from w2v.plugins.data.shards import ShardWriter, write_meta
-
-from .unit_stages import Device, _device, source_dir, stage_manifests
+from w2v.plugins.stages.inputs import Device, run_device, source_dir, stage_manifests
 
 log = logging.getLogger("w2v")
 
@@ -151,7 +148,7 @@ class FeaturizeAudioStage(Stage):
             model = load_pretrained(path)
             source = str(path)
         check_feature(model, cfg.feature, cfg.layer, f"stages.{sid}.feature")
-        device = _device(cfg.device)
+        device = run_device(cfg.device)
         model = model.to(device).eval()
         chunk = max(int(cfg.chunk_seconds * model.sample_rate),
                     model.encoder.produces().receptive_field)

@@ -1,4 +1,5 @@
-"""The vq-wav2vec + BERT pipeline stages: ``export_units`` and ``featurize_units``.
+"""The unit stages of the vq-wav2vec + BERT pipeline: ``export_units`` and ``featurize_units``
+(any quantized model's units; any unit model's features).
 
 * ``export_units``: the discrete units of an earlier stage's model (``from:
   pretrain``) for the chosen splits of ``data:`` (and any extra manifests):
@@ -15,67 +16,18 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
-from typing import Literal
 
 import attrs
 import torch
 
 from w2v.config import field, real, size
-from w2v.errors import ConfigError, did_you_mean
+from w2v.errors import ConfigError
 from w2v.interfaces import Stage
+from w2v.plugins.stages.inputs import Device, run_device, source_dir, stage_manifests
 
 log = logging.getLogger("w2v")
-
-Device = Literal["auto", "cpu", "cuda"]
-SPLITS = ("train", "valid", "test")
-
-
-def _device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("`device: cuda` was asked for, but torch sees no CUDA GPU.",
-                          key="device", hint="Use `device: auto` or `cpu`.")
-    return name
-
-
-def source_dir(ref: str, context, key: str) -> Path:
-    """An earlier stage's directory (it must have completed) or an existing path."""
-    if ref in context.plans:
-        return context.output_of(ref)
-    path = Path(ref).expanduser()
-    if not path.exists():
-        raise ConfigError(f"`{ref}` is neither a stage of this recipe nor an existing path.",
-                          key=f"stages.{context.stage_id}.{key}",
-                          hint=did_you_mean(ref, list(context.plans), "stage ids"))
-    return path
-
-
-def stage_manifests(splits, extra, data, sid: str) -> dict[str, str]:
-    """``{name: manifest path}``: the chosen splits of ``data:`` (null: every split set there)
-    and the extra ``name: path`` manifests (``CORPUS:SPLIT`` references resolved)."""
-    from w2v.data.loader import resolve_corpus, resolve_manifest
-
-    names = splits if splits is not None else [s for s in SPLITS if data.manifest(s) is not None]
-    out = {}
-    for split in names:
-        if split not in SPLITS:
-            raise ConfigError(f"unknown data split `{split}`.", key=f"stages.{sid}.splits",
-                              hint=did_you_mean(split, list(SPLITS)) +
-                              " Other manifests go under `manifests:`.")
-        out[split] = resolve_manifest(data, split)
-    for name, path in extra.items():
-        if name in out:
-            raise ConfigError(f"`{name}` is both a split and a manifest name.",
-                              key=f"stages.{sid}.manifests.{name}")
-        out[name] = resolve_corpus(path, f"stages.{sid}.manifests.{name}")
-    if not out:
-        raise ConfigError("nothing to do: no split is set in `data:` and `manifests` is "
-                          "empty.", key=f"stages.{sid}.splits")
-    return out
 
 
 # ------------------------------------------------------------------ export_units
@@ -113,7 +65,7 @@ class ExportUnitsStage(Stage):
 
         meta = export_units(model, manifests, context.stage_dir,
                             dictionary_split=cfg.dictionary_split, chunk_seconds=cfg.chunk_seconds,
-                            device=_device(cfg.device), source=str(source))
+                            device=run_device(cfg.device), source=str(source))
         log.info("stage `%s`: %d distinct units in dict.src.txt", context.stage_id,
                  meta["dictionary_size"])
 
@@ -155,7 +107,7 @@ class FeaturizeUnitsStage(Stage):
         from .units import read_lines
 
         cfg = self.config
-        device = _device(cfg.device)
+        device = run_device(cfg.device)
         model = load_pretrained(source_dir(cfg.from_, context, "from")).to(device).eval()
         dictionary = getattr(model, "dictionary", None)
         if dictionary is None:
