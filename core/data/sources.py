@@ -47,6 +47,10 @@ def structure_data(value: Any, srcmap=None, path: tuple[str, ...] = ("data",)) -
     from ..config.structure import structure
     from ..plugin_manager import registry
 
+    if value is not None and not isinstance(value, dict):
+        raise ConfigError(f"`{'.'.join(path)}` must be a mapping (a source `name:` and its keys), "
+                          f"found {type(value).__name__} `{value}`.",
+                          where=srcmap.where(path) if srcmap else None, key=".".join(path))
     value = dict(value or {})
     name = value.get("name", DEFAULT_SOURCE)
     if not isinstance(name, str):
