@@ -160,6 +160,8 @@ def cmd_plugins(argv: Sequence[str]) -> int:
                      if cmd.plugin.name == st.info.name]
         provided += [f"format:{n}" for n, imp in reg.importers.items()
                      if imp.plugin.name == st.info.name]
+        provided += [f"corpus:{n}" for n, corpus in reg.corpora.items()
+                     if corpus.plugin.name == st.info.name]
         if provided:
             print(textwrap.indent(textwrap.fill(", ".join(provided), 86), " " * 14))
     return 0

@@ -281,31 +281,30 @@ class Registrar:
                                   f"({self.plugin.describe()}).")
             self._registry.default_stage = (name, self.plugin)
 
+    def _claim(self, table: dict[str, Any], name: str, what: str) -> None:
+        """A ConfigError naming both plugins when ``name`` is already in ``table``."""
+        if name in table:
+            raise ConfigError(f"Two plugins register the {what}: {table[name].plugin.describe()} "
+                              f"and {self.plugin.describe()}.",
+                              hint="Rename one of them, or disable one plugin with "
+                                   "W2V_DISABLE_PLUGINS=name.")
+
     def add_importer(self, name: str, detect: Callable[[Any], bool], load: Callable[..., Any], *,
                      help: str = "") -> None:
         """Register a checkpoint format for :func:`w2v.load_pretrained`."""
-        if name in self._registry.importers:
-            old = self._registry.importers[name]
-            raise ConfigError(f"Two plugins register the checkpoint format `{name}`: "
-                              f"{old.plugin.describe()} and {self.plugin.describe()}.")
+        self._claim(self._registry.importers, name, f"checkpoint format `{name}`")
         self._registry.importers[name] = Importer(name=name, detect=detect, load=load,
                                                   plugin=self.plugin, help=help)
 
     def add_corpus(self, name: str, resolve: Callable[[str], Any], *, help: str = "") -> None:
         """Register a corpus recipes reach as ``NAME:SPLIT`` in ``data:`` paths."""
-        if name in self._registry.corpora:
-            old = self._registry.corpora[name]
-            raise ConfigError(f"Two plugins register the corpus `{name}`: "
-                              f"{old.plugin.describe()} and {self.plugin.describe()}.")
+        self._claim(self._registry.corpora, name, f"corpus `{name}`")
         self._registry.corpora[name] = Corpus(name=name, resolve=resolve, plugin=self.plugin,
                                               help=help)
 
     def add_command(self, name: str, configure: Callable[[Any], None],
                     run: Callable[[Any], int | None], *, help: str = "") -> None:
         """Register a ``w2vrun NAME ...`` sub-command."""
-        if name in self._registry.commands:
-            old = self._registry.commands[name]
-            raise ConfigError(f"Two plugins register the command `w2vrun {name}`: "
-                              f"{old.plugin.describe()} and {self.plugin.describe()}.")
+        self._claim(self._registry.commands, name, f"command `w2vrun {name}`")
         self._registry.commands[name] = Command(name=name, configure=configure, run=run,
                                                 plugin=self.plugin, help=help)

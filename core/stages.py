@@ -99,14 +99,12 @@ def plan_stages(raw: RawRecipe) -> dict[str, StagePlan]:
     structure_sections(top, raw.srcmap)
     for sid, (sections, own, smap) in stage_sections(raw).items():
         prefix = ("stages", sid)
-        own_map = SourceMap({p[2:]: w for p, w in smap.entries.items() if p[:2] == prefix})
         if "name" not in own:
             own = {"name": sid, **own}
         spec = structure_component("stage", own, srcmap=smap, path=prefix,
                                    inherited=inherited_values(sections, smap))
         sec = structure_sections(sections, smap, ())
         plans[sid] = StagePlan(stage_id=sid, spec=spec, sections=sec, srcmap=smap)
-        del own_map
     return plans
 
 

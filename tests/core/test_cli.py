@@ -371,6 +371,29 @@ def test_duplicate_registration_names_both_modules():
     assert "W2V_DISABLE_PLUGINS" in text
 
 
+@pytest.mark.parametrize("what, register", [
+    ("corpus `demo`", lambda r: r.add_corpus("demo", lambda split: split)),
+    ("command `w2vrun manifest`", lambda r: r.add_command("manifest", lambda p: None,
+                                                          lambda args: 0)),
+    ("checkpoint format `fairseq_wav2vec2`", lambda r: r.add_importer(
+        "fairseq_wav2vec2", lambda path: False, lambda path, **kw: None)),
+])
+def test_duplicate_corpus_command_or_format_names_both_plugins(what, register):
+    from core_testkit import load_with_toy
+
+    with pytest.raises(ConfigError) as info:
+        load_with_toy(("other", make_plugin("other_vendor_plugin", register)))
+    text = info.value.render()
+    assert f"Two plugins register the {what}" in text
+    assert "other_vendor_plugin" in text and "W2V_DISABLE_PLUGINS" in text
+
+
+def test_plugins_command_lists_corpora(run_cli, toy_plugins):
+    lines = run_cli("plugins").out.splitlines()
+    demo = next(i for i, line in enumerate(lines) if line.startswith("demo "))
+    assert "corpus:demo," in " ".join(lines[demo + 1:demo + 4]) + ","
+
+
 def test_duplicate_registration_through_entry_points(run_cli, tmp_path, monkeypatch):
     site = make_entry_point_dist(tmp_path / "site", "dup-plugins", {
         "dup_a": "dup_a_plugin", "dup_b": "dup_b_plugin"}, modules={
