@@ -20,7 +20,7 @@ def configure(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="MODEL",
                    help="run directory, model.pt, fairseq .pt or Hugging Face directory; "
                         "random:RECIPE (the recipe's model, random weights); or a front end "
-                        "(logmel, mfcc, ...)")
+                        "(logmel, mfcc, ...; options as logmel:frame_shift_ms=20)")
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
                    help="where the table, JSON, plot and probe runs go "
                         "(default: runs/benchmark/<model>)")
@@ -46,9 +46,9 @@ def configure(p: argparse.ArgumentParser) -> None:
                    help="BiLSTM layers of the CTC probes' head (0: linear; default: %(default)s)")
     p.add_argument("--lstm-dim", type=int, default=128,
                    help="BiLSTM width per direction (default: %(default)s)")
-    p.add_argument("--no-layer-norm", action="store_true",
-                   help="feed layers to the probes as they are (default: each layer "
-                        "layer-normalised before the weighted sum)")
+    p.add_argument("--layer-norm", action="store_true",
+                   help="layer-normalise each layer before the weighted sum (default: layers "
+                        "as they are, as SUPERB)")
     p.add_argument("--units", type=int, default=100,
                    help="k-means clusters for PNMI (default: %(default)s)")
     p.add_argument("--kmeans-frames", type=int, default=20000,
@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
                             batch_seconds=args.batch_seconds or b)
                for task, (u, lr, b) in DEFAULT_BUDGETS.items()}
     settings = Settings(budgets=budgets, lstm_layers=args.lstm_layers, lstm_dim=args.lstm_dim,
-                        layer_norm=not args.no_layer_norm, units=args.units,
+                        layer_norm=args.layer_norm, units=args.units,
                         kmeans_frames=args.kmeans_frames, seed=args.seed, device=device)
     ctx = Context(splits=splits, data=data, layer=layer, settings=settings, out=out, log=log)
     results: dict = {}

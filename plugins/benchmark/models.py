@@ -7,7 +7,8 @@
 - ``random:RECIPE``: the recipe's ``model:`` section built with random weights (seeded), its
   head left out;
 - the name of a registered encoder (``logmel``, ``mfcc``, ...): that front end with its
-  default settings and no context network.
+  default settings, or ``NAME:key=value,key=value`` with others (``logmel:frame_shift_ms=20``
+  for the demo's 50 Hz log-mel), and no context network.
 """
 
 from __future__ import annotations
@@ -47,15 +48,17 @@ def load_model(spec: str, *, seed: int = 1, sample_rate: int = 16000) -> LoadedM
     from w2v.plugin_manager import registry
 
     encoders = registry().names("encoder")
-    if spec in encoders:
-        return LoadedModel(model=frontend_model(spec, sample_rate), spec=spec, kind="frontend",
-                           label=spec)
+    name, _, options = spec.partition(":")
+    if name in encoders:
+        return LoadedModel(model=frontend_model(name, frontend_options(spec, options),
+                                                sample_rate),
+                           spec=spec, kind="frontend", label=spec)
     raise UserError(f"`{spec}` is not a model w2v can benchmark: no such file or directory, "
                     f"not `random:RECIPE`, and not a registered encoder.",
                     where="w2vrun benchmark",
                     hint="Give a run directory, model.pt, a fairseq .pt, a Hugging Face "
                          "directory, random:recipes/demo.yaml, or a front end. "
-                         + did_you_mean(spec, list(encoders), "front ends"))
+                         + did_you_mean(name, list(encoders), "front ends"))
 
 
 def _path_label(path: Path) -> str:
@@ -89,12 +92,30 @@ def random_model(recipe: str, *, seed: int, sample_rate: int = 16000) -> torch.n
     return model.eval()
 
 
-def frontend_model(name: str, sample_rate: int = 16000) -> torch.nn.Module:
-    """The registered encoder ``name`` with its default settings, as a model on its own."""
+def frontend_options(spec: str, options: str) -> dict:
+    """``key=value,key=value`` -> ``{key: value}`` (values read as YAML scalars)."""
+    import yaml
+
+    out = {}
+    for item in filter(None, (o.strip() for o in options.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"`{spec}`: front-end options are `key=value` pairs separated by "
+                              f"commas, found `{item}`.", where="w2vrun benchmark",
+                              hint="For example logmel:frame_shift_ms=20,num_mel_bins=40.")
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def frontend_model(name: str, options: dict | None = None, sample_rate: int = 16000
+                   ) -> torch.nn.Module:
+    """The registered encoder ``name`` (with ``options`` over its defaults) as a model on its
+    own; unknown options are the usual config error naming the nearest field."""
     from w2v.build import ModelConfig, build_model
     from w2v.config.structure import structure_component
 
-    spec = structure_component("encoder", {"name": name}, path="model.encoder")
+    spec = structure_component("encoder", {"name": name, **(options or {})},
+                               path="model.encoder")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)   # a front end with trainable parts starts the same every time
         return build_model(ModelConfig(encoder=spec), sample_rate).eval()

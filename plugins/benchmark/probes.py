@@ -1,8 +1,8 @@
 """The probes: small trainable models over frozen layer stacks ``[B, T, L, D]``.
 
 Every probe starts with :class:`WeightedLayers` (SUPERB's featurizer: a softmax over one
-learned weight per layer, each layer layer-normalised first so the weights compare
-usefulness rather than scale). A single-layer probe is the same module over ``L = 1``.
+learned weight per layer; optionally each layer layer-normalised first, so the weights
+compare usefulness rather than scale). A single-layer probe is the same module over ``L = 1``.
 
 - :class:`CTCProbe`: weighted layers -> the CTC head of :mod:`w2v.plugins.ctc.head`
   (optional BiLSTM + linear), scored by the CTC objective (letters, phones);
@@ -32,7 +32,7 @@ class WeightedLayers(nn.Module):
         layer_norm: normalise each layer over D (no affine parameters) before the sum.
     """
 
-    def __init__(self, num_layers: int, *, layer_norm: bool = True) -> None:
+    def __init__(self, num_layers: int, *, layer_norm: bool = False) -> None:
         super().__init__()
         self.weights = nn.Parameter(torch.zeros(num_layers))
         self.layer_norm = layer_norm
@@ -60,7 +60,7 @@ class CTCProbe(nn.Module):
     objective and decoders fit): ``[B, T, L, D]`` -> logits ``[B, T, V]``."""
 
     def __init__(self, num_layers: int, dim: int, vocab_size: int, *, blank: int,
-                 lstm_layers: int, lstm_dim: int, layer_norm: bool = True) -> None:
+                 lstm_layers: int, lstm_dim: int, layer_norm: bool = False) -> None:
         super().__init__()
         from w2v.plugins.ctc.head import CTCHead
 
@@ -80,7 +80,7 @@ class SpeakerProbe(nn.Module):
     ``[B, T, L, D]`` -> logits ``[B, speakers]`` (``ModelOutput.logits``)."""
 
     def __init__(self, num_layers: int, dim: int, num_speakers: int, *,
-                 layer_norm: bool = True) -> None:
+                 layer_norm: bool = False) -> None:
         super().__init__()
         self.layers = WeightedLayers(num_layers, layer_norm=layer_norm)
         self.proj = nn.Linear(dim, num_speakers)

@@ -37,8 +37,10 @@ def rows(record: dict) -> list[str]:
     t = record["tasks"]
     label = record["model"]["label"]
     out = []
-    for probe in ("weighted", "layer"):
-        name = f"weighted ({len(record['layers'])} layers)" if probe == "weighted" else \
+    single = len(record["layers"]) == 1
+    for probe in ("weighted",) if single else ("weighted", "layer"):
+        name = f"its one layer (`{record['layer']}`)" if single else \
+            f"weighted ({len(record['layers'])} layers)" if probe == "weighted" else \
             f"layer `{record['layer']}`"
         pnmi = _get(t, "pnmi", probe, "pnmi")
         out.append(" | ".join([
@@ -94,7 +96,8 @@ def notes(record: dict) -> list[str]:
                  "held-out speakers and sentences" + (
                      f", speaker accuracy on {t['speaker']['test_utterances']} held-out "
                      f"utterances of the train split's {t['speaker']['speakers']} speakers "
-                     f"(trained on {t['speaker']['train_utterances']})"
+                     f"(trained on {t['speaker']['train_utterances']}; always answering the "
+                     f"most frequent speaker scores {t['speaker']['majority']:.1f} %)"
                      if _get(t, "speaker", "speakers") else "") + ".")
     if _get(t, "pnmi", "per_layer"):
         p = t["pnmi"]

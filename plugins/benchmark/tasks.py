@@ -37,7 +37,7 @@ class Settings:
     budgets: dict[str, Budget]
     lstm_layers: int = 1
     lstm_dim: int = 128
-    layer_norm: bool = True
+    layer_norm: bool = False
     units: int = 100
     kmeans_frames: int = 20000
     held_out: float = 0.2
@@ -176,8 +176,10 @@ def speaker_task(ctx: Context) -> dict:
                            f"{train.reference} ({len(kept)})"}
     ids = np.searchsorted(np.array(kept), names).astype(np.int64)
     s = ctx.settings
+    majority = np.bincount(ids[train_rows]).argmax()
     out: dict = {"budget": attrs.asdict(s.budgets["speaker"]), "speakers": len(kept),
-                 "train_utterances": len(train_rows), "test_utterances": len(test_rows)}
+                 "train_utterances": len(train_rows), "test_utterances": len(test_rows),
+                 "majority": 100.0 * float(np.mean(ids[test_rows] == majority))}
     for probe_name in ctx.probes():
         layer = ctx.probe_layers(probe_name)
 
@@ -245,7 +247,9 @@ def pnmi_task(ctx: Context, weighted=None) -> dict:
     out = {"units": s.units, "frames": int(len(labels)), "phones": len(names),
            "per_layer": list(per_layer), "chance_per_layer": list(chance),
            "layer": {"pnmi": per_layer[ctx.layer], "chance": chance[ctx.layer]}}
-    if weighted is not None:
+    if weighted is not None and len(ctx.names) == 1 and not s.layer_norm:
+        out["weighted"] = {**out["layer"], "weights": [1.0]}   # the same features
+    elif weighted is not None:
         with torch.inference_mode():
             value, floor = score(None, lambda x: weighted(x[:, None])[:, 0])
         out["weighted"] = {"pnmi": value, "chance": floor,

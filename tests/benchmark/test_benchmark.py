@@ -85,6 +85,7 @@ def test_random_model_benchmark_writes_table_json_and_plot(random_run):
         assert 0 <= tasks["speaker"][probe]["test"]["accuracy"] <= 100
         assert 0 <= tasks["pnmi"][probe]["pnmi"] <= 1
     assert tasks["speaker"]["speakers"] >= 2 and tasks["speaker"]["test_utterances"] >= 2
+    assert 0 < tasks["speaker"]["majority"] < 100
     assert len(tasks["pnmi"]["per_layer"]) == 3
     assert tasks["letters"]["budget"] == {"updates": 3, "lr": 5e-3, "batch_seconds": 20.0}
     assert record["command"].startswith(f"w2vrun benchmark random:")
@@ -118,19 +119,24 @@ def test_logmel_benchmark_and_docs_merge_keep_every_model(random_run, tiny_corpu
                      "--tasks", "letters,pnmi", *TINY]) == 0
     record = _record(out)
     assert record["layers"] == ["encoder"]
+    fifty = tiny_corpus / "logmel50"
+    assert cli.main(["benchmark", "logmel:frame_shift_ms=20", "--out", str(fifty),
+                     "--tasks", "pnmi", *TINY]) == 0     # front-end options: half the frames
+    frames = (record["tasks"]["pnmi"]["frames"], _record(fifty)["tasks"]["pnmi"]["frames"])
+    assert abs(frames[0] - 2 * frames[1]) <= 8
     letters = record["tasks"]["letters"]
     assert letters["layer"] == letters["weighted"]     # one layer: one probe
     assert set(record["tasks"]) == {"letters", "pnmi"}
     text = page.read_text()
     assert text.startswith("# Downstream\n\nProse written by hand stays.\n")
-    assert "| random tiny | weighted (3 layers) |" in text and "| logmel | weighted (1 layers) |" \
-        in text
+    assert "| random tiny | weighted (3 layers) |" in text
+    assert "| logmel | its one layer (`encoder`) |" in text
     assert (page.parent / "img" / "downstream-logmel.png").exists()
     # running a model again replaces its rows
     assert cli.main(["benchmark", "logmel", "--out", str(out), "--docs", str(page),
                      "--tasks", "pnmi", *TINY]) == 0
     again = page.read_text()
-    assert again.count("| logmel | weighted") == 1 and again.count("| random tiny |") == 2
+    assert again.count("| logmel | its one layer") == 1 and again.count("| random tiny |") == 2
     stored = json.loads(page.with_suffix(".json").read_text())["models"]
     assert set(stored) == {"random tiny", "logmel"}
     import sys
@@ -146,6 +152,8 @@ def test_user_mistakes_exit_2_with_a_message(tiny_corpus, recipe, run_cli):
     assert result.code == 2 and "Did you mean `logmel`" in result.err
     result = run_cli("benchmark", "logmel", "--tasks", "letters,speakers")
     assert result.code == 2 and "Did you mean `speaker`" in result.err
+    result = run_cli("benchmark", "logmel:frame_shift=20", "--out", tiny_corpus / "x")
+    assert result.code == 2 and "frame_shift_ms" in result.err
     result = run_cli("benchmark", f"random:{recipe}", "--layer", "5", "--tasks", "pnmi",
                      "--out", tiny_corpus / "y", *TINY)
     assert result.code == 2 and "2 context blocks" in result.err
