@@ -173,8 +173,10 @@ class TrainerConfig:
                                                  "(<= 1.1 x groups, or < 5% of the codebook) or "
                                                  "the contrastive loss stays at chance for this "
                                                  "many updates (0: off)")
-    compile: bool = field(False, "torch.compile the encoder and aggregator (dynamic shapes); "
-                                 "the first steps are slow")
+    compile: bool = field(False, "torch.compile the context network's blocks (regional: one "
+                                 "graph shared by identical blocks; parts without blocks "
+                                 "whole), dynamic shapes; the first update pays the compile "
+                                 "time; falls back to eager with a warning where unsupported")
     activation_checkpointing: bool = field(
         False, "recompute each context-network block's activations in backward instead of "
                "keeping them: about one more forward of the blocks for much less memory")

@@ -1,9 +1,9 @@
-"""Device choice, CPU thread settings and optional ``torch.compile``."""
+"""Device choice, CPU thread settings and activation checkpointing (``trainer.compile``:
+:mod:`.compiling`)."""
 
 from __future__ import annotations
 
 import os
-from typing import Sequence
 
 import torch
 from torch import nn
@@ -49,22 +49,4 @@ def enable_activation_checkpointing(model: nn.Module) -> list[str]:
         if hasattr(module, "set_activation_checkpointing"):
             module.set_activation_checkpointing(True)
             done.append(name or "model")
-    return done
-
-
-def compile_parts(model: nn.Module, names: Sequence[str] = ("encoder", "aggregator")) -> list[str]:
-    """``torch.compile`` the named children in place (``dynamic=True``: crop lengths vary).
-
-    ``nn.Module.compile`` keeps parameter names, so checkpoints are unaffected.
-    Returns the parts compiled (the whole model when it has none of them).
-    """
-    done = []
-    for name in names:
-        part = getattr(model, name, None)
-        if isinstance(part, nn.Module):
-            part.compile(dynamic=True)
-            done.append(name)
-    if not done:
-        model.compile(dynamic=True)
-        done.append("model")
     return done

@@ -46,8 +46,8 @@ from .metrics import MetricsLog, TrainMeter, WeightedMeter
 from .optim import build_optimizers
 from .precision import Precision
 from .rng import capture_rng_state, reseed, restore_rng_state, update_seed
-from .runtime import (compile_parts, configure_threads, enable_activation_checkpointing,
-                      select_device)
+from .compiling import compile_model
+from .runtime import configure_threads, enable_activation_checkpointing, select_device
 from .schedules import build_lr_schedule
 
 
@@ -219,7 +219,8 @@ class Trainer:
         self._counted = self._modules_with("set_num_updates")
         for m in self._modules_with("set_max_updates"):
             m.set_max_updates(config.max_updates)
-        self.compiled = compile_parts(self.model) if config.compile else []
+        self.compiled_regions = compile_model(self.model, self._warn) if config.compile else None
+        self.compiled = self.compiled_regions.names if self.compiled_regions is not None else []
         self.checkpointed = enable_activation_checkpointing(self.model) \
             if config.activation_checkpointing else []
         if config.activation_checkpointing and not self.checkpointed:

@@ -185,6 +185,10 @@ class TransformerAggregator(Aggregator):
         """Keep only each block's input in training; recompute the rest in backward."""
         self.activation_checkpointing = bool(enabled)
 
+    def compile_regions(self) -> list[nn.Module]:
+        """The blocks, for regional ``torch.compile`` (``trainer.compile``)."""
+        return list(self.layers)
+
     @classmethod
     def from_config(cls, config: TransformerAggregatorConfig, upstream: Signal | None = None,
                     **context) -> "TransformerAggregator":

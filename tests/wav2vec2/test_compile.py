@@ -1,0 +1,58 @@
+"""trainer.compile: regional torch.compile gives the eager loss and gradients, with a bounded
+number of graphs, and falls back to eager with a warning when compilation fails."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from w2v.train.compiling import compile_model
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tiny_w2v2 import assert_same_step, loss_and_grads, tiny_pretraining, waves  # noqa: E402
+
+torch.set_num_threads(1)
+pytestmark = pytest.mark.slow      # inductor compiles C++ on the CPU: tens of seconds
+
+
+def test_compiled_blocks_give_eager_loss_and_gradients_with_bounded_graphs():
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    model, obj = tiny_pretraining(layers=3)       # no dropout: inductor draws its own masks
+    model.train(), obj.train()
+    batches = [waves(), waves(S=2100, seed=2), waves(B=2, S=1300, seed=3),
+               waves(lengths=[1600, 1500, 1100], seed=4)]
+    eager = [loss_and_grads(model, obj, b) for b in batches]
+    warnings: list[str] = []
+    regions = compile_model(model, warnings.append)
+    assert regions.names == ["encoder (3 blocks)", "aggregator (3 blocks)"]
+    names = list(model.state_dict())
+    for batch, want in zip(batches, eager):
+        assert_same_step(loss_and_grads(model, obj, batch), want, rtol=1e-4)
+    assert warnings == [] and regions.failed is None
+    assert list(model.state_dict()) == names                    # checkpoints unaffected
+    # a graph per kind of block (first conv with its GroupNorm, other convs, Transformer
+    # block) and variant (unpadded, padded): not one per length, batch size or block
+    assert counters["stats"]["unique_graphs"] <= 2 * 3
+
+
+def test_a_failing_compiler_falls_back_to_eager_with_one_warning(monkeypatch):
+    import torch._inductor.config as inductor_config
+
+    torch._dynamo.reset()
+    monkeypatch.setattr(inductor_config.cpp, "cxx", ("/nonexistent/c++",))
+    model, obj = tiny_pretraining(layers=2)
+    model.train(), obj.train()
+    want = loss_and_grads(model, obj, waves())
+    warnings: list[str] = []
+    regions = compile_model(model, warnings.append)
+    assert_same_step(loss_and_grads(model, obj, waves()), want)
+    assert_same_step(loss_and_grads(model, obj, waves()), want)
+    assert len(warnings) == 1 and "trainer.compile" in warnings[0] and regions.failed
+    assert all(m._compiled_call_impl is None for m in regions.modules)
+    torch._dynamo.reset()
