@@ -215,6 +215,11 @@ class Wav2Vec2FeatureEncoder(Encoder):
             lengths = block.output_lengths(lengths)
         return lengths
 
+    def compile_regions(self) -> list[nn.Module]:
+        """The conv blocks, for regional ``torch.compile`` (``trainer.compile``): each block's
+        norm and GELU fuse into one pass over its output; the convolutions stay library calls."""
+        return list(self.conv_layers)
+
     def _convolve(self, x: Tensor, lengths: Tensor | None) -> Tensor:
         exclude = self.mode == "group_norm" and self.group_norm_padding == "exclude" \
             and lengths is not None
