@@ -83,9 +83,11 @@ class TrainGanStage(TrainStage):
         text = self._text(data, context)
         targets = None
         if self.config.aux_targets is not None:
-            from .prepare import read_targets, stage_input
+            from w2v.plugins.stages.inputs import source_dir
 
-            targets = read_targets(stage_input(self.config.aux_targets, context, "aux_targets")
+            from .prepare import read_targets
+
+            targets = read_targets(source_dir(self.config.aux_targets, context, "aux_targets")
                                    / "train.km")
         return WithUnpairedText(loader, text.dataset("train"), pad_id=text.dictionary().pad,
                                 seed=getattr(data, "seed", 1), targets=targets)

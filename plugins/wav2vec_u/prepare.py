@@ -27,23 +27,12 @@ import torch
 from w2v.config import choice, field, real, size
 from w2v.errors import ConfigError, DataError, did_you_mean
 from w2v.interfaces import Stage
+from w2v.plugins.stages.inputs import source_dir
 
 from .text import (SILENCE, espeak_lexicon, filter_lexicon, normalise, phone_dictionary,
                    phonemise_with_silence)
 
 log = logging.getLogger("w2v")
-
-
-def stage_input(ref: str, context, key: str) -> Path:
-    """An earlier stage's directory (it must have completed) or an existing path."""
-    if ref in context.plans:
-        return context.output_of(ref)
-    path = Path(ref).expanduser()
-    if not path.exists():
-        raise ConfigError(f"`{ref}` is neither a stage of this recipe nor an existing path.",
-                          key=f"stages.{context.stage_id}.{key}",
-                          hint=did_you_mean(ref, list(context.plans), "stage ids"))
-    return path
 
 
 # ------------------------------------------------------------------ audio
@@ -78,7 +67,7 @@ class SegmentFeaturesStage(Stage):
                                              read_meta, write_meta)
 
         cfg = self.config
-        src = stage_input(cfg.from_, context, "from")
+        src = source_dir(cfg.from_, context, "from")
         present = feature_splits(src)
         if cfg.fit_split not in present:
             raise DataError(f"`{src}` has no features of split `{cfg.fit_split}` to fit k-means "
@@ -178,7 +167,7 @@ class KmeansTargetsStage(Stage):
         from w2v.plugins.data.shards import load_features
 
         cfg = self.config
-        src = stage_input(cfg.from_, context, "from")
+        src = source_dir(cfg.from_, context, "from")
         first = load_features(src, cfg.splits[0])
         kmeans = fit_kmeans(_sample_frames(first, cfg.sample_frames, cfg.seed), cfg.clusters,
                             iterations=cfg.iterations, seed=cfg.seed)

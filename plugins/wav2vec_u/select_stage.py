@@ -26,7 +26,7 @@ from w2v.config import field, real, size
 from w2v.errors import DataError
 from w2v.interfaces import Batch, Stage
 
-from .prepare import stage_input
+from w2v.plugins.stages.inputs import source_dir
 from .selection import phone_error_rate, viterbi_phones, weighted_lm_perplexity
 from .text import SILENCE
 
@@ -59,9 +59,9 @@ class SelectGanStage(Stage):
         from w2v.train.checkpoint import load_checkpoint
 
         cfg = self.config
-        gan_dir = stage_input(cfg.from_, context, "from")
-        features_dir = stage_input(cfg.features, context, "features")
-        text_dir = stage_input(cfg.text, context, "text")
+        gan_dir = source_dir(cfg.from_, context, "from")
+        features_dir = source_dir(cfg.features, context, "features")
+        text_dir = source_dir(cfg.text, context, "text")
         lm = read_arpa(text_dir / "lm.phones.arpa")
         model = load_pretrained(gan_dir / MODEL_FILE)
         dictionary = model.dictionary
