@@ -147,7 +147,8 @@ def build_feature_loader(dataset: LabelledFeatures, *, pad_id: int, max_tokens: 
                         key="max_tokens", hint=f"Raise `max_tokens` to at least {longest}.")
     sampler = BucketBatchSampler(dataset.sizes, max_tokens=max_tokens, shuffle=train and shuffle,
                                  seed=seed, rank=rank, world_size=world_size, epoch=epoch)
-    loader = FeatureLoader(dataset, batch_sampler=sampler, collate_fn=FeatureCollater(pad_id))
+    loader = FeatureLoader(dataset, batch_sampler=sampler, collate_fn=FeatureCollater(pad_id),
+                           pin_memory=torch.cuda.is_available())  # the trainer copies non_blocking
     return loader, sampler
 
 

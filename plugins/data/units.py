@@ -143,7 +143,8 @@ def build_unit_loader(units_dir: str | Path, split: str, dictionary: Dictionary,
                                  shuffle=train and shuffle, seed=seed, rank=rank,
                                  world_size=world_size, epoch=epoch)
     collate = UnitCollater(pad_id=dictionary.pad, max_len=max_len, seed=seed, train=train)
-    loader = UnitLoader(dataset, batch_sampler=sampler, collate_fn=collate)
+    loader = UnitLoader(dataset, batch_sampler=sampler, collate_fn=collate,
+                        pin_memory=torch.cuda.is_available())  # the trainer copies non_blocking
     return loader, sampler
 
 
