@@ -27,7 +27,7 @@ class ComponentSpec:
 
     def build(self, upstream=None, **context: Any):
         """Build the component from its config and the upstream component's signal."""
-        from ..errors import ConfigError, UserError
+        from ..errors import UserError
         from ..plugin_manager import registry
 
         reg = registry().get(self.kind, self.name, where=self.where, key=self.key)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import re
 import shlex
 import time
 from pathlib import Path
@@ -74,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     from .corpus import resolve_splits
     from .layers import featurize_split, resolve_layer
     from .models import load_model
-    from .report import merge_into_docs, write_outputs
+    from .report import merge_into_docs, slug, write_outputs
     from .tasks import TASKS, Context, Settings, ctc_task, pnmi_task, speaker_task
     from .training import Budget
 
@@ -149,10 +148,6 @@ def run(args: argparse.Namespace) -> int:
     if args.docs is not None:
         log(f"merged into {merge_into_docs(record, out, args.docs)}")
     return 0
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "model"
 
 
 def reproduce(args: argparse.Namespace) -> str:

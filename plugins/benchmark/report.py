@@ -9,6 +9,7 @@ then each model's command, machine and plot), the rest of the page is left as wr
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -177,11 +178,14 @@ def write_outputs(record: dict, out: Path) -> list[Path]:
     return [md, js, png]
 
 
+def slug(text: str) -> str:
+    """A file-name-safe form of a model label."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-") or "model"
+
+
 def merge_into_docs(record: dict, out: Path, page: Path) -> Path:
     """Add (or replace) this model's record in ``page``'s ``.json`` and regenerate the
     results section of ``page``; the model's plot is copied to ``img/`` beside the page."""
-    from .command import slug
-
     store = page.with_suffix(".json")
     records = json.loads(store.read_text())["models"] if store.exists() else {}
     label = record["model"]["label"]

@@ -216,7 +216,7 @@ def pnmi_task(ctx: Context, weighted=None) -> dict:
 
     held = ctx.held_out()
     reason = missing(ctx.splits["train"], *[ctx.splits[s].beside("align.tsv") for s in held]) \
-        if held else f"no held-out split (--valid/--test) to score"
+        if held else "no held-out split (--valid/--test) to score"
     if reason:
         return {"skipped": reason}
     s = ctx.settings

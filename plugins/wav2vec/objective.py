@@ -6,7 +6,6 @@ import math
 from typing import Any
 
 import attrs
-import torch
 from torch import Tensor, nn
 
 from w2v.config import check, field, real, size

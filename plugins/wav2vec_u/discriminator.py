@@ -10,7 +10,6 @@ logits ("this is generated"). Causal convolutions see only the past.
 from __future__ import annotations
 
 import attrs
-import torch
 from torch import Tensor, nn
 
 from w2v.config import field, real, size
