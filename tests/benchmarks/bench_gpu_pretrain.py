@@ -9,6 +9,12 @@ MFU divides the achieved rate by the chip's dense bf16 peak (``--peak-tflops``).
 
     python tests/benchmarks/bench_gpu_pretrain.py                       # bf16
     python tests/benchmarks/bench_gpu_pretrain.py --precision fp32 --updates 10
+    python tests/benchmarks/bench_gpu_pretrain.py --side hf             # Hugging Face, same work
+    python tests/benchmarks/bench_gpu_pretrain.py --compile             # trainer.compile's regions
+
+``--side hf`` times Hugging Face ``Wav2Vec2ForPreTraining`` with the same architecture,
+dropouts, LayerDrop, batch, optimizer and clipping (SDPA attention); its span mask and
+negatives are drawn once before timing (HF draws them in the data collator, on the CPU).
 """
 
 from __future__ import annotations
@@ -34,6 +40,35 @@ def build(recipe: str, device: torch.device):
     return model, objective
 
 
+def build_hf(device: torch.device):
+    """Hugging Face ``Wav2Vec2ForPreTraining`` with the BASE recipe's architecture and dropouts."""
+    from transformers import Wav2Vec2Config, Wav2Vec2ForPreTraining
+
+    cfg = Wav2Vec2Config(
+        conv_bias=False, feat_extract_norm="group", do_stable_layer_norm=False,
+        num_codevector_groups=2, num_codevectors_per_group=320, num_negatives=100,
+        codevector_dim=256, proj_codevector_dim=256, contrastive_logits_temperature=0.1,
+        diversity_loss_weight=0.1, mask_time_prob=0.65, mask_time_length=10, mask_time_min_masks=2,
+        hidden_dropout=0.1, attention_dropout=0.1, activation_dropout=0.0, feat_proj_dropout=0.1,
+        feat_quantizer_dropout=0.1, final_dropout=0.0, layerdrop=0.05,
+        attn_implementation="sdpa")
+    return Wav2Vec2ForPreTraining(cfg).to(device)
+
+
+def hf_mask_and_negatives(model, batch: int, samples: int, device: torch.device) -> dict:
+    """HF's own span mask and negative indices for one batch (as its data collator draws)."""
+    from transformers.models.wav2vec2.modeling_wav2vec2 import (_compute_mask_indices,
+                                                                _sample_negative_indices)
+
+    cfg = model.config
+    T = int(model._get_feat_extract_output_lengths(torch.tensor(samples)))
+    mask = _compute_mask_indices((batch, T), cfg.mask_time_prob, cfg.mask_time_length,
+                                 min_masks=cfg.mask_time_min_masks)
+    neg = _sample_negative_indices((batch, T), cfg.num_negatives, mask)
+    return {"mask_time_indices": torch.from_numpy(mask).to(device),
+            "sampled_negative_indices": torch.from_numpy(neg).long().to(device)}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--recipe", default="recipes/wav2vec2_base.yaml")
@@ -42,6 +77,11 @@ def main(argv=None) -> int:
     ap.add_argument("--precision", choices=["bf16", "fp32"], default="bf16")
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--updates", type=int, default=20)
+    ap.add_argument("--side", choices=["w2v", "hf"], default="w2v")
+    ap.add_argument("--compile", action="store_true", help="w2v: trainer.compile's regional "
+                    "torch.compile (compile time reported apart)")
+    ap.add_argument("--checkpointing", action="store_true",
+                    help="w2v: activation checkpointing of the context-network blocks")
     ap.add_argument("--peak-tflops", type=float, default=989.0,
                     help="dense bf16 peak of the chip (H100/H200 SXM: 989)")
     args = ap.parse_args(argv)
@@ -52,18 +92,36 @@ def main(argv=None) -> int:
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     torch.manual_seed(0)
-    model, objective = build(args.recipe, device)
-    model.train(), objective.train()
-    params = [p for m in (model, objective) for p in m.parameters() if p.requires_grad]
+    samples = int(args.seconds * 16000)
+    if args.side == "hf":
+        model, objective = build_hf(device), None
+    else:
+        model, objective = build(args.recipe, device)
+        objective.train()
+        if args.checkpointing:
+            model.aggregator.set_activation_checkpointing(True)
+    model.train()
+    params = [p for m in (model, objective) if m is not None for p in m.parameters()
+              if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=5e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01,
                             fused=True)
-    samples = int(args.seconds * 16000)
     gen = torch.Generator(device=device).manual_seed(0)
     wave = 0.1 * torch.randn(args.batch, samples, device=device, generator=gen)
     batch = Batch(source=wave, lengths=None)
     bf16 = args.precision == "bf16"
 
+    hf_inputs = hf_mask_and_negatives(model, args.batch, samples, device) \
+        if args.side == "hf" else None
+
     def update(step: int) -> float:
+        if hf_inputs is not None:
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
+                out = model(wave, **hf_inputs)
+            (out.loss / hf_inputs["mask_time_indices"].sum()).backward()
+            torch.nn.utils.clip_grad_norm_(params, 10.0)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            return out.contrastive_loss.detach() / hf_inputs["mask_time_indices"].sum()
         model.set_num_updates(step)
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
             out = objective(batch, model, step)
@@ -75,9 +133,16 @@ def main(argv=None) -> int:
 
     from torch.utils.flop_counter import FlopCounterMode
 
-    with FlopCounterMode(display=False) as counter:
+    with FlopCounterMode(display=False) as counter:     # counted eagerly, before compiling
         update(0)
     flops = counter.get_total_flops()
+    if args.compile and args.side == "w2v":
+        from w2v.train.compiling import compile_model
+        print("compiled:", compile_model(model, print).names, flush=True)
+    first = time.perf_counter()
+    update(0)                      # with --compile: the compilation
+    torch.cuda.synchronize()
+    first = time.perf_counter() - first
     losses = [float(update(i)) for i in range(1, args.warmup + 1)]
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
@@ -93,6 +158,8 @@ def main(argv=None) -> int:
     audio = args.batch * args.seconds
     result = {
         "device": torch.cuda.get_device_name(0), "torch": torch.__version__,
+        "side": args.side, "compile": args.compile, "checkpointing": args.checkpointing,
+        "first_update_s": first, "compile_s_estimate": first - step,
         "precision": args.precision, "batch": f"{args.batch} x {args.seconds} s",
         "parameters": sum(p.numel() for p in model.parameters()),
         "step_ms_median": 1000 * step, "step_ms_min": 1000 * min(times),

@@ -16,8 +16,18 @@ Three measurements, each A/B interleaved in one process with the same threads:
 3. **bf16 autocast** training updates of w2v (and, for a same-dtype
    comparison, of Hugging Face), with the bf16 loss next to the fp32 loss.
 
-Peak RSS per side comes from separate runs of this script (``--only SIDE``,
-spawned by the main run). Nothing is written to disk.
+4. Optional sides: ``--compile`` (w2v with ``trainer.compile``'s regional torch.compile;
+   the compile time is the first call minus the median) and ``--checkpointing`` (w2v with
+   activation checkpointing of the blocks).
+
+Feature extraction with ``--fx-batch`` above 1 runs a padded batch (lengths from the full
+``--fx-seconds`` down to 60 % of it) and compares the valid frames.
+
+Peak RSS per side comes from separate runs of this script (``--only SIDE``, spawned by
+the main run). Each builds its own side alone: w2v from the same architecture, with no HF
+model in the process. Each reads ``VmHWM`` after resetting it once the build is done, so
+the number is the training steps' own peak. ``ru_maxrss`` cannot be used here, because it
+carries the parent's peak across ``exec``. Nothing is written to disk.
 
     python tests/benchmarks/bench_wav2vec2.py                 # BASE, 2 x 5 s, 2 threads
     python tests/benchmarks/bench_wav2vec2.py --small         # quick check, narrow model
@@ -36,6 +46,7 @@ from runs import pin_threads  # noqa: E402  (the scripts' folder is on sys.path)
 THREADS = pin_threads(sys.argv[1:])  # before torch loads
 
 import argparse  # noqa: E402
+import copy  # noqa: E402
 import gc  # noqa: E402
 import json  # noqa: E402
 import logging  # noqa: E402
@@ -45,6 +56,7 @@ import shlex  # noqa: E402
 import statistics  # noqa: E402
 import subprocess  # noqa: E402
 import time  # noqa: E402
+import dataclasses  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
 from typing import Callable  # noqa: E402
 
@@ -54,7 +66,7 @@ import torch  # noqa: E402
 torch.set_num_threads(THREADS)
 torch.set_num_interop_threads(1)
 
-SIDES = ("hf", "w2v", "hf-bf16", "w2v-bf16")
+SIDES = ("hf", "w2v", "hf-bf16", "w2v-bf16", "w2v-compile", "w2v-ckpt")
 LOSS_RTOL = 1e-4       # contrastive loss, w2v vs HF, fp32
 GRAD_RTOL = 1e-3       # ||g_w2v - g_hf|| / ||g_hf|| per checked parameter
 FEATURE_ATOL = 1e-4    # feature extraction, max abs difference
@@ -269,10 +281,12 @@ def hf_update(hf, inputs: Inputs, opt, bf16: bool) -> Callable[[], float]:
     return step
 
 
-def w2v_update(model, objective, inputs: Inputs, opt, bf16: bool) -> Callable[[], float]:
+def w2v_update(model, objective, inputs: Inputs, opt, bf16: bool,
+               checkpointing: bool = False) -> Callable[[], float]:
     batch = inputs.batch()
 
     def step() -> float:
+        model.aggregator.set_activation_checkpointing(checkpointing)   # sides share the model
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             out = objective(batch, model)
         out.loss.backward()
@@ -295,12 +309,20 @@ def update_steps(sides: Sides, inputs: Inputs, names) -> dict[str, Callable[[], 
         for n in names:
             if n.startswith("hf"):
                 steps[n] = hf_update(sides.hf, inputs, opt, n.endswith("bf16"))
-    if any(n.startswith("w2v") for n in names):
+    if any(n.startswith("w2v") and n != "w2v-compile" for n in names):
         sides.w2v.train(), sides.objective.train()
         opt = adamw(sides.w2v, sides.objective)
         for n in names:
-            if n.startswith("w2v"):
-                steps[n] = w2v_update(sides.w2v, sides.objective, inputs, opt, n.endswith("bf16"))
+            if n.startswith("w2v") and n != "w2v-compile":
+                steps[n] = w2v_update(sides.w2v, sides.objective, inputs, opt, n.endswith("bf16"),
+                                      checkpointing=n == "w2v-ckpt")
+    if "w2v-compile" in names:   # its own copy: compilation changes the modules in place
+        from w2v.train.compiling import compile_model
+
+        model, objective = copy.deepcopy(sides.w2v).train(), copy.deepcopy(sides.objective).train()
+        regions = compile_model(model, lambda text: print(f"  WARNING: {text}", flush=True))
+        print(f"  w2v-compile: compiled {', '.join(regions.names)} (dynamic shapes)", flush=True)
+        steps["w2v-compile"] = w2v_update(model, objective, inputs, adamw(model, objective), False)
     return {n: steps[n] for n in names}
 
 
@@ -359,6 +381,7 @@ class Timing:
 
     calls: list[Call]
     used: list[bool]
+    warmup: list[float] = dataclasses.field(default_factory=list)   # untimed walls, in order
 
     def sel(self, attr: str) -> list[float]:
         return [getattr(c, attr) for c, u in zip(self.calls, self.used) if u]
@@ -372,11 +395,12 @@ def interleaved(fns: dict[str, Callable[[], float]], args, label: str) -> dict[s
     (up to ``args.wait_quiet`` s) for the machine to be quiet. Ratios then use the clean
     rounds, or every round (flagged) when fewer than 3 were clean."""
     names = list(fns)
+    out = {n: Timing([], []) for n in names}
     for r in range(args.warmup):
         for n in names:
             c = timed(fns[n])
+            out[n].warmup.append(c.wall)
             print(f"  [{label}] warm-up {r + 1}/{args.warmup} {n:9s} {c.wall:7.3f} s", flush=True)
-    out = {n: Timing([], []) for n in names}
     clean = 0
     for r in range(args.repeats + args.extra_rounds):
         if clean >= args.repeats:
@@ -427,19 +451,61 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def build_w2v_alone(args) -> Sides:
+    """The w2v side with no Hugging Face model in the process (random init from the same
+    architecture), so its memory is its own."""
+    from transformers import Wav2Vec2ForPreTraining
+
+    from w2v.plugins.wav2vec2.interop.build import build_model
+    from w2v.plugins.wav2vec2.interop.hf import spec_from_hf_config
+    from w2v.plugins.wav2vec2.objective import MaskedContrastiveConfig, MaskedContrastiveObjective
+
+    cfg = hf_config(args)
+    with torch.device("meta"):                    # parameter names only, no memory
+        keys = {k.removeprefix("wav2vec2.") for k in Wav2Vec2ForPreTraining(cfg).state_dict()}
+    spec, objective_config = spec_from_hf_config(cfg.to_dict(), keys)
+    torch.manual_seed(args.seed)
+    model = build_model(spec)
+    config = MaskedContrastiveConfig(contrastive_loss=None, **objective_config)
+    objective = MaskedContrastiveObjective.from_config(config, model.context_signal(), model=model)
+    return Sides(cfg=cfg, w2v=model, objective=objective)
+
+
+def vm_hwm_mb() -> float:
+    """This process's peak RSS since the last :func:`reset_peak_rss` (``VmHWM``)."""
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return peak_rss_mb()
+
+
+def reset_peak_rss() -> bool:
+    """Sets ``VmHWM`` to the current RSS (Linux ``clear_refs`` 5); False where refused."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
 def run_only(args) -> None:
-    """One side alone: build, ``max(2, warmup) + 1`` updates, then a JSON line with RSS."""
+    """One side alone, built without the other (HF, or w2v from the same architecture):
+    ``max(2, warmup) + 1`` updates, then a JSON line with the RSS after building and the
+    peak RSS of the updates (measured from a reset after building)."""
     side = args.only
-    sides = build_sides(args, "w2v" if side.startswith("w2v") else "hf")
+    sides = build_w2v_alone(args) if side.startswith("w2v") else build_sides(args, "hf")
     inputs = make_inputs(args, sides.cfg, args.batch, args.seconds, args.seed)
+    step = update_steps(sides, inputs, [side])[side]   # (compiles nothing until the first call)
     gc.collect()
     after_build = rss_mb()
     peak_build = peak_rss_mb()
-    step = update_steps(sides, inputs, [side])[side]
+    reset = reset_peak_rss()
     walls = [timed(step).wall for _ in range(max(2, args.warmup) + 1)]
     report = {"side": side, "rss_after_build_mb": round(after_build, 1),
-              "peak_rss_build_mb": round(peak_build, 1), "peak_rss_mb": round(peak_rss_mb(), 1),
-              "step_s": [round(w, 3) for w in walls]}
+              "peak_rss_build_mb": round(peak_build, 1),
+              "peak_rss_mb": round(vm_hwm_mb() if reset else peak_rss_mb(), 1),
+              "peak_from_reset": reset, "step_s": [round(w, 3) for w in walls]}
     print("ONLY_JSON " + json.dumps(report), flush=True)
 
 
@@ -486,14 +552,24 @@ def feature_extraction(args, sides: Sides) -> dict:
     ta = import_huggingface_model(hf_base).eval()
     model = sides.w2v.eval()
     g = torch.Generator().manual_seed(args.seed + 1)
-    wave = torch.randn(args.fx_batch, int(round(args.fx_seconds * 16000)), generator=g)
+    B, S = args.fx_batch, int(round(args.fx_seconds * 16000))
+    wave = torch.randn(B, S, generator=g)
+    lengths = attention = None
+    if B > 1:      # a padded batch: the first utterance full length, the last 60 % of it
+        lengths = torch.linspace(S, 0.6 * S, B).round().long()
+        attention = torch.arange(S)[None, :] < lengths[:, None]
+        wave = wave * attention
     with torch.inference_mode():
-        ours = model.extract_features(wave).output
-        theirs_ta = ta(wave)[0]
-        theirs_hf = hf_base(wave).last_hidden_state
-    diff_ta = float((ours - theirs_ta).abs().max())
-    diff_hf = float((ours - theirs_hf).abs().max())
-    print(f"  outputs {tuple(ours.shape)}: max |w2v - torchaudio| = {diff_ta:.2e}, "
+        out = model.extract_features(wave, lengths)
+        ours = out.output
+        theirs_ta = ta(wave, lengths)[0]
+        theirs_hf = hf_base(wave, attention_mask=attention).last_hidden_state
+    valid = torch.ones(ours.shape[:2], dtype=torch.bool) if out.lengths is None else \
+        torch.arange(ours.shape[1])[None, :] < out.lengths[:, None]
+    diff_ta = float((ours - theirs_ta)[valid].abs().max())
+    diff_hf = float((ours - theirs_hf)[valid].abs().max())
+    print(f"  outputs {tuple(ours.shape)}{' padded' if lengths is not None else ''} (valid "
+          f"frames): max |w2v - torchaudio| = {diff_ta:.2e}, "
           f"max |w2v - HF| = {diff_hf:.2e}", flush=True)
     if diff_ta > FEATURE_ATOL or diff_hf > FEATURE_ATOL:
         raise SystemExit(f"feature extraction differs by more than {FEATURE_ATOL}: abort")
@@ -505,10 +581,10 @@ def feature_extraction(args, sides: Sides) -> dict:
             return 0.0
         return call
 
-    fns = {"torchaudio": run(lambda: ta(wave)),
-           "w2v": run(lambda: model.extract_features(wave))}
+    fns = {"torchaudio": run(lambda: ta(wave, lengths)),
+           "w2v": run(lambda: model.extract_features(wave, lengths))}
     if not args.fx_no_hf:
-        fns["hf"] = run(lambda: hf_base(wave))
+        fns["hf"] = run(lambda: hf_base(wave, attention_mask=attention))
     t = interleaved(fns, args, "features")
     return {"timings": t, "diff_ta": diff_ta, "diff_hf": diff_hf,
             "audio_s": args.fx_batch * args.fx_seconds}
@@ -565,6 +641,14 @@ def print_training(t: dict[str, Timing], audio_s: float) -> list[tuple[str, str]
         pairs += [("w2v-bf16", "hf", "w2v bf16 / HF fp32"), ("w2v-bf16", "w2v", "w2v bf16 / w2v fp32")]
     if "hf-bf16" in t:
         pairs += [("w2v-bf16", "hf-bf16", "w2v bf16 / HF bf16"), ("hf-bf16", "hf", "HF bf16 / HF fp32")]
+    for side, what in (("w2v-compile", "compiled"), ("w2v-ckpt", "checkpointed")):
+        if side in t:
+            pairs += [(side, "hf", f"w2v {what} / HF fp32"), (side, "w2v", f"w2v {what} / w2v fp32")]
+    if "w2v-compile" in t and t["w2v-compile"].warmup:
+        first = t["w2v-compile"].warmup[0] - median(t["w2v-compile"].sel("wall"))
+        print(f"  w2v-compile: first call {t['w2v-compile'].warmup[0]:.1f} s, so compiling took "
+              f"about {first:.1f} s (first call minus the median update)")
+        rows.append(("compile time (first update minus median)", f"{first:.1f} s"))
     for num, den, text in pairs:
         r = ratio(t, num, den)
         print(f"  ratio {text:22s} {r}")
@@ -605,6 +689,12 @@ def main() -> None:
     ap.add_argument("--fx-seconds", type=float, default=10.0, help="feature extraction seconds")
     ap.add_argument("--fx-no-hf", action="store_true",
                     help="feature extraction: skip the HF Wav2Vec2Model side")
+    ap.add_argument("--compile", action="store_true",
+                    help="add the side w2v-compile: fp32 with trainer.compile's regional "
+                         "torch.compile (its first warm-up call includes the compile time)")
+    ap.add_argument("--checkpointing", action="store_true",
+                    help="add the side w2v-ckpt: fp32 with activation checkpointing of the blocks")
+    ap.add_argument("--no-train", action="store_true", help="skip the training updates")
     ap.add_argument("--no-memory", action="store_true",
                     help="skip the per-side peak RSS subprocess runs")
     ap.add_argument("--only", choices=SIDES, help="run one side alone and print its peak RSS "
@@ -669,10 +759,13 @@ def main() -> None:
         names += ["w2v-bf16"] + ([] if args.no_hf_bf16 else ["hf-bf16"])
     elif not args.no_bf16:
         print("\nbf16 autocast is not supported by this CPU build: skipped.")
-    print(f"\nTraining updates ({', '.join(names)}), interleaved:", flush=True)
-    steps = update_steps(sides, inputs, names)
-    tt = interleaved(steps, args, "train")
-    rows = print_training(tt, args.batch * args.seconds) + rows
+    names += (["w2v-compile"] if args.compile else []) + (["w2v-ckpt"] if args.checkpointing else [])
+    steps = {}
+    if not args.no_train:
+        print(f"\nTraining updates ({', '.join(names)}), interleaved:", flush=True)
+        steps = update_steps(sides, inputs, names)
+        tt = interleaved(steps, args, "train")
+        rows = print_training(tt, args.batch * args.seconds) + rows
 
     peak_main = peak_rss_mb()
     del steps, sides
@@ -680,13 +773,21 @@ def main() -> None:
     mem = {}
     if not args.no_memory:
         print("\nPeak RSS, one side per process (--only):", flush=True)
-        for side in ["hf", "w2v"] + (["w2v-bf16"] if bf16_ok else []):
+        extra = [n for n in ("w2v-bf16", "hf-bf16", "w2v-compile", "w2v-ckpt") if n in names]
+        for side in ["hf", "w2v"] + extra:
             mem[side] = spawn_only(args, side)
             r = mem[side]
             print(f"  {side:9s} peak {r['peak_rss_mb']:8.1f} MB  (after build {r['rss_after_build_mb']:.1f} MB, "
                   f"build peak {r['peak_rss_build_mb']:.1f} MB; steps {r['step_s']})", flush=True)
             rows.append((f"peak RSS {side}", f"{r['peak_rss_mb']:.0f} MB "
                          f"(+{r['peak_rss_mb'] - r['rss_after_build_mb']:.0f} MB over the built model)"))
+        for side in [n for n in mem if n != "hf"]:
+            a, b = mem[side], mem["hf"]
+            r = (a["peak_rss_mb"] - a["rss_after_build_mb"]) / max(
+                b["peak_rss_mb"] - b["rss_after_build_mb"], 1e-9)
+            text = f"{a['peak_rss_mb'] / b['peak_rss_mb']:.3f} (step memory alone {r:.3f})"
+            print(f"  peak RSS {side} / hf: {text}")
+            rows.append((f"ratio peak RSS {side} / hf", text))
     print(f"  (this process, all sides together: peak {peak_main:.0f} MB)")
 
     load_after = load()
