@@ -8,7 +8,8 @@ is written as this stage's ``model.pt``. Labels, where the corpus has them
 (``<manifest>.phn`` beside the manifest the features came from), give each
 checkpoint's PER in ``selection.tsv`` but never take part in the choice. The
 chosen model then decodes ``decode_splits``: ``<split>.hyp.phn`` and, with labels,
-PER in ``results.json``.
+PER in ``results.json``, beside the PER of the checkpoint the valid labels would have
+chosen (``oracle_choice``: how much the unsupervised choice costs).
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ class SelectGanStage(Stage):
         valid = load_features(features_dir, cfg.split)
         refs = _labels(meta, cfg.split)
 
-        candidates = {"final": model.state_dict()}
+        candidates = {"final": {k: v.clone() for k, v in model.state_dict().items()}}
         ckpt_dir = context.run_dir / "checkpoints" / (cfg.from_ if cfg.from_ in context.plans
                                                       else gan_dir.name)
         if ckpt_dir.is_dir():
@@ -97,9 +98,10 @@ class SelectGanStage(Stage):
         results = {"chosen": best[0], "metric": "weighted_lm_ppl",
                    "weighted_lm_ppl": best[1].weighted_lm_ppl, "splits": {}}
         labelled = [r for r in rows if r[2] is not None]
-        if labelled:
-            oracle = min(labelled, key=lambda r: r[2])
-            results["oracle_choice"] = {"checkpoint": oracle[0], "per": oracle[2]}
+        oracle = min(labelled, key=lambda r: r[2]) if labelled else None
+        if oracle is not None:   # how good the unsupervised choice is: what labels would pick
+            results["oracle_choice"] = {"checkpoint": oracle[0], "valid_per": oracle[2],
+                                        "splits": {}}
         for split in cfg.decode_splits:
             feats = load_features(features_dir, split)
             hyps = decode(model, feats, dictionary, cfg.batch_size)
@@ -110,6 +112,11 @@ class SelectGanStage(Stage):
                 entry["per"] = phone_error_rate(hyps, split_refs)
                 entry["chance_per"] = chance_per(split_refs)
             results["splits"][split] = entry
+            if oracle is not None and split_refs is not None:
+                model.load_state_dict(candidates[oracle[0]])
+                results["oracle_choice"]["splits"][split] = {"per": phone_error_rate(
+                    decode(model, feats, dictionary, cfg.batch_size), split_refs)}
+                model.load_state_dict(candidates[best[0]])
             log.info("select_gan: %s decoded%s", split,
                      f", PER {entry['per']:.1f} (chance {entry['chance_per']:.1f})"
                      if "per" in entry else "")

@@ -115,6 +115,11 @@ def test_selection_ranks_every_checkpoint_without_labels_and_reports_per(run):
     results = json.loads((run / "select" / "results.json").read_text())
     test = results["splits"]["test"]
     assert 0 <= test["per"] and test["chance_per"] > 50
+    oracle = results["oracle_choice"]
+    assert oracle["checkpoint"] in {r[0] for r in rows}
+    assert oracle["valid_per"] == min(float(r[4]) for r in rows) or \
+        abs(oracle["valid_per"] - min(float(r[4]) for r in rows)) < 0.01
+    assert 0 <= oracle["splits"]["test"]["per"]
     assert (run / "select" / "test.hyp.phn").read_text().count("\n") == 12
 
 
