@@ -165,10 +165,8 @@ def test_hugging_face_conformer_directory_matches_transformers(tmp_path, pos, ba
     torch.testing.assert_close(report.objective_state["final_proj.weight"], hf.project_hid.weight)
 
 
-def test_hugging_face_conformer_ctc_directory_gives_the_same_logits(tmp_path):
-    hf = hf_conformer(Wav2Vec2ConformerForCTC, "rope")
-    hf.save_pretrained(tmp_path)
-    model = w2v.load_pretrained(tmp_path)
+def assert_same_ctc_logits(model, hf) -> None:
+    """w2v's CTC logits equal the Hugging Face model's on the valid frames of a padded batch."""
     wave, lengths = padded_batch([3200, 2500])
     mask = (torch.arange(wave.shape[1])[None] < lengths[:, None]).long()
     with torch.no_grad():
@@ -177,6 +175,13 @@ def test_hugging_face_conformer_ctc_directory_gives_the_same_logits(tmp_path):
         ref = hf(wave, attention_mask=mask).logits
     valid = torch.arange(logits.shape[1])[None] < ours.lengths[:, None]
     assert float((logits - ref).abs()[valid].max()) < TOL
+
+
+def test_hugging_face_conformer_ctc_directory_gives_the_same_logits(tmp_path):
+    hf = hf_conformer(Wav2Vec2ConformerForCTC, "rope")
+    hf.save_pretrained(tmp_path)
+    model = w2v.load_pretrained(tmp_path)
+    assert_same_ctc_logits(model, hf)
     assert model.head.proj.out_features == 9 and model.quantizer is None
 
 
@@ -308,12 +313,5 @@ def test_fairseq_finetuned_ctc_conformer_gives_the_same_logits(tmp_path):
     path = tmp_path / "finetuned.pt"
     torch.save({"model": state, "cfg": cfg}, path)
     model = w2v.load_pretrained(path)
-    wave, lengths = padded_batch([3200, 2500])
-    mask = (torch.arange(wave.shape[1])[None] < lengths[:, None]).long()
-    with torch.no_grad():
-        ours = model.extract_features(wave, lengths)
-        logits = model.head(ours.output)
-        ref = hf(wave, attention_mask=mask).logits
-    valid = torch.arange(logits.shape[1])[None] < ours.lengths[:, None]
-    assert float((logits - ref).abs()[valid].max()) < TOL
+    assert_same_ctc_logits(model, hf)
     assert model.aggregator.config.layerdrop == 0.1 and model.aggregator.config.dropout == 0.0

@@ -29,8 +29,9 @@ W2V_TO_HF_POSITIONS = {"rel_pos": "relative", "rope": "rotary"}
 UNUSED_POS_CONV = "positional conv that the Conformer encoder builds but never runs"
 INV_FREQ = "rotary frequencies (recomputed from the base)"
 
-#: fairseq ESPnet attention names inside ``encoder.layers.N.self_attn`` (prefix removed).
-FAIRSEQ_ATTENTION_RULES: list[tuple[str, str]] = [
+#: ESPnet attention names inside ``encoder.layers.N.self_attn``, shared by fairseq and
+#: Hugging Face (prefix removed).
+ESPNET_ATTENTION_RULES: list[tuple[str, str]] = [
     (r"encoder\.layers\.(\d+)\.self_attn\.linear_(q|k|v)\.(weight|bias)",
      r"aggregator.layers.\1.self_attn.\2_proj.\3"),
     (r"encoder\.layers\.(\d+)\.self_attn\.linear_out\.(weight|bias)",
@@ -39,6 +40,11 @@ FAIRSEQ_ATTENTION_RULES: list[tuple[str, str]] = [
      r"aggregator.layers.\1.self_attn.linear_pos.weight"),
     (r"encoder\.layers\.(\d+)\.self_attn\.pos_bias_(u|v)",
      r"aggregator.layers.\1.self_attn.pos_bias_\2"),
+]
+
+#: fairseq ESPnet attention names (prefix removed).
+FAIRSEQ_ATTENTION_RULES: list[tuple[str, str]] = [
+    *ESPNET_ATTENTION_RULES,
     (r"encoder\.layers\.\d+\.self_attn\.rotary_emb\.inv_freq", f"drop:{INV_FREQ}"),
 ]
 
@@ -53,14 +59,7 @@ HF_ENCODER_RULES: list[tuple[str, str]] = [
      r"aggregator.layers.\1.ffn\2.w_1.\3"),
     (r"encoder\.layers\.(\d+)\.ffn(1|2)\.output_dense\.(weight|bias)",
      r"aggregator.layers.\1.ffn\2.w_2.\3"),
-    (r"encoder\.layers\.(\d+)\.self_attn\.linear_(q|k|v)\.(weight|bias)",
-     r"aggregator.layers.\1.self_attn.\2_proj.\3"),
-    (r"encoder\.layers\.(\d+)\.self_attn\.linear_out\.(weight|bias)",
-     r"aggregator.layers.\1.self_attn.out_proj.\2"),
-    (r"encoder\.layers\.(\d+)\.self_attn\.linear_pos\.weight",
-     r"aggregator.layers.\1.self_attn.linear_pos.weight"),
-    (r"encoder\.layers\.(\d+)\.self_attn\.pos_bias_(u|v)",
-     r"aggregator.layers.\1.self_attn.pos_bias_\2"),
+    *ESPNET_ATTENTION_RULES,
     (r"encoder\.layers\.(\d+)\.(self_attn_layer_norm|final_layer_norm)\.(weight|bias)",
      r"aggregator.layers.\1.\2.\3"),
     (r"encoder\.layers\.(\d+)\.conv_module\.((?:layer_norm|batch_norm)\.(?:weight|bias)|"
