@@ -14,7 +14,8 @@ from torch import Tensor
 
 @attrs.define
 class PCA:
-    """A fitted projection: ``mean`` ``[D]``, ``matrix`` ``[D, d]``; ``apply(x [N, D]) -> [N, d]``."""
+    """A fitted projection: ``mean`` ``[D]``, ``matrix`` ``[D, d]``;
+    ``apply(x [N, D]) -> [N, d]``."""
 
     mean: Tensor
     matrix: Tensor

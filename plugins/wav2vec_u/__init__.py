@@ -5,9 +5,9 @@ text (Baevski et al. 2021, wav2vec-U; Liu et al. 2022, wav2vec-U 2.0).
 * objective ``wav2vec_u`` (:mod:`.objective`): the adversarial objective that owns the
   discriminator (:mod:`.discriminator`), with :mod:`.penalties` and JOIN
   (:mod:`.segmentation`);
-* stages ``segment_features``, ``kmeans_targets`` and ``prepare_text`` (:mod:`.prepare`), ``train_gan``
-  (:mod:`.gan_stage`) and ``select_gan`` (:mod:`.select_stage`: the unsupervised metric
-  of :mod:`.selection`, then decoding).
+* stages ``segment_features``, ``kmeans_targets`` and ``prepare_text`` (:mod:`.prepare`),
+  ``train_gan`` (:mod:`.gan_stage`) and ``select_gan`` (:mod:`.select_stage`: the
+  unsupervised metric of :mod:`.selection`, then decoding).
 """
 
 from w2v import hookimpl

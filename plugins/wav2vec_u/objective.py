@@ -97,7 +97,8 @@ class AdversarialObjective(Objective):
         head = getattr(model, "head", None)
         if not isinstance(head, Head):
             raise FitError("the wav2vec_u objective trains a generator head, but the model has "
-                           "no `model.head`.", hint="Add `model.head: {name: wav2vec_u_generator}`.")
+                           "no `model.head`.",
+                           hint="Add `model.head: {name: wav2vec_u_generator}`.")
         return cls(config, head.vocab_size, getattr(head, "input_dim", upstream.dim if upstream
                                                     else 1))
 
