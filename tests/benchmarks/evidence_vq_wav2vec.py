@@ -28,9 +28,10 @@ Two measurements, both through w2v's own recipes and stages:
    A small wav2vec 1.0 (``recipes/demo_sized/wav2vec_base.yaml``) is pretrained on
    ``demo:unlabeled``; its context features c and 80-bin log-mel features (CMVN) of
    the labelled splits (10 min train) are dumped with ``featurize_audio``; the same
-   small CTC model (``train_features``: 3 non-causal conv blocks + a linear head over
-   phones, ``--labels ltr`` for letters) is trained on each with the same budget for
-   each learning rate of a sweep; the learning rate is chosen on ``valid`` (greedy
+   small CTC model (a ``train`` stage over the ``features`` data source: 3 non-causal
+   conv blocks + a linear head over phones, ``--labels ltr`` for letters) is trained on
+   each with the same budget for each learning rate of a sweep, and an ``evaluate``
+   stage decodes ``test`` with it; the learning rate is chosen on ``valid`` (greedy
    unit error rate) and the greedy phone error rate (letters: CER/WER) on ``test`` is
    reported.
 
@@ -289,11 +290,12 @@ def measure_pnmi(args, corpus: Path) -> dict:
 
 
 # ------------------------------------------------------------------ 2. CTC on features
-def ctc_stage(features: str, lr: float, updates: int, labelled: dict, max_tokens: int) -> dict:
-    """The downstream model: per-utterance CMVN of the frozen features, 3 non-causal conv blocks
-    (96 wide, kernel 5), a linear CTC head; Adam (0.9, 0.98), tri-stage lr schedule."""
-    return {"name": "train_features", "features": features, "data": labelled,
-            "max_tokens": max_tokens,
+def ctc_stage(features: str, lr: float, updates: int, labels: str, max_tokens: int) -> dict:
+    """The downstream model, a ``train`` stage over the ``features`` source of the featurize
+    stage ``features`` (its ``train``/``valid`` splits): per-utterance CMVN of the frozen
+    features, 3 non-causal conv blocks (96 wide, kernel 5), a linear CTC head; Adam (0.9, 0.98),
+    tri-stage lr schedule."""
+    return {"name": "train", "data": features_source(features, labels, max_tokens),
             "model": {"encoder": {"name": "precomputed", "dim": None, "cmvn": True},
                       "aggregator": {"name": "wav2letter", "layers": [[96, 5]] * 3,
                                      "dropout": 0.1},
@@ -307,34 +309,54 @@ def ctc_stage(features: str, lr: float, updates: int, labelled: dict, max_tokens
                         "save_interval": updates, "best_metric": "uer"}}
 
 
-def measure_ctc(args) -> dict:
-    out = args.out / "wav2vec"
-    labelled = {"train": "demo:train", "valid": "demo:valid", "test": "demo:test",
-                "labels": args.labels, "pad": True}
-    stages = {}
-    names = {"wav2vec c": "featurize", "log-mel": "featurize_logmel"}
-    for system, features in names.items():
+def decode_stage(model: str, features: str, labels: str, max_tokens: int) -> dict:
+    """An ``evaluate`` stage: greedy decoding of the ``test`` features split with the model of
+    stage ``model`` (CER/WER, or PER for phones, in ``<stage>/results.json``)."""
+    return {"name": "evaluate", "models": [model],
+            "data": {**features_source(features, labels, max_tokens), "test": "test"},
+            "model": None, "objective": None}
+
+
+def features_source(features: str, labels: str, max_tokens: int) -> dict:
+    """The ``features`` data source over a featurize_audio stage of the labelled splits (its
+    features splits are named after the data splits, its labels those of their manifests)."""
+    return {"name": "features", "path": features, "train": "train", "valid": "valid",
+            "labels": labels, "max_tokens": max_tokens}
+
+
+def ctc_recipe(args) -> tuple[dict, list[str]]:
+    """The evidence recipe over demo_sized/wav2vec_base.yaml: per system and learning rate a
+    ``ctc_*`` train stage and its ``test_ctc_*`` evaluate stage; also the CTC stage ids."""
+    stages, trained = {}, []
+    for features in ("featurize", "featurize_logmel"):
         for lr in args.lrs:
             sid = f"ctc_{'w2v' if features == 'featurize' else 'logmel'}_{lr:g}"
-            stages[sid] = ctc_stage(features, lr, args.ctc_updates, labelled, args.ctc_frames)
-    recipe = {"base": str(RECIPES / "demo_sized" / "wav2vec_base.yaml"), "stages": stages}
+            stages[sid] = ctc_stage(features, lr, args.ctc_updates, args.labels, args.ctc_frames)
+            stages[f"test_{sid}"] = decode_stage(sid, features, args.labels, args.ctc_frames)
+            trained.append(sid)
+    return {"base": str(RECIPES / "demo_sized" / "wav2vec_base.yaml"), "stages": stages}, trained
+
+
+def measure_ctc(args) -> dict:
+    out = args.out / "wav2vec"
+    recipe, trained = ctc_recipe(args)
     path = args.out / "wav2vec_evidence.yaml"
     path.write_text(yaml.safe_dump(recipe, sort_keys=False))
     started = time.time()
     run_recipe(path, out, *pretrain_overrides(args.w2v_updates, args.crop_seconds,
                                               args.batch_seconds),
-               stages="pretrain,featurize,featurize_logmel," + ",".join(stages))
+               stages="pretrain,featurize,featurize_logmel," + ",".join(recipe["stages"]))
     seconds = time.time() - started
     rows = []
-    for sid in stages:
+    for sid in trained:
         summary = json.loads((out / sid / "summary.json").read_text())
-        result = json.loads((out / sid / "results.json").read_text())["results"][0]
+        result = json.loads((out / f"test_{sid}" / "results.json").read_text())["results"][0]
         rows.append({"stage": sid, "system": "wav2vec c" if "_w2v_" in sid else "log-mel",
                      "lr": float(sid.rsplit("_", 1)[1]), "valid_uer": summary["best_value"],
                      "test_cer": result["cer"], "test_wer": result["wer"],
                      "degenerate": bool(result.get("warning"))})
     chosen = {}
-    for system in names:
+    for system in ("wav2vec c", "log-mel"):
         mine = [r for r in rows if r["system"] == system]
         chosen[system] = min(mine, key=lambda r: (r["valid_uer"] is None, r["valid_uer"]))
     return {"pretrain_updates": args.w2v_updates, "ctc_updates": args.ctc_updates,
