@@ -101,7 +101,8 @@ def test_the_gan_alternates_generator_and_discriminator_updates(run):
     gan = [r for r in rows if r.get("stage") == "gan" and "loss" in r]
     assert gan and all(isinstance(r["loss"], float) for r in gan)
     keys = set().union(*(r.keys() for r in gan))
-    assert {"code_pen", "smoothness"} & keys or {"dense_g"} & keys
+    assert {"dense_g", "code_pen", "smoothness"} <= keys      # generator updates ran
+    assert {"dense_d", "token_d", "grad_pen"} <= keys         # and discriminator updates
 
 
 def test_selection_ranks_every_checkpoint_without_labels_and_reports_per(run):
