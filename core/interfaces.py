@@ -299,8 +299,13 @@ class Batch:
 class Component:
     """Mixin for everything the registry builds.
 
-    Subclasses declare ``Config`` (an attrs class) and implement
-    :meth:`from_config`. ``kind`` is set by the registry.
+    One construction style for every component: its settings live only in ``Config`` (an
+    attrs class, the one place that holds their defaults and bounds), and the constructor
+    takes that config first, then only what the wiring decides (the upstream width, the
+    dictionary, the vocabulary size), never a setting: ``KMeansQuantizer(KMeansQuantizer
+    .Config(groups=2), 512)``. :meth:`from_config` works the wiring out of the upstream
+    signal and the context and calls the constructor; the default suits components with no
+    wiring (``cls(config)``). ``kind`` is set by the registry.
     """
 
     Config: ClassVar[type]
@@ -309,7 +314,7 @@ class Component:
     @classmethod
     def from_config(cls, config: Any, upstream: Signal | None = None, **context: Any):
         """Build from a structured config and the upstream component's signal."""
-        raise NotImplementedError(f"{cls.__name__}.from_config")
+        return cls(config)
 
 
 class Encoder(nn.Module, Component, abc.ABC):
@@ -558,10 +563,6 @@ class Stage(Component, abc.ABC):
     def __init__(self, config: Any) -> None:
         self.config = config
 
-    @classmethod
-    def from_config(cls, config: Any, upstream: Signal | None = None, **context: Any):
-        return cls(config)
-
     @abc.abstractmethod
     def run(self, context: Any) -> None:
         """Run the stage; ``context`` is a :class:`w2v.stages.StageContext`."""
@@ -593,10 +594,6 @@ class DataSource(Component, abc.ABC):
 
     def __init__(self, config: Any) -> None:
         self.config = config
-
-    @classmethod
-    def from_config(cls, config: Any, upstream: Signal | None = None, **context: Any):
-        return cls(config)
 
     @abc.abstractmethod
     def signal(self) -> Signal:

@@ -57,10 +57,10 @@ class KMeansQuantizer(Quantizer):
 
     Config = KMeansQuantizerConfig
 
-    def __init__(self, input_dim: int, *, groups: int = 2, num_vars: int = 320,
-                 combine_groups: bool = False, gamma: float = 0.25,
+    def __init__(self, config: KMeansQuantizerConfig, input_dim: int,
                  upstream: Signal | None = None) -> None:
         super().__init__()
+        groups, num_vars = config.groups, config.num_vars
         if input_dim % groups:
             raise ConfigError(f"the upstream width ({input_dim}) must be divisible by groups "
                               f"({groups}).", key="groups")
@@ -68,12 +68,12 @@ class KMeansQuantizer(Quantizer):
         self.dim = input_dim
         self.groups = groups
         self.num_vars = num_vars
-        self.combine_groups = combine_groups
-        self.gamma = gamma
+        self.combine_groups = config.combine_groups
+        self.gamma = config.gamma
         self.var_dim = input_dim // groups
         self._upstream = upstream
         self.embedding = nn.Parameter(
-            0.01 * torch.randn(num_vars, 1 if combine_groups else groups, self.var_dim))
+            0.01 * torch.randn(num_vars, 1 if config.combine_groups else groups, self.var_dim))
         self.projection = nn.Sequential(
             nn.Conv1d(input_dim, input_dim, kernel_size=1, groups=groups, bias=False),
             Fp32GroupNorm(groups, input_dim),
@@ -82,9 +82,7 @@ class KMeansQuantizer(Quantizer):
     @classmethod
     def from_config(cls, config: KMeansQuantizerConfig, upstream: Signal | None = None,
                     **context) -> "KMeansQuantizer":
-        input_dim = upstream_dim(upstream, "k-means quantizer")
-        return cls(input_dim, groups=config.groups, num_vars=config.num_vars,
-                   combine_groups=config.combine_groups, gamma=config.gamma, upstream=upstream)
+        return cls(config, upstream_dim(upstream, "k-means quantizer"), upstream)
 
     def health_checks(self) -> list:
         """Codebook collapse, watched by the trainer (see :mod:`.health`)."""

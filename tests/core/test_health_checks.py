@@ -14,7 +14,7 @@ from w2v.train.health import HealthMonitor
 
 def test_quantizers_and_the_contrastive_objective_provide_their_checks():
     for quantizer in (GumbelQuantizer(16, groups=2, num_vars=8, dim=8),
-                      KMeansQuantizer(16, groups=2, num_vars=8)):
+                      KMeansQuantizer(KMeansQuantizer.Config(groups=2, num_vars=8), 16)):
         [check] = quantizer.health_checks()
         assert isinstance(check, CodebookCollapse)
         assert (check.groups, check.num_codes) == (2, 16)

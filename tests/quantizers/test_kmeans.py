@@ -14,7 +14,7 @@ torch.set_num_threads(1)
 
 def identity_quantizer(book: list[list[float]], gamma=0.25) -> KMeansQuantizer:
     """G=1, C=2: identity 1x1 conv, plain group norm, the given two-entry codebook."""
-    q = KMeansQuantizer(2, groups=1, num_vars=len(book), gamma=gamma)
+    q = KMeansQuantizer(KMeansQuantizer.Config(groups=1, num_vars=len(book), gamma=gamma), 2)
     with torch.no_grad():
         q.projection[0].weight.copy_(torch.eye(2)[:, :, None])
         q.embedding.copy_(torch.tensor(book)[:, None, :])
@@ -44,7 +44,7 @@ def test_gamma_weights_only_the_commitment_term():
 
 def test_nearest_code_matches_brute_force():
     torch.manual_seed(0)
-    q = KMeansQuantizer(12, groups=3, num_vars=7)
+    q = KMeansQuantizer(KMeansQuantizer.Config(groups=3, num_vars=7), 12)
     with torch.no_grad():
         q.embedding.normal_()
     x = torch.randn(2, 9, 12)
@@ -59,7 +59,7 @@ def test_nearest_code_matches_brute_force():
 
 def test_straight_through_gradient_reaches_the_projection_not_the_codebook():
     torch.manual_seed(1)
-    q = KMeansQuantizer(8, groups=2, num_vars=5)
+    q = KMeansQuantizer(KMeansQuantizer.Config(groups=2, num_vars=5), 8)
     x = torch.randn(2, 6, 8, requires_grad=True)
     out = q(x)
     out.vectors.sum().backward()
@@ -70,7 +70,7 @@ def test_straight_through_gradient_reaches_the_projection_not_the_codebook():
 
 def test_codebook_learns_from_the_kmeans_loss():
     torch.manual_seed(2)
-    q = KMeansQuantizer(8, groups=2, num_vars=4)
+    q = KMeansQuantizer(KMeansQuantizer.Config(groups=2, num_vars=4), 8)
     x = torch.randn(3, 20, 8)
     opt = torch.optim.SGD(q.parameters(), lr=0.5)
     first = None
@@ -85,7 +85,7 @@ def test_codebook_learns_from_the_kmeans_loss():
 
 def test_padded_frames_do_not_count():
     torch.manual_seed(3)
-    q = KMeansQuantizer(4, groups=2, num_vars=3)
+    q = KMeansQuantizer(KMeansQuantizer.Config(groups=2, num_vars=3), 4)
     x = torch.randn(1, 5, 4)
     ze = q.project(x)
     out = q(x, torch.tensor([3]))
@@ -95,7 +95,7 @@ def test_padded_frames_do_not_count():
 
 
 def test_combined_groups_share_one_codebook_and_config_errors():
-    q = KMeansQuantizer(6, groups=3, num_vars=4, combine_groups=True)
+    q = KMeansQuantizer(KMeansQuantizer.Config(groups=3, num_vars=4, combine_groups=True), 6)
     assert q.embedding.shape == (4, 1, 2)
     assert q.codebook().shape == (3, 4, 2)
     assert q(torch.randn(1, 2, 6)).vectors.shape == (1, 2, 6)

@@ -194,7 +194,7 @@ def tiny_model(quantizer="gumbel", quantize="targets", masker=True, require_same
     if quantizer == "gumbel":
         q = GumbelQuantizer(16, groups=2, num_vars=8, dim=8)
     elif quantizer == "kmeans":
-        q = KMeansQuantizer(16, groups=2, num_vars=8)
+        q = KMeansQuantizer(KMeansQuantizer.Config(groups=2, num_vars=8), 16)
     m = SpanMasker(24, SpanMaskerConfig(mask_prob=0.5, mask_length=3,
                                         require_same_masks=require_same)) if masker else None
     return SpeechModel(enc, TinyAggregator(24), quantizer=q, masker=m, quantize=quantize)
