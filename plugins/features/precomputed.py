@@ -44,21 +44,18 @@ class FeatureInput(Encoder):
     no_smoke_reason = "reads precomputed feature frames, not audio; " \
                       "tests/wav2vec/test_features.py exercises it"
 
-    def __init__(self, dim: int, *, frame_stride: int = 160, cmvn: bool = False,
-                 dropout: float = 0.0, sample_rate: int = 16000) -> None:
+    def __init__(self, config: FeatureInputConfig, upstream: Signal | None = None) -> None:
         super().__init__()
-        self.dim = dim
-        self.frame_stride = frame_stride
-        self.cmvn = cmvn
-        self.sample_rate = sample_rate
-        self.dropout = nn.Dropout(dropout)
+        self.dim = config.dim if config.dim is not None else 1
+        self.frame_stride = config.frame_stride
+        self.cmvn = config.cmvn
+        self.sample_rate = upstream.sample_rate if upstream is not None else 16000
+        self.dropout = nn.Dropout(config.dropout)
 
     @classmethod
     def from_config(cls, config: FeatureInputConfig, upstream: Signal | None = None,
                     **context: Any) -> "FeatureInput":
-        return cls(config.dim if config.dim is not None else 1, frame_stride=config.frame_stride,
-                   cmvn=config.cmvn, dropout=config.dropout,
-                   sample_rate=upstream.sample_rate if upstream is not None else 16000)
+        return cls(config, upstream)
 
     @classmethod
     def config_for_input(cls, config: FeatureInputConfig, signal: Signal) -> FeatureInputConfig:

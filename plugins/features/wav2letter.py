@@ -61,26 +61,24 @@ class Wav2LetterAggregator(Aggregator):
     Config = Wav2LetterConfig
     structurally_causal = False
 
-    def __init__(self, input_dim: int, layers: Sequence[tuple[int, int]], *, norm: str = "layer",
-                 activation: str = "relu", dropout: float = 0.1, residual: bool = True,
+    def __init__(self, config: Wav2LetterConfig, input_dim: int,
                  upstream: Signal | None = None) -> None:
         super().__init__()
         self.input_dim = input_dim
-        self.layer_spec = [tuple(int(v) for v in layer) for layer in layers]
-        self.residual = residual
+        self.layer_spec = [tuple(int(v) for v in layer) for layer in config.layers]
+        self.residual = config.residual
         self.upstream = upstream or Signal(kind="frames", dim=input_dim)
         self.blocks = nn.ModuleList()
         in_dim = input_dim
         for dim, kernel in self.layer_spec:
-            self.blocks.append(ConvBlock(in_dim, dim, kernel, norm, activation, dropout))
+            self.blocks.append(ConvBlock(in_dim, dim, kernel, config.norm, config.activation,
+                                         config.dropout))
             in_dim = dim
 
     @classmethod
     def from_config(cls, config: Wav2LetterConfig, upstream: Signal | None = None,
                     **context) -> "Wav2LetterAggregator":
-        input_dim = upstream_dim(upstream, "wav2letter aggregator")
-        return cls(input_dim, config.layers, norm=config.norm, activation=config.activation,
-                   dropout=config.dropout, residual=config.residual, upstream=upstream)
+        return cls(config, upstream_dim(upstream, "wav2letter aggregator"), upstream)
 
     @property
     def num_layers(self) -> int:

@@ -55,16 +55,15 @@ class LogMelEncoder(Encoder):
 
     Config = LogMelConfig
 
-    def __init__(self, *, num_mel_bins: int = 80, frame_length_ms: float = 25.0,
-                 frame_shift_ms: float = 10.0, cmvn: bool = True, dim: int = 0,
-                 upstream: Signal | None = None) -> None:
+    def __init__(self, config: LogMelConfig, upstream: Signal | None = None) -> None:
         super().__init__()
         self.upstream = upstream or waveform_signal()
-        self.fbank = KaldiFbank(num_mel_bins, self.upstream.sample_rate, frame_length_ms,
-                                frame_shift_ms)
-        self.cmvn = cmvn
-        self.out_dim = dim or num_mel_bins
-        self.projection: nn.Module = nn.Linear(num_mel_bins, dim) if dim else nn.Identity()
+        n, dim = config.num_mel_bins, config.dim
+        self.fbank = KaldiFbank(n, self.upstream.sample_rate, config.frame_length_ms,
+                                config.frame_shift_ms)
+        self.cmvn = config.cmvn
+        self.out_dim = dim or n
+        self.projection: nn.Module = nn.Linear(n, dim) if dim else nn.Identity()
 
     @classmethod
     def from_config(cls, config: LogMelConfig, upstream: Signal | None = None,
@@ -72,9 +71,7 @@ class LogMelEncoder(Encoder):
         if upstream is not None and upstream.kind != "waveform":
             raise FitError(f"the log-mel front end reads raw audio, but its input is "
                            f"{upstream.describe()}.")
-        return cls(num_mel_bins=config.num_mel_bins, frame_length_ms=config.frame_length_ms,
-                   frame_shift_ms=config.frame_shift_ms, cmvn=config.cmvn, dim=config.dim,
-                   upstream=upstream)
+        return cls(config, upstream)
 
     def produces(self) -> Signal:
         return self.upstream.then(kind="frames", dim=self.out_dim, stride=self.fbank.hop,

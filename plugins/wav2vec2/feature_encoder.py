@@ -26,7 +26,7 @@ Two normalisation modes:
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from typing import Literal
 
 import attrs
 import torch
@@ -162,29 +162,27 @@ class Wav2Vec2FeatureEncoder(Encoder):
 
     Config = Wav2Vec2FeatureEncoderConfig
 
-    def __init__(self, conv_layers: Sequence[Sequence[int]] = DEFAULT_CONV_LAYERS, *,
-                 mode: NormMode = "group_norm", conv_bias: bool = False,
-                 feature_grad_mult: float = 1.0, dropout: float = 0.0, layer_norm_eps: float = 1e-5,
-                 group_norm_padding: str = "include", fairseq_compat: bool = False,
+    def __init__(self, config: Wav2Vec2FeatureEncoderConfig,
                  upstream: Signal | None = None) -> None:
         super().__init__()
-        self.fairseq_compat = fairseq_compat
+        mode = config.mode
         if mode not in ("group_norm", "layer_norm"):
             raise ValueError(f"mode must be group_norm or layer_norm, found {mode!r}")
-        self.conv_config = [tuple(int(v) for v in block) for block in conv_layers]
+        self.fairseq_compat = config.fairseq_compat
+        self.conv_config = [tuple(int(v) for v in block) for block in config.conv_layers]
         self.mode = mode
-        self.feature_grad_mult = feature_grad_mult
-        self.group_norm_padding = group_norm_padding
+        self.feature_grad_mult = config.feature_grad_mult
+        self.group_norm_padding = config.group_norm_padding
         blocks = []
         in_dim = 1
         for i, (dim, kernel, stride) in enumerate(self.conv_config):
             norm = "layer" if mode == "layer_norm" else ("group" if i == 0 else None)
-            blocks.append(ConvBlock(in_dim, dim, kernel, stride, bias=conv_bias, norm=norm,
-                                    dropout=dropout))
+            blocks.append(ConvBlock(in_dim, dim, kernel, stride, bias=config.conv_bias, norm=norm,
+                                    dropout=config.dropout))
             in_dim = dim
         self.conv_layers = nn.ModuleList(blocks)
         self.dim = in_dim
-        self.layer_norm = nn.LayerNorm(in_dim, eps=layer_norm_eps)
+        self.layer_norm = nn.LayerNorm(in_dim, eps=config.layer_norm_eps)
         self._upstream = upstream or waveform_signal()
         self.receptive_field = self.produces().receptive_field // self._upstream.receptive_field
 
@@ -195,11 +193,7 @@ class Wav2Vec2FeatureEncoder(Encoder):
             raise FitError(f"the wav2vec 2.0 conv encoder reads a waveform, but its input is "
                            f"{upstream.describe()}.",
                            hint="Use it on raw audio, or pick an encoder for precomputed features.")
-        return cls(config.conv_layers, mode=config.mode, conv_bias=config.conv_bias,
-                   feature_grad_mult=config.feature_grad_mult, dropout=config.dropout,
-                   layer_norm_eps=config.layer_norm_eps,
-                   group_norm_padding=config.group_norm_padding,
-                   fairseq_compat=config.fairseq_compat, upstream=upstream)
+        return cls(config, upstream)
 
     def produces(self) -> Signal:
         """Frames of width C; stride and receptive field from the conv stack (320 / 400 samples

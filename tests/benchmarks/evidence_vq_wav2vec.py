@@ -161,7 +161,7 @@ def logmel_frames(manifest: Path, max_seconds: float | None = None) -> list[np.n
     from w2v.data.manifest import read_manifest
     from w2v.plugins.frontends.logmel import LogMelEncoder
 
-    enc = LogMelEncoder(num_mel_bins=80, cmvn=True)
+    enc = LogMelEncoder(LogMelEncoder.Config(num_mel_bins=80, cmvn=True))
     m = read_manifest(str(manifest))
     out, seconds = [], 0.0
     for row in range(len(m)):

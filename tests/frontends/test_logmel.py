@@ -28,7 +28,7 @@ def chirp_wav(path, seconds=0.5, sample_rate=16000, seed=0):
 def test_matches_torchaudio_kaldi_fbank_on_a_wav_file(tmp_path):
     waves = [chirp_wav(tmp_path / f"{i}.wav", seconds=s, seed=i)
              for i, s in enumerate([0.5, 0.37])]
-    enc = LogMelEncoder(cmvn=False)
+    enc = LogMelEncoder(LogMelEncoder.Config(cmvn=False))
     batch = torch.zeros(2, waves[0].numel())
     for i, w in enumerate(waves):
         batch[i, :w.numel()] = w
@@ -46,7 +46,7 @@ def test_cmvn_gives_zero_mean_unit_variance_over_valid_frames(tmp_path):
     wave = chirp_wav(tmp_path / "a.wav")
     batch = torch.zeros(2, wave.numel())
     batch[0], batch[1, :5000] = wave, wave[:5000] * 3.0
-    out = LogMelEncoder(cmvn=True)(batch, torch.tensor([wave.numel(), 5000]))
+    out = LogMelEncoder(LogMelEncoder.Config(cmvn=True))(batch, torch.tensor([wave.numel(), 5000]))
     for i, n in enumerate(out.lengths.tolist()):
         valid = out.features[i, :n]
         assert torch.allclose(valid.mean(0), torch.zeros(80), atol=1e-4)
@@ -56,7 +56,7 @@ def test_cmvn_gives_zero_mean_unit_variance_over_valid_frames(tmp_path):
 
 def test_utterance_alone_and_padded_give_the_same_valid_frames(tmp_path):
     torch.manual_seed(0)
-    enc = LogMelEncoder(cmvn=True, dim=16)
+    enc = LogMelEncoder(LogMelEncoder.Config(cmvn=True, dim=16))
     wave = chirp_wav(tmp_path / "a.wav", seconds=0.3)
     alone = enc(wave[None]).features[0]
     padded = torch.cat([wave, torch.randn(2000)])[None]                 # junk after the end
@@ -73,20 +73,21 @@ def test_masked_cmvn_ignores_padding_values():
 
 
 def test_signal_and_lengths():
-    enc = LogMelEncoder(cmvn=True)
+    enc = LogMelEncoder(LogMelEncoder.Config(cmvn=True))
     sig = enc.produces()
     assert (sig.kind, sig.dim, sig.stride, sig.receptive_field, sig.causal) == \
         ("frames", 80, 160, 400, False)
-    assert LogMelEncoder(cmvn=False, dim=32).produces().causal
-    assert LogMelEncoder(dim=32).produces().dim == 32
+    assert LogMelEncoder(LogMelEncoder.Config(cmvn=False, dim=32)).produces().causal
+    assert LogMelEncoder(LogMelEncoder.Config(dim=32)).produces().dim == 32
     for n in [0, 399, 400, 559, 560, 16000]:
         frames = enc(torch.randn(1, n)).features.shape[1]
         assert int(enc.output_lengths(torch.tensor([n]))) == frames
 
 
 def test_parameters_only_with_a_projection():
-    assert not list(LogMelEncoder().parameters())
-    assert sum(p.numel() for p in LogMelEncoder(dim=8).parameters()) == 80 * 8 + 8
+    assert not list(LogMelEncoder(LogMelEncoder.Config()).parameters())
+    projected = LogMelEncoder(LogMelEncoder.Config(dim=8))
+    assert sum(p.numel() for p in projected.parameters()) == 80 * 8 + 8
 
 
 def test_built_from_a_yaml_section():

@@ -27,26 +27,28 @@ LETTERS = "ABCDE"
 
 # ------------------------------------------------------------------ components
 def test_precomputed_encoder_passes_frames_through():
-    enc = FeatureInput(6)
+    enc = FeatureInput(FeatureInput.Config(dim=6))
     x = torch.randn(2, 9, 6)
     out = enc(x, torch.tensor([9, 4]))
     assert torch.equal(out.features[0], x[0])
     assert torch.equal(out.features[1, :4], x[1, :4]) and (out.features[1, 4:] == 0).all()
     assert out.lengths.tolist() == [9, 4]
-    normed = FeatureInput(6, cmvn=True)(x * 5 + 3, torch.tensor([9, 4])).features
+    cmvn = FeatureInput(FeatureInput.Config(dim=6, cmvn=True))
+    normed = cmvn(x * 5 + 3, torch.tensor([9, 4])).features
     assert torch.allclose(normed[1, :4].mean(0), torch.zeros(6), atol=1e-5)
     assert torch.allclose(normed[0].std(0, unbiased=False), torch.ones(6), atol=1e-3)
     with pytest.raises(FitError, match=r"\[B, T, 6\]"):
         enc(torch.randn(2, 16000))
     with pytest.raises(FitError, match="found torch.float32"):
         enc(torch.randn(2, 9, 5))
-    sig = FeatureInput(6, frame_stride=320).produces()
+    sig = FeatureInput(FeatureInput.Config(dim=6, frame_stride=320)).produces()
     assert (sig.kind, sig.dim, sig.frame_rate) == ("features", 6, 50.0)
 
 
 def test_wav2letter_is_local_and_ignores_padding():
     torch.manual_seed(0)
-    agg = Wav2LetterAggregator(5, [(8, 3), (8, 5)], dropout=0.0).eval()
+    config = Wav2LetterAggregator.Config(layers=[(8, 3), (8, 5)], dropout=0.0)
+    agg = Wav2LetterAggregator(config, 5).eval()
     assert agg.produces().receptive_field == 1 + 2 + 4 and not agg.produces().causal
     x = torch.randn(1, 30, 5)
     y = agg(x).output
@@ -256,7 +258,7 @@ def test_featurize_audio_untrained_logmel_and_quantized(tmp_path, audio_manifest
     assert feats.dim == 40 and feats.meta["stride"] == 160
     assert feats.lengths.tolist()[2] == 0                             # 300 samples: no frame
     wave, _ = read_audio(str(Path(feats.root) / feats.entries[0][0]), sample_rate=16000)
-    ref = LogMelEncoder(num_mel_bins=40)(wave[None]).features[0]
+    ref = LogMelEncoder(LogMelEncoder.Config(num_mel_bins=40))(wave[None]).features[0]
     assert torch.allclose(torch.from_numpy(np.asarray(feats.frames(0), np.float32)), ref,
                           atol=2e-2, rtol=1e-2)
     result = run_cli(path, "--out", tmp_path / "run", "--stages", "vq")

@@ -57,7 +57,7 @@ def test_offset_derived_from_the_encoder(layers, offset):
 
 
 def test_offset_for_logmel_and_explicit_override():
-    enc = LogMelEncoder(cmvn=False)
+    enc = LogMelEncoder(LogMelEncoder.Config(cmvn=False))
     model = SpeechModel(enc, GRUAggregator(80, dim=4, upstream=enc.produces()))
     assert objective(model).offset_for(model) == 3               # ceil(400 / 160)
     assert objective(model, offset=5).offset_for(model) == 5
