@@ -78,11 +78,10 @@ class CausalConvBlock(nn.Module):
 class ConvAggregator(Aggregator):
     """Causal conv context network: ``x [B, T, input_dim] -> c [B, T, layers[-1].dim]``.
 
-    Args:
-        input_dim: width of the upstream frames (derived, never from YAML).
-        layers: ``[(dim, kernel, 1), ...]``.
-        upstream: the upstream signal (for :meth:`produces`).
-        Other arguments as in :class:`ConvAggregatorConfig`.
+    Built as ``ConvAggregator(config, input_dim, upstream=None)``: every setting comes
+    from :class:`ConvAggregatorConfig` (``layers`` or ``preset`` give the
+    ``(dim, kernel, 1)`` list); ``input_dim`` is the upstream frames' width and
+    ``upstream`` their signal (for :meth:`produces`), both wiring.
     """
 
     Config = ConvAggregatorConfig
@@ -90,26 +89,25 @@ class ConvAggregator(Aggregator):
     #: ``group`` norm's utterance statistics do. See the module docstring.
     structurally_causal = True
 
-    def __init__(self, input_dim: int, layers: list[ConvLayer], *, norm: NormKind = "group",
-                 affine_norm: bool = True, activation: Activation = "relu", conv_bias: bool = True,
-                 zero_pad: bool = False, skip_connections: bool = True,
-                 residual_scale: float = 0.5, dropout: float = 0.0,
+    def __init__(self, config: ConvAggregatorConfig, input_dim: int,
                  upstream: Signal | None = None) -> None:
         super().__init__()
         self.input_dim = input_dim
-        self.layer_spec = [tuple(layer) for layer in layers]
-        self.norm_kind = norm
-        self.skip_connections = skip_connections
-        self.residual_scale = math.sqrt(residual_scale)
+        self.layer_spec: list[ConvLayer] = resolve_layers(config.preset, config.layers,
+                                                          AGGREGATOR_PRESETS, stride_one=True)
+        self.norm_kind = config.norm
+        self.skip_connections = config.skip_connections
+        self.residual_scale = math.sqrt(config.residual_scale)
         self.upstream = upstream or Signal(kind="frames", dim=input_dim)
         self.blocks = nn.ModuleList()
         self.residual_proj = nn.ModuleList()
         in_dim = input_dim
         for dim, kernel, _ in self.layer_spec:
             self.blocks.append(CausalConvBlock(
-                in_dim, dim, kernel, norm=norm, activation=activation, affine_norm=affine_norm,
-                conv_bias=conv_bias, zero_pad=zero_pad, dropout=dropout))
-            needs_proj = skip_connections and in_dim != dim
+                in_dim, dim, kernel, norm=config.norm, activation=config.activation,
+                affine_norm=config.affine_norm, conv_bias=config.conv_bias,
+                zero_pad=config.zero_pad, dropout=config.dropout))
+            needs_proj = config.skip_connections and in_dim != dim
             self.residual_proj.append(nn.Conv1d(in_dim, dim, 1, bias=False) if needs_proj
                                       else nn.Identity())
             in_dim = dim
@@ -117,14 +115,7 @@ class ConvAggregator(Aggregator):
     @classmethod
     def from_config(cls, config: ConvAggregatorConfig, upstream: Signal | None = None,
                     **context) -> "ConvAggregator":
-        input_dim = upstream_dim(upstream, "conv aggregator")
-        return cls(input_dim, resolve_layers(config.preset, config.layers, AGGREGATOR_PRESETS,
-                                          stride_one=True),
-                   norm=config.norm, affine_norm=config.affine_norm,
-                   activation=config.activation, conv_bias=config.conv_bias,
-                   zero_pad=config.zero_pad, skip_connections=config.skip_connections,
-                   residual_scale=config.residual_scale, dropout=config.dropout,
-                   upstream=upstream)
+        return cls(config, upstream_dim(upstream, "conv aggregator"), upstream)
 
     @property
     def num_layers(self) -> int:

@@ -56,6 +56,9 @@ class UnitEmbeddingConfig:
 class UnitEmbedding(Encoder):
     """Unit ids ``[B, T]`` (padded with ``<pad>`` = 1) -> embeddings ``[B, T, dim]``.
 
+    Built as ``UnitEmbedding(config, sample_rate=16000)``: the settings (vocabulary
+    included; null gives a placeholder of ``NUM_SPECIAL + 1`` entries) from
+    :class:`UnitEmbeddingConfig`, the upstream's sample rate as wiring.
     Row ``vocab_size`` of ``embed.weight`` is the ``[MASK]`` embedding
     (:attr:`mask_id`); padded positions give zeros.
     """
@@ -64,30 +67,29 @@ class UnitEmbedding(Encoder):
     consumes = "tokens"
     no_smoke_reason = "reads unit ids, not audio; tests/wav2vec/test_bert.py exercises it"
 
-    def __init__(self, vocab_size: int, dim: int, *, frame_stride: int = 160,
-                 max_positions: int = 0, dropout: float = 0.0, sample_rate: int = 16000) -> None:
+    def __init__(self, config: UnitEmbeddingConfig, sample_rate: int = 16000) -> None:
         super().__init__()
+        vocab_size = config.vocab_size if config.vocab_size is not None else NUM_SPECIAL + 1
+        dim = config.dim
         self.vocab_size = vocab_size
         self.dim = dim
         self.mask_id = vocab_size
-        self.frame_stride = frame_stride
+        self.frame_stride = config.frame_stride
         self.sample_rate = sample_rate
         self.embed = nn.Embedding(vocab_size + 1, dim, padding_idx=PAD_ID)
         nn.init.normal_(self.embed.weight, mean=0.0, std=dim ** -0.5)
         with torch.no_grad():
             self.embed.weight[PAD_ID].zero_()
-        self.positions = nn.Embedding(max_positions, dim) if max_positions else None
+        self.positions = nn.Embedding(config.max_positions, dim) if config.max_positions \
+            else None
         if self.positions is not None:
             nn.init.normal_(self.positions.weight, mean=0.0, std=0.02)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = nn.Dropout(config.dropout)
 
     @classmethod
     def from_config(cls, config: UnitEmbeddingConfig, upstream: Signal | None = None,
                     **context: Any) -> "UnitEmbedding":
-        vocab = config.vocab_size if config.vocab_size is not None else NUM_SPECIAL + 1
-        return cls(vocab, config.dim, frame_stride=config.frame_stride,
-                   max_positions=config.max_positions, dropout=config.dropout,
-                   sample_rate=upstream.sample_rate if upstream is not None else 16000)
+        return cls(config, upstream.sample_rate if upstream is not None else 16000)
 
     @classmethod
     def config_for_input(cls, config: UnitEmbeddingConfig, signal: Signal) -> UnitEmbeddingConfig:

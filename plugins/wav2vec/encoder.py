@@ -70,36 +70,34 @@ class ConvBlock(nn.Module):
 class Wav2VecConvEncoder(Encoder):
     """wav2vec 1.0 conv encoder: waveform ``[B, S]`` -> z ``[B, T, C]`` (stride 160, RF 465 base).
 
-    Args:
-        layers: ``[(dim, kernel, stride), ...]``.
-        norm: ``group`` (parity, leaks the future), ``frame`` or ``none``.
-        skip_connections: add ``(x + residual) * sqrt(residual_scale)`` around
-            blocks whose channel count is unchanged; the residual is the
-            input subsampled at the block's stride, i.e. the first sample of
-            each output window (fairseq subsamples by ``T_in // T_out``, which
-            equals the stride once ``T_out > kernel - stride``).
-        upstream: the input signal (a waveform).
+    Built as ``Wav2VecConvEncoder(config, upstream=None)``: every setting comes from
+    :class:`Wav2VecConvEncoderConfig` (``layers`` or ``preset`` give the
+    ``(dim, kernel, stride)`` list); ``upstream`` is the input signal (a waveform).
+
+    ``norm: group`` is fairseq's (it leaks the future); ``skip_connections`` adds
+    ``(x + residual) * sqrt(residual_scale)`` around blocks whose channel count is
+    unchanged, the residual being the input subsampled at the block's stride, i.e.
+    the first sample of each output window (fairseq subsamples by ``T_in // T_out``,
+    which equals the stride once ``T_out > kernel - stride``).
     """
 
     Config = Wav2VecConvEncoderConfig
 
-    def __init__(self, layers: list[ConvLayer], *, norm: NormKind = "group",
-                 affine_norm: bool = True, activation: Activation = "relu",
-                 log_compression: bool = True, skip_connections: bool = False,
-                 residual_scale: float = 0.5, upstream: Signal | None = None) -> None:
+    def __init__(self, config: Wav2VecConvEncoderConfig, upstream: Signal | None = None) -> None:
         super().__init__()
-        self.layer_spec = [tuple(layer) for layer in layers]
-        self.norm_kind = norm
-        self.log_compression = log_compression
-        self.skip_connections = skip_connections
-        self.residual_scale = math.sqrt(residual_scale)
+        self.layer_spec: list[ConvLayer] = resolve_layers(config.preset, config.layers,
+                                                          ENCODER_PRESETS)
+        self.norm_kind = config.norm
+        self.log_compression = config.log_compression
+        self.skip_connections = config.skip_connections
+        self.residual_scale = math.sqrt(config.residual_scale)
         self.upstream = upstream or waveform_signal()
         self.receptive_field = receptive_field(self.layer_spec)[0]          # in input samples
         in_dim = 1
         self.blocks = nn.ModuleList()
         for dim, kernel, stride in self.layer_spec:
-            self.blocks.append(ConvBlock(in_dim, dim, kernel, stride, norm, activation,
-                                         affine_norm))
+            self.blocks.append(ConvBlock(in_dim, dim, kernel, stride, config.norm,
+                                         config.activation, config.affine_norm))
             in_dim = dim
 
     @classmethod
@@ -108,11 +106,7 @@ class Wav2VecConvEncoder(Encoder):
         if upstream is not None and upstream.kind != "waveform":
             raise FitError(f"the wav2vec conv encoder reads raw audio, but its input is "
                            f"{upstream.describe()}.")
-        return cls(resolve_layers(config.preset, config.layers, ENCODER_PRESETS),
-                   norm=config.norm, affine_norm=config.affine_norm,
-                   activation=config.activation, log_compression=config.log_compression,
-                   skip_connections=config.skip_connections,
-                   residual_scale=config.residual_scale, upstream=upstream)
+        return cls(config, upstream)
 
     def produces(self) -> Signal:
         sig = self.upstream

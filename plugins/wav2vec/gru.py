@@ -26,6 +26,9 @@ class GRUAggregatorConfig:
 class GRUAggregator(Aggregator):
     """Unidirectional GRU: ``x [B, T, input_dim] -> c [B, T, dim]``, causal by construction.
 
+    Built as ``GRUAggregator(config, input_dim, upstream=None)``: settings from
+    :class:`GRUAggregatorConfig`, the upstream width and signal as wiring.
+
     Padded steps come after the valid ones, so a unidirectional recurrence never
     lets them reach a valid output; no packing is needed, and padded outputs
     are zeroed. The history is unbounded: :meth:`produces` reports the
@@ -41,25 +44,21 @@ class GRUAggregator(Aggregator):
     Config = GRUAggregatorConfig
     structurally_causal = True
 
-    def __init__(self, input_dim: int, *, dim: int = 512, num_layers: int = 1,
-                 dropout: float = 0.0, fairseq_compat: bool = False,
+    def __init__(self, config: GRUAggregatorConfig, input_dim: int,
                  upstream: Signal | None = None) -> None:
         super().__init__()
-        self.fairseq_compat = fairseq_compat
+        self.fairseq_compat = config.fairseq_compat
         self.input_dim = input_dim
-        self.dim = dim
+        self.dim = dim = config.dim
         self.upstream = upstream or Signal(kind="frames", dim=input_dim)
-        self.layers = nn.ModuleList(
-            nn.GRU(input_dim if i == 0 else dim, dim, batch_first=True) for i in range(num_layers))
-        self.dropout = nn.Dropout(dropout)
+        self.layers = nn.ModuleList(nn.GRU(input_dim if i == 0 else dim, dim, batch_first=True)
+                                    for i in range(config.num_layers))
+        self.dropout = nn.Dropout(config.dropout)
 
     @classmethod
     def from_config(cls, config: GRUAggregatorConfig, upstream: Signal | None = None,
                     **context) -> "GRUAggregator":
-        input_dim = upstream_dim(upstream, "GRU aggregator")
-        return cls(input_dim, dim=config.dim, num_layers=config.num_layers,
-                   dropout=config.dropout, fairseq_compat=config.fairseq_compat,
-                   upstream=upstream)
+        return cls(config, upstream_dim(upstream, "GRU aggregator"), upstream)
 
     @property
     def num_layers(self) -> int:

@@ -109,6 +109,11 @@ class FutureContrastiveObjective(Objective):
     Tests may inject distractors as ``batch.extra["neg_idx"]``: ``[B, T, N]``
     long flat indices into the ``B*T`` target frames.
 
+    Built as ``FutureContrastiveObjective(config, context_dim, target_dim, codebook_size=0)``:
+    the settings from :class:`FutureContrastiveConfig`; the widths of the context and
+    target frames and the quantizer's ``G*V`` (0 without one) are wiring, which
+    :meth:`from_config` reads from the model.
+
     The model must have an aggregator whose wiring is causal (see
     :func:`aggregator_is_causal`); :meth:`check_model` raises
     :class:`~w2v.errors.FitError` otherwise.
@@ -116,28 +121,23 @@ class FutureContrastiveObjective(Objective):
 
     Config = FutureContrastiveConfig
 
-    def __init__(self, context_dim: int, target_dim: int, *, prediction_steps: int = 12,
-                 num_negatives: int = 10, cross_sample_negatives: int = 0,
-                 sample_distance: int | None = None, offset: int | None = None,
-                 infonce: bool = False, balanced_classes: bool = False,
-                 prediction_dropout: float = 0.0, context_dropout: float = 0.0,
-                 aux_loss_weight: float = 1.0, diversity_weight: float = 0.0,
-                 fairseq_compat: bool = False, codebook_size: int = 0) -> None:
+    def __init__(self, config: FutureContrastiveConfig, context_dim: int, target_dim: int,
+                 codebook_size: int = 0) -> None:
         super().__init__()
         self.codebook_size = codebook_size      # G*V: the diversity term is unnormalised
-        self.head = StepPredictionHead(context_dim, target_dim, prediction_steps)
-        self.num_negatives = num_negatives
-        self.cross_sample_negatives = cross_sample_negatives
-        self.sample_distance = sample_distance
-        self.offset_override = offset
-        self.offset = offset            # resolved from the model by from_config
-        self.infonce = infonce
-        self.balanced_classes = balanced_classes
-        self.prediction_dropout = nn.Dropout(prediction_dropout)
-        self.context_dropout = nn.Dropout(context_dropout)
-        self.aux_loss_weight = aux_loss_weight
-        self.diversity_weight = diversity_weight
-        self.fairseq_compat = fairseq_compat
+        self.head = StepPredictionHead(context_dim, target_dim, config.prediction_steps)
+        self.num_negatives = config.num_negatives
+        self.cross_sample_negatives = config.cross_sample_negatives
+        self.sample_distance = config.sample_distance
+        self.offset_override = config.offset
+        self.offset = config.offset     # resolved from the model by from_config
+        self.infonce = config.infonce
+        self.balanced_classes = config.balanced_classes
+        self.prediction_dropout = nn.Dropout(config.prediction_dropout)
+        self.context_dropout = nn.Dropout(config.context_dropout)
+        self.aux_loss_weight = config.aux_loss_weight
+        self.diversity_weight = config.diversity_weight
+        self.fairseq_compat = config.fairseq_compat
 
     @classmethod
     def from_config(cls, config: FutureContrastiveConfig, upstream: Signal | None = None, *,
@@ -157,8 +157,7 @@ class FutureContrastiveObjective(Objective):
         else:
             raise ConfigError("the future_contrastive objective needs the model (or its context "
                               "signal) to size its prediction heads.")
-        objective = cls(context_dim, target_dim, codebook_size=codebook_size,
-                        **attrs.asdict(config))
+        objective = cls(config, context_dim, target_dim, codebook_size)
         if model is not None:
             objective.offset = objective.offset_for(model)
         return objective

@@ -174,8 +174,8 @@ def main() -> None:
 
     # 8. GRU aggregator: fairseq's recurrence across the batch vs over time (batch of 2)
     torch.manual_seed(0)
-    ours = GRUAggregator(512, dim=512, fairseq_compat=True)
-    default = GRUAggregator(512, dim=512)
+    ours = GRUAggregator(GRUAggregator.Config(dim=512, fairseq_compat=True), 512)
+    default = GRUAggregator(GRUAggregator.Config(dim=512), 512)
     default.load_state_dict(ours.state_dict())
     z = torch.randn(2, 100, 512)
     with torch.no_grad():

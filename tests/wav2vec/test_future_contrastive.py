@@ -30,8 +30,9 @@ TINY_ENC = [(4, 4, 2), (4, 3, 2)]      # receptive field 8, stride 4 -> offset 2
 
 def tiny_model(norm="none", seed=0, **model_kw):
     torch.manual_seed(seed)
-    enc = Wav2VecConvEncoder(TINY_ENC, norm=norm)
-    agg = ConvAggregator(4, [(6, 3, 1), (6, 2, 1)], norm=norm, upstream=enc.produces())
+    enc = Wav2VecConvEncoder(Wav2VecConvEncoder.Config(layers=TINY_ENC, norm=norm))
+    agg = ConvAggregator(ConvAggregator.Config(layers=[(6, 3, 1), (6, 2, 1)], norm=norm), 4,
+                         upstream=enc.produces())
     return SpeechModel(enc, agg, **model_kw)
 
 
@@ -51,14 +52,16 @@ def objective(model, **cfg):
     ([(8, 4, 4)], 1),                                          # RF 4 / stride 4
 ])
 def test_offset_derived_from_the_encoder(layers, offset):
-    enc = Wav2VecConvEncoder(layers)
-    model = SpeechModel(enc, GRUAggregator(enc.produces().dim, dim=4, upstream=enc.produces()))
+    enc = Wav2VecConvEncoder(Wav2VecConvEncoder.Config(layers=layers))
+    model = SpeechModel(enc, GRUAggregator(GRUAggregator.Config(dim=4), enc.produces().dim,
+                                           upstream=enc.produces()))
     assert objective(model).offset_for(model) == offset
 
 
 def test_offset_for_logmel_and_explicit_override():
-    enc = LogMelEncoder(LogMelEncoder.Config(cmvn=False))
-    model = SpeechModel(enc, GRUAggregator(80, dim=4, upstream=enc.produces()))
+    enc = LogMelEncoder(cmvn=False)
+    model = SpeechModel(enc, GRUAggregator(GRUAggregator.Config(dim=4), 80,
+                                           upstream=enc.produces()))
     assert objective(model).offset_for(model) == 3               # ceil(400 / 160)
     assert objective(model, offset=5).offset_for(model) == 5
 
@@ -166,8 +169,10 @@ def piecewise_tones(batch, samples, segment, seed=0):
 ])
 def test_loss_drops_below_chance_on_tiny_data(infonce, chance_bits, steps):
     torch.manual_seed(0)
-    enc = Wav2VecConvEncoder([(16, 10, 5), (16, 8, 4)])
-    model = SpeechModel(enc, ConvAggregator(16, [(16, 3, 1)] * 2, upstream=enc.produces()))
+    enc = Wav2VecConvEncoder(Wav2VecConvEncoder.Config(layers=[(16, 10, 5), (16, 8, 4)]))
+    agg = ConvAggregator(ConvAggregator.Config(layers=[(16, 3, 1)] * 2), 16,
+                         upstream=enc.produces())
+    model = SpeechModel(enc, agg)
     obj = objective(model, prediction_steps=4, num_negatives=4, infonce=infonce,
                     balanced_classes=not infonce)
     batch = Batch(source=piecewise_tones(4, 2000, 200),
@@ -187,10 +192,11 @@ def test_loss_drops_below_chance_on_tiny_data(infonce, chance_bits, steps):
 
 def test_gumbel_quantized_targets_add_the_unnormalised_diversity_term():
     torch.manual_seed(0)
-    enc = Wav2VecConvEncoder(TINY_ENC, norm="none")
+    enc = Wav2VecConvEncoder(Wav2VecConvEncoder.Config(layers=TINY_ENC, norm="none"))
     quant = structure_component("quantizer", {"name": "gumbel", "groups": 2, "num_vars": 4}
                                 ).build(enc.produces())
-    agg = ConvAggregator(quant.produces().dim, [(6, 2, 1)], upstream=quant.produces())
+    agg = ConvAggregator(ConvAggregator.Config(layers=[(6, 2, 1)]), quant.produces().dim,
+                         upstream=quant.produces())
     model = SpeechModel(enc, agg, quantizer=quant, quantize="both").eval()
     obj = objective(model, prediction_steps=2, num_negatives=2, diversity_weight=0.5).eval()
     wave = torch.randn(2, 60)
@@ -309,7 +315,7 @@ def registry_with_bigru():
 
 
 def test_rejects_a_non_causal_aggregator_naming_both(registry_with_bigru):
-    enc = Wav2VecConvEncoder(TINY_ENC)
+    enc = Wav2VecConvEncoder(Wav2VecConvEncoder.Config(layers=TINY_ENC))
     model = SpeechModel(enc, BidirectionalGRU(4, upstream=enc.produces()))
     with pytest.raises(FitError) as info:
         objective(model)
@@ -329,7 +335,7 @@ def test_wav2vec2_transformer_fits_only_in_causal_mode(causal):
     """Its own causal flag decides, even over a GroupNorm encoder whose leak makes
     ``produces().causal`` False."""
     torch.manual_seed(0)
-    enc = Wav2VecConvEncoder(TINY_ENC)
+    enc = Wav2VecConvEncoder(Wav2VecConvEncoder.Config(layers=TINY_ENC))
     agg = structure_component("aggregator", {
         "name": "transformer", "embed_dim": 8, "layers": 1, "ffn_dim": 16, "heads": 2,
         "conv_pos": 4, "conv_pos_groups": 2, "causal": causal}).build(enc.produces())
@@ -345,7 +351,7 @@ def test_wav2vec2_transformer_fits_only_in_causal_mode(causal):
 
 
 def test_rejects_models_without_aggregator_and_mismatched_heads():
-    enc = Wav2VecConvEncoder(TINY_ENC)
+    enc = Wav2VecConvEncoder(Wav2VecConvEncoder.Config(layers=TINY_ENC))
     with pytest.raises(FitError, match="no aggregator"):
         objective(SpeechModel(enc))
     obj = FutureContrastiveObjective.from_config(FutureContrastiveConfig(),

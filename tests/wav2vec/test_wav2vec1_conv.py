@@ -22,8 +22,9 @@ TINY_AGG = [(4, 3, 1), (6, 2, 1)]
 
 def tiny_stack(norm, seed=0):
     torch.manual_seed(seed)
-    enc = Wav2VecConvEncoder(TINY_ENC, norm=norm)
-    agg = ConvAggregator(4, TINY_AGG, norm=norm, upstream=enc.produces())
+    enc = Wav2VecConvEncoder(Wav2VecConvEncoder.Config(layers=TINY_ENC, norm=norm))
+    agg = ConvAggregator(ConvAggregator.Config(layers=TINY_AGG, norm=norm), 4,
+                         upstream=enc.produces())
     return enc.eval(), agg.eval()
 
 
@@ -37,7 +38,7 @@ def run(enc, agg, wave):
 
 @pytest.mark.parametrize("layers, n", [(ENCODER_BASE, 5), (ENCODER_LARGE, 7), (ENCODER_VQ, 8)])
 def test_presets_stride_and_receptive_field(layers, n):
-    enc = Wav2VecConvEncoder(layers)
+    enc = Wav2VecConvEncoder(Wav2VecConvEncoder.Config(layers=layers))
     sig = enc.produces()
     assert len(enc.blocks) == n
     assert (sig.kind, sig.dim, sig.stride, sig.receptive_field) == ("frames", 512, 160, 465)
@@ -46,30 +47,38 @@ def test_presets_stride_and_receptive_field(layers, n):
 
 @pytest.mark.parametrize("norm, causal", [("group", False), ("frame", True), ("none", True)])
 def test_encoder_causality_flag_follows_norm(norm, causal):
-    assert Wav2VecConvEncoder(TINY_ENC, norm=norm).produces().causal is causal
+    enc = Wav2VecConvEncoder(Wav2VecConvEncoder.Config(layers=TINY_ENC, norm=norm))
+    assert enc.produces().causal is causal
 
 
 def test_aggregator_receptive_fields_match_the_paper():
-    z = Wav2VecConvEncoder(ENCODER_BASE).produces()
-    base = ConvAggregator(512, AGGREGATOR_BASE, upstream=z).produces()
-    large = ConvAggregator(512, AGGREGATOR_LARGE, upstream=z).produces()
+    z = Wav2VecConvEncoder(Wav2VecConvEncoder.Config(layers=ENCODER_BASE)).produces()
+    base = ConvAggregator(ConvAggregator.Config(layers=AGGREGATOR_BASE), 512, upstream=z).produces()
+    large = ConvAggregator(ConvAggregator.Config(layers=AGGREGATOR_LARGE), 512,
+                           upstream=z).produces()
     assert round(1000 * base.receptive_field / 16000) == 209   # paper: 210 ms
     assert round(1000 * large.receptive_field / 16000) == 809  # paper: 810 ms
     assert base.stride == large.stride == 160
 
 
 def test_aggregator_produces_is_causal_only_without_group_norm_anywhere():
-    frame_enc = Wav2VecConvEncoder(TINY_ENC, norm="frame").produces()
-    assert ConvAggregator(4, TINY_AGG, norm="frame", upstream=frame_enc).produces().causal
-    assert not ConvAggregator(4, TINY_AGG, norm="group", upstream=frame_enc).produces().causal
-    group_enc = Wav2VecConvEncoder(TINY_ENC, norm="group").produces()
-    agg = ConvAggregator(4, TINY_AGG, norm="none", upstream=group_enc)
-    assert not agg.produces().causal and agg.structurally_causal
+    def agg(norm, upstream):
+        return ConvAggregator(ConvAggregator.Config(layers=TINY_AGG, norm=norm), 4, upstream)
+
+    def enc(norm):
+        return Wav2VecConvEncoder(Wav2VecConvEncoder.Config(layers=TINY_ENC, norm=norm))
+
+    frame_enc = enc("frame").produces()
+    assert agg("frame", frame_enc).produces().causal
+    assert not agg("group", frame_enc).produces().causal
+    group_enc = enc("group").produces()
+    none_agg = agg("none", group_enc)
+    assert not none_agg.produces().causal and none_agg.structurally_causal
 
 
 @pytest.mark.parametrize("layers", [ENCODER_BASE, TINY_ENC])
 def test_output_lengths_match_real_frame_counts(layers):
-    enc = Wav2VecConvEncoder(layers).eval()
+    enc = Wav2VecConvEncoder(Wav2VecConvEncoder.Config(layers=layers)).eval()
     for n in [0, 7, 8, 465, 466, 624, 625, 1000, 1601]:
         frames = enc(torch.randn(1, n)).features.shape[1]
         assert int(enc.output_lengths(torch.tensor([n]))) == frames
@@ -111,7 +120,7 @@ def test_group_norm_leaks_the_future():
 
 def test_gru_is_causal_and_ignores_padding():
     torch.manual_seed(0)
-    gru = GRUAggregator(3, dim=5, num_layers=2).eval()
+    gru = GRUAggregator(GRUAggregator.Config(dim=5, num_layers=2), 3).eval()
     x = torch.randn(2, 10, 3)
     y = gru(x).output
     bumped = x.clone()
@@ -131,8 +140,8 @@ def test_replication_vs_zero_padding():
     """The first frames see the causal padding: replicated frame 0 or zeros. Frames from
     sum(k - 1) = 3 on never reach the padding, so both variants agree there."""
     torch.manual_seed(0)
-    rep = ConvAggregator(4, TINY_AGG, norm="none", zero_pad=False)
-    zero = ConvAggregator(4, TINY_AGG, norm="none", zero_pad=True)
+    rep = ConvAggregator(ConvAggregator.Config(layers=TINY_AGG, norm="none", zero_pad=False), 4)
+    zero = ConvAggregator(ConvAggregator.Config(layers=TINY_AGG, norm="none", zero_pad=True), 4)
     zero.load_state_dict(rep.state_dict())
     x = torch.rand(1, 12, 4) + 0.5
     a, b = rep(x).output, zero(x).output
@@ -150,8 +159,9 @@ def test_aggregator_skip_connections_by_hand():
     relu(.) = (1.5, 0, 2)  ->  h1 = (2.5, -2, 5) s
     channel 0: (relu(h1) + 2 h1) s = (3.75, -2, 7.5); channel 1: (relu(-h1) + h1) s = (1.25, 0, 2.5)
     """
-    agg = ConvAggregator(1, [(1, 2, 1), (2, 1, 1)], norm="none", conv_bias=False,
-                         skip_connections=True, residual_scale=0.5)
+    agg = ConvAggregator(ConvAggregator.Config(layers=[(1, 2, 1), (2, 1, 1)], norm="none",
+                                               conv_bias=False, skip_connections=True,
+                                               residual_scale=0.5), 1)
     with torch.no_grad():
         agg.blocks[0].conv.weight.copy_(torch.tensor([[[0.5, 1.0]]]))
         agg.blocks[1].conv.weight.copy_(torch.tensor([[[1.0]], [[-1.0]]]))
@@ -166,8 +176,9 @@ def test_aggregator_skip_connections_by_hand():
 def test_encoder_skip_connection_by_hand():
     """One block 1 -> 1 channel, kernel 2, stride 2, weight (1, 1), no norm, no log:
     y = relu(x[2t] + x[2t+1]) = (3, 0, 0); residual x[2t] = (1, -3, 4); out = (4, -3, 4)/sqrt 2."""
-    enc = Wav2VecConvEncoder([(1, 2, 2)], norm="none", log_compression=False,
-                             skip_connections=True)
+    enc = Wav2VecConvEncoder(Wav2VecConvEncoder.Config(layers=[(1, 2, 2)], norm="none",
+                                                       log_compression=False,
+                                                       skip_connections=True))
     with torch.no_grad():
         enc.blocks[0].conv.weight.fill_(1.0)
     out = enc(torch.tensor([[1.0, 2.0, -3.0, 1.0, 4.0, -6.0]])).features[0, :, 0]
@@ -176,8 +187,8 @@ def test_encoder_skip_connection_by_hand():
 
 def test_log_compression():
     torch.manual_seed(0)
-    plain = Wav2VecConvEncoder(TINY_ENC, log_compression=False)
-    logged = Wav2VecConvEncoder(TINY_ENC, log_compression=True)
+    plain = Wav2VecConvEncoder(Wav2VecConvEncoder.Config(layers=TINY_ENC, log_compression=False))
+    logged = Wav2VecConvEncoder(Wav2VecConvEncoder.Config(layers=TINY_ENC, log_compression=True))
     logged.load_state_dict(plain.state_dict())
     wave = torch.randn(1, 64)
     assert torch.allclose(logged(wave).features, torch.log(plain(wave).features.abs() + 1))

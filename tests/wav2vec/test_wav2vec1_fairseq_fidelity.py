@@ -97,8 +97,8 @@ def test_compat_sampler_first_draw_equals_fairseq_after_the_same_seed(bsz, tsz, 
 def test_gru_compat_recurs_across_the_batch_axis_as_fairseq():
     torch.manual_seed(0)
     fairseq_gru = nn.GRU(input_size=6, hidden_size=5, num_layers=1)   # not batch_first
-    ours = GRUAggregator(6, dim=5, fairseq_compat=True)
-    default = GRUAggregator(6, dim=5)
+    ours = GRUAggregator(GRUAggregator.Config(dim=5, fairseq_compat=True), 6)
+    default = GRUAggregator(GRUAggregator.Config(dim=5), 6)
     ours.layers[0].load_state_dict(fairseq_gru.state_dict())
     default.layers[0].load_state_dict(fairseq_gru.state_dict())
     x = torch.randn(3, 7, 6)                                        # [B, T, C]
