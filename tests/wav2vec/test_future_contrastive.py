@@ -59,7 +59,7 @@ def test_offset_derived_from_the_encoder(layers, offset):
 
 
 def test_offset_for_logmel_and_explicit_override():
-    enc = LogMelEncoder(cmvn=False)
+    enc = LogMelEncoder(LogMelEncoder.Config(cmvn=False))
     model = SpeechModel(enc, GRUAggregator(GRUAggregator.Config(dim=4), 80,
                                            upstream=enc.produces()))
     assert objective(model).offset_for(model) == 3               # ceil(400 / 160)
