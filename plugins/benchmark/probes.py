@@ -65,8 +65,8 @@ class CTCProbe(nn.Module):
         from w2v.plugins.ctc.head import CTCHead
 
         self.layers = WeightedLayers(num_layers, layer_norm=layer_norm)
-        self.head = CTCHead(dim, vocab_size, blank=blank, lstm_layers=lstm_layers,
-                            lstm_dim=lstm_dim)
+        self.head = CTCHead(CTCHead.Config(lstm_layers=lstm_layers, lstm_dim=lstm_dim), dim,
+                            vocab_size, blank=blank)
 
     def forward(self, batch: Batch | Tensor, lengths: Tensor | None = None, **_: Any
                 ) -> ModelOutput:

@@ -50,40 +50,35 @@ def force_blank(logits: Tensor, lengths: Tensor | None, blank: int) -> Tensor:
 class CTCHead(Head):
     """Final dropout + ``Linear(D, V)``: context ``[B, T, D]`` -> logits ``[B, T, V]``.
 
-    Built from the context signal (D) and the ``dictionary=`` context (V, blank).
-
-    Args:
-        input_dim: context width D.
-        vocab_size: dictionary size V.
-        dropout: fairseq ``final_dropout``.
-        blank: blank id (0 for fairseq and Hugging Face vocabularies).
-        blank_weight / blank_mode: fairseq's blank bias: ``add`` adds ``blank_weight``
-            to the blank logit, ``set`` sets it (0 = off for ``add``).
+    Built from the context signal (D) and the ``dictionary=`` context (V, blank):
+    ``CTCHead(config, input_dim, vocab_size, blank)`` (blank 0 for fairseq and Hugging Face
+    vocabularies); the settings (dropout, fairseq's blank bias, the probe LSTM) are
+    :class:`CTCHeadConfig`'s.
     """
 
     Config = CTCHeadConfig
     #: what ``model.transcribe`` calls: the free function over this head's emissions
     transcriber = "w2v.plugins.ctc.transcribe:transcribe"
 
-    def __init__(self, input_dim: int, vocab_size: int, *, dropout: float = 0.0, blank: int = 0,
-                 blank_weight: float = 0.0, blank_mode: BlankMode = "add", lstm_layers: int = 0,
-                 lstm_dim: int = 256) -> None:
+    def __init__(self, config: CTCHeadConfig, input_dim: int, vocab_size: int,
+                 blank: int = 0) -> None:
         super().__init__()
-        self.lstm = nn.LSTM(input_dim, lstm_dim, num_layers=lstm_layers, batch_first=True,
-                            bidirectional=True) if lstm_layers else None
+        layers, width = config.lstm_layers, config.lstm_dim
+        self.lstm = nn.LSTM(input_dim, width, num_layers=layers, batch_first=True,
+                            bidirectional=True) if layers else None
         if self.lstm is not None:
-            input_dim = 2 * lstm_dim
+            input_dim = 2 * width
         if not 0 <= blank < vocab_size:
             raise ValueError(f"blank id {blank} outside a vocabulary of {vocab_size}")
-        if blank_mode not in ("add", "set"):
-            raise ValueError(f"blank_mode must be `add` or `set`, found {blank_mode!r}")
-        self.dropout = nn.Dropout(dropout)
+        if config.blank_mode not in ("add", "set"):
+            raise ValueError(f"blank_mode must be `add` or `set`, found {config.blank_mode!r}")
+        self.dropout = nn.Dropout(config.dropout)
         self.proj = nn.Linear(input_dim, vocab_size)
         nn.init.xavier_uniform_(self.proj.weight)   # fairseq's Linear()
         nn.init.zeros_(self.proj.bias)
         self.blank = blank
-        self.blank_weight = blank_weight
-        self.blank_mode = blank_mode
+        self.blank_weight = config.blank_weight
+        self.blank_mode = config.blank_mode
 
     @classmethod
     def from_config(cls, config: CTCHeadConfig, upstream: Signal | None = None, **context: Any
@@ -93,9 +88,7 @@ class CTCHead(Head):
             raise ConfigError("the ctc head needs the context signal (its width) and the label "
                               "dictionary (its size).",
                               hint="Set `data.labels` (and `data.dictionary`) for this stage.")
-        return cls(upstream.dim, len(dictionary), dropout=config.dropout, blank=dictionary.blank,
-                   blank_weight=config.blank_weight, blank_mode=config.blank_mode,
-                   lstm_layers=config.lstm_layers, lstm_dim=config.lstm_dim)
+        return cls(config, upstream.dim, len(dictionary), dictionary.blank)
 
     @property
     def vocab_size(self) -> int:
@@ -153,13 +146,11 @@ class CTCHead(Head):
         return x * (steps[None] < lengths)[..., None].to(x.dtype)
 
 
-def attach_ctc_head(model: nn.Module, vocab_size: int, dropout: float = 0.0, *, blank: int = 0,
-                    blank_weight: float = 0.0, blank_mode: BlankMode = "add") -> nn.Module:
+def attach_ctc_head(model: nn.Module, vocab_size: int, config: CTCHeadConfig | None = None,
+                    *, blank: int = 0) -> nn.Module:
     """Give ``model`` (a :class:`w2v.model.SpeechModel`) a fresh :class:`CTCHead` on its
     context output; returns ``model`` (recipes use ``model.head: {name: ctc}`` instead)."""
-    dim = model.context_signal().dim
-    model.head = CTCHead(dim, vocab_size, dropout=dropout, blank=blank,
-                         blank_weight=blank_weight, blank_mode=blank_mode)
+    model.head = CTCHead(config or CTCHeadConfig(), model.context_signal().dim, vocab_size, blank)
     return model
 
 

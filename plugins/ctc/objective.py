@@ -71,10 +71,9 @@ class CTCObjective(Objective):
 
     Config = CTCConfig
 
-    def __init__(self, config: CTCConfig | None = None, dictionary: Dictionary | None = None
-                 ) -> None:
+    def __init__(self, config: CTCConfig, dictionary: Dictionary | None = None) -> None:
         super().__init__()
-        self.config = config or CTCConfig()
+        self.config = config
         self.dictionary = dictionary
         self.blank = dictionary.blank if dictionary is not None else 0
 

@@ -87,13 +87,11 @@ class GumbelQuantizer(Quantizer):
 
     Config = GumbelQuantizerConfig
 
-    def __init__(self, input_dim: int, *, groups: int = 2, num_vars: int = 320, dim: int = 0,
-                 combine_groups: bool = False, temp: tuple[float, float, float] = (2.0, 0.5, 0.999995),
-                 temp_schedule: str = "exponential", temp_fraction: float = 0.7,
-                 weight_proj_depth: int = 1, weight_proj_factor: int = 3, activation: str = "gelu",
-                 hard: bool = True, std: float = 0.0, upstream: Signal | None = None) -> None:
+    def __init__(self, config: GumbelQuantizerConfig, input_dim: int,
+                 upstream: Signal | None = None) -> None:
         super().__init__()
-        dim = dim or input_dim
+        groups, num_vars = config.groups, config.num_vars
+        dim = config.dim or input_dim
         if dim % groups:
             raise ConfigError(f"the code vector width ({dim}) must be divisible by groups "
                               f"({groups}).", key="dim")
@@ -101,26 +99,27 @@ class GumbelQuantizer(Quantizer):
         self.groups = groups
         self.num_vars = num_vars
         self.dim = dim
-        self.combine_groups = combine_groups
-        self.max_temp, self.min_temp, self.temp_decay = (float(t) for t in temp)
-        self.temp_schedule = temp_schedule
-        self.temp_fraction = temp_fraction
+        self.combine_groups = config.combine_groups
+        self.max_temp, self.min_temp, self.temp_decay = (float(t) for t in config.temp)
+        self.temp_schedule = config.temp_schedule
+        self.temp_fraction = config.temp_fraction
         self.max_updates: int | None = None
-        self.hard = hard
+        self.hard = config.hard
         self._upstream = upstream
 
-        entries = num_vars if combine_groups else groups * num_vars
+        entries = num_vars if config.combine_groups else groups * num_vars
         self.codevectors = nn.Parameter(torch.empty(1, entries, dim // groups))
-        if std > 0:
-            nn.init.normal_(self.codevectors, mean=0.0, std=std)
+        if config.std > 0:
+            nn.init.normal_(self.codevectors, mean=0.0, std=config.std)
         else:
             nn.init.uniform_(self.codevectors)
 
-        act = {"gelu": nn.GELU, "relu": nn.ReLU}[activation]
-        if weight_proj_depth > 1:
-            inner = input_dim * weight_proj_factor
+        act = {"gelu": nn.GELU, "relu": nn.ReLU}[config.activation]
+        depth, factor = config.weight_proj_depth, config.weight_proj_factor
+        if depth > 1:
+            inner = input_dim * factor
             blocks: list[nn.Module] = []
-            for i in range(weight_proj_depth - 1):
+            for i in range(depth - 1):
                 blocks += [nn.Linear(input_dim if i == 0 else inner, inner), act()]
             self.weight_proj_hidden: nn.Module = nn.Sequential(*blocks)
             self.weight_proj = nn.Linear(inner, groups * num_vars)
@@ -133,13 +132,7 @@ class GumbelQuantizer(Quantizer):
     @classmethod
     def from_config(cls, config: GumbelQuantizerConfig, upstream: Signal | None = None,
                     **context) -> "GumbelQuantizer":
-        input_dim = upstream_dim(upstream, "Gumbel quantizer")
-        return cls(input_dim, groups=config.groups, num_vars=config.num_vars, dim=config.dim,
-                   combine_groups=config.combine_groups, temp=tuple(config.temp),
-                   temp_schedule=config.temp_schedule, temp_fraction=config.temp_fraction,
-                   weight_proj_depth=config.weight_proj_depth,
-                   weight_proj_factor=config.weight_proj_factor, activation=config.activation,
-                   hard=config.hard, std=config.std, upstream=upstream)
+        return cls(config, upstream_dim(upstream, "Gumbel quantizer"), upstream)
 
     def health_checks(self) -> list:
         """Codebook collapse, watched by the trainer (see :mod:`.health`)."""

@@ -91,10 +91,9 @@ class ConformerLayer(nn.Module):
     ``fairseq_compat``: padded frames reach the depthwise conv (see the module docstring).
     """
 
-    def __init__(self, dim: int, ffn_dim: int, heads: int, *, dropout: float = 0.1,
-                 attention_dropout: float = 0.0, kernel: int = 31, causal: bool = False,
-                 pos_enc_type: str = "abs", rotary_base: float = 10000.0,
-                 fairseq_compat: bool = False) -> None:
+    def __init__(self, dim: int, ffn_dim: int, heads: int, *, dropout: float,
+                 attention_dropout: float, kernel: int, causal: bool, pos_enc_type: str,
+                 rotary_base: float, fairseq_compat: bool) -> None:
         super().__init__()
         self.fairseq_compat = fairseq_compat
         self.ffn1 = ConformerFeedForward(dim, ffn_dim, dropout)

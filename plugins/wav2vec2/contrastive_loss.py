@@ -119,14 +119,8 @@ class PMLContrastiveLoss(ContrastiveLoss):
 
     Config = PMLContrastiveLossConfig
 
-    def __init__(self, loss: nn.Module, chunk_size: int = 256) -> None:
+    def __init__(self, config: PMLContrastiveLossConfig) -> None:
         super().__init__()
-        self.loss = loss
-        self.chunk_size = chunk_size
-
-    @classmethod
-    def from_config(cls, config: PMLContrastiveLossConfig, upstream: Signal | None = None,
-                    **context) -> "PMLContrastiveLoss":
         from pytorch_metric_learning import losses  # a core dependency of w2v
 
         names = [n for n, c in vars(losses).items()
@@ -135,11 +129,11 @@ class PMLContrastiveLoss(ContrastiveLoss):
             raise ConfigError(f"pytorch-metric-learning has no loss `{config.loss}`.", key="loss",
                               hint=did_you_mean(config.loss, names, "losses"))
         try:
-            loss = getattr(losses, config.loss)(**dict(config.kwargs))
+            self.loss = getattr(losses, config.loss)(**dict(config.kwargs))
         except TypeError as exc:
             raise ConfigError(f"cannot build {config.loss}({config.kwargs}): {exc}.",
                               key="kwargs") from None
-        return cls(loss, config.chunk_size)
+        self.chunk_size = config.chunk_size
 
     def forward(self, scores: ContrastiveScores) -> Tensor:
         pred, cand, valid = scores.predictions, scores.candidates, scores.valid

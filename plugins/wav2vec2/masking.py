@@ -215,10 +215,10 @@ class SpanMasker(Masker):
 
     Config = SpanMaskerConfig
 
-    def __init__(self, dim: int, config: SpanMaskerConfig | None = None) -> None:
+    def __init__(self, config: SpanMaskerConfig, dim: int) -> None:
         super().__init__()
         self.dim = dim
-        self.config = config or SpanMaskerConfig()
+        self.config = config
         self.mask_emb = nn.Parameter(torch.empty(dim).uniform_())
 
     @classmethod
@@ -226,7 +226,7 @@ class SpanMasker(Masker):
                     **context) -> "SpanMasker":
         if upstream is None:
             raise ConfigError("the span masker needs the signal it masks (its width).")
-        return cls(upstream.dim, config)
+        return cls(config, upstream.dim)
 
     def settings(self, overrides: Mapping[str, Any]) -> SpanMaskerConfig:
         """The config with ``overrides`` (field names of :class:`SpanMaskerConfig`) applied."""

@@ -75,14 +75,11 @@ class MaskedContrastiveObjective(Objective):
 
     Config = MaskedContrastiveConfig
 
-    def __init__(self, context_dim: int, target_dim: int,
-                 config: MaskedContrastiveConfig | None = None,
+    def __init__(self, config: MaskedContrastiveConfig, context_dim: int, target_dim: int,
                  contrastive_loss: ContrastiveLoss | None = None,
                  codebook: Callable[[int], Tensor] | None = None) -> None:
         super().__init__()
         self.codebook_sampler = codebook
-        if config is None:
-            config = MaskedContrastiveConfig(contrastive_loss=None)
         self.config = config
         final_dim = config.final_dim or context_dim
         self.final_dim = final_dim
@@ -106,7 +103,7 @@ class MaskedContrastiveObjective(Objective):
         loss = config.contrastive_loss.build() if config.contrastive_loss is not None else None
         codebook = model.quantizer.sample_from_codebook \
             if model is not None and model.quantizes_targets else None
-        return cls(context_dim, target_dim, config, loss, codebook)
+        return cls(config, context_dim, target_dim, loss, codebook)
 
     @staticmethod
     def target_width(model: nn.Module) -> int:

@@ -102,9 +102,9 @@ class TransformerLayer(nn.Module):
     ``forward(x [B, T, D], mask [B, 1, 1, T] | None, causal) -> [B, T, D]``.
     """
 
-    def __init__(self, dim: int, ffn_dim: int, heads: int, *, dropout: float = 0.1,
-                 attention_dropout: float = 0.1, activation_dropout: float = 0.0,
-                 layer_norm_first: bool = False, eps: float = 1e-5) -> None:
+    def __init__(self, dim: int, ffn_dim: int, heads: int, *, dropout: float,
+                 attention_dropout: float, activation_dropout: float, layer_norm_first: bool,
+                 eps: float) -> None:
         super().__init__()
         self.layer_norm_first = layer_norm_first
         self.self_attn = SelfAttention(dim, heads, attention_dropout)
@@ -145,10 +145,10 @@ class TransformerAggregator(Aggregator):
 
     Config = TransformerAggregatorConfig
 
-    def __init__(self, config: TransformerAggregatorConfig | None = None, *,
-                 upstream: Signal | None = None) -> None:
+    def __init__(self, config: TransformerAggregatorConfig, upstream: Signal | None = None
+                 ) -> None:
         super().__init__()
-        c = config or TransformerAggregatorConfig()
+        c = config
         self.config = c
         self.input_dim = c.embed_dim
         self.causal = c.causal
@@ -196,7 +196,7 @@ class TransformerAggregator(Aggregator):
             raise FitError(f"the Transformer context network reads frame features, but its input "
                            f"is {upstream.describe()}.",
                            hint="Put an encoder (or a token embedding) in front of it.")
-        return cls(config, upstream=upstream)
+        return cls(config, upstream)
 
     @property
     def num_layers(self) -> int:

@@ -201,12 +201,11 @@ def check_training_parity(sides: Sides, inputs: Inputs) -> dict:
     hf, model, obj = sides.hf.eval(), sides.w2v.eval(), sides.objective
     # contrastive term only, so gradients compare like for like (HF's eval-mode
     # "diversity" is the hard code perplexity and has no gradient)
-    plain = MaskedContrastiveObjective(obj.final_proj.in_features, obj.project_q.in_features,
-                                       MaskedContrastiveConfig(contrastive_loss=None,
-                                                               num_negatives=obj.config.num_negatives,
-                                                               final_dim=obj.final_dim,
-                                                               logit_temp=obj.config.logit_temp,
-                                                               loss_weights=[0.0, 0.0]))
+    plain = MaskedContrastiveObjective(
+        MaskedContrastiveConfig(contrastive_loss=None, num_negatives=obj.config.num_negatives,
+                                final_dim=obj.final_dim, logit_temp=obj.config.logit_temp,
+                                loss_weights=[0.0, 0.0]),
+        obj.final_proj.in_features, obj.project_q.in_features)
     plain.load_state_dict(obj.state_dict())
     theirs = hf(inputs.wave, mask_time_indices=inputs.mask,
                 sampled_negative_indices=inputs.hf_neg)

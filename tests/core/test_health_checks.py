@@ -13,12 +13,12 @@ from w2v.train.health import HealthMonitor
 
 
 def test_quantizers_and_the_contrastive_objective_provide_their_checks():
-    for quantizer in (GumbelQuantizer(16, groups=2, num_vars=8, dim=8),
+    for quantizer in (GumbelQuantizer(GumbelQuantizer.Config(groups=2, num_vars=8, dim=8), 16),
                       KMeansQuantizer(KMeansQuantizer.Config(groups=2, num_vars=8), 16)):
         [check] = quantizer.health_checks()
         assert isinstance(check, CodebookCollapse)
         assert (check.groups, check.num_codes) == (2, 16)
-    objective = MaskedContrastiveObjective(8, 8, MaskedContrastiveConfig(contrastive_loss=None))
+    objective = MaskedContrastiveObjective(MaskedContrastiveConfig(contrastive_loss=None), 8, 8)
     assert [type(c) for c in objective.health_checks()] == [ContrastiveAtChance]
 
 

@@ -63,7 +63,7 @@ def tiny_model(vocab_size: int, masker: nn.Module | None = None) -> SpeechModel:
     from w2v.plugins.ctc import attach_ctc_head
 
     model = SpeechModel(FrameEncoder(16), ConvContext(32), masker=masker)
-    return attach_ctc_head(model, vocab_size, dropout=0.0)
+    return attach_ctc_head(model, vocab_size)
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ def packed_reference(lstm: nn.LSTM, x: torch.Tensor, lengths: torch.Tensor) -> t
 @pytest.mark.parametrize("layers", [1, 2])
 def test_bilstm_equals_the_packed_definition_in_values_and_gradients(layers):
     torch.manual_seed(0)
-    head = CTCHead(6, 5, lstm_layers=layers, lstm_dim=4)
+    head = CTCHead(CTCHead.Config(lstm_layers=layers, lstm_dim=4), 6, 5)
     x = torch.randn(3, 9, 6, requires_grad=True)
     lengths = torch.tensor([9, 4, 1])
     ours, ref = head._run_lstm(x, lengths), packed_reference(head.lstm, x, lengths)

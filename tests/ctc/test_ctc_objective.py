@@ -20,7 +20,7 @@ from w2v.plugins.ctc.objective import CTCConfig, CTCObjective
 
 def test_head_forces_padded_frames_to_blank():
     torch.manual_seed(0)
-    head = CTCHead(8, 6, blank=0)
+    head = CTCHead(CTCHead.Config(), 8, 6, blank=0)
     x = torch.randn(2, 5, 8)
     logits = head(x, torch.tensor([5, 2]))
     lp = F.log_softmax(logits.float(), -1)
@@ -33,9 +33,9 @@ def test_head_forces_padded_frames_to_blank():
 def test_head_blank_weight_modes():
     torch.manual_seed(0)
     x = torch.randn(1, 3, 4)
-    base = CTCHead(4, 5, blank=1)
-    add = CTCHead(4, 5, blank=1, blank_weight=2.5)
-    put = CTCHead(4, 5, blank=1, blank_weight=-3.0, blank_mode="set")
+    base = CTCHead(CTCHead.Config(), 4, 5, blank=1)
+    add = CTCHead(CTCHead.Config(blank_weight=2.5), 4, 5, blank=1)
+    put = CTCHead(CTCHead.Config(blank_weight=-3.0, blank_mode="set"), 4, 5, blank=1)
     add.load_state_dict(base.state_dict())
     put.load_state_dict(base.state_dict())
     ref = base(x)
@@ -157,7 +157,7 @@ def test_masking_applies_in_training_only_and_overrides_the_masker(letters):
     from w2v.plugins.wav2vec2.masking import SpanMasker, SpanMaskerConfig
 
     torch.manual_seed(0)
-    masker = SpanMasker(32, SpanMaskerConfig(mask_prob=0.3, mask_length=2, min_masks=1))
+    masker = SpanMasker(SpanMaskerConfig(mask_prob=0.3, mask_length=2, min_masks=1), 32)
     model = tiny_model(len(letters), masker=masker)
     obj = CTCObjective(CTCConfig(apply_mask=True, mask_prob=0.6, mask_channel_prob=0.2),
                        letters)
@@ -258,7 +258,7 @@ def test_lstm_probe_head_output_is_the_same_alone_and_padded_in_a_batch():
     from w2v.plugins.ctc.head import CTCHead
 
     torch.manual_seed(0)
-    head = CTCHead(6, 5, lstm_layers=2, lstm_dim=4).eval()
+    head = CTCHead(CTCHead.Config(lstm_layers=2, lstm_dim=4), 6, 5).eval()
     a, b = torch.randn(1, 7, 6), torch.randn(1, 4, 6)
     batch = torch.zeros(2, 7, 6)
     batch[0], batch[1, :4] = a[0], b[0]

@@ -18,7 +18,7 @@ def make(C=12, **kw) -> GumbelQuantizer:
     kw.setdefault("groups", 2)
     kw.setdefault("num_vars", 6)
     kw.setdefault("dim", 8)
-    return GumbelQuantizer(C, **kw)
+    return GumbelQuantizer(GumbelQuantizer.Config(**kw), C)
 
 
 def naive_vectors(q: GumbelQuantizer, weights: torch.Tensor) -> torch.Tensor:
@@ -160,7 +160,7 @@ def hf_pair(C=12, G=2, V=6, dim=8):
     cfg = Wav2Vec2Config(conv_dim=(C,), conv_stride=(5,), conv_kernel=(10,),
                          num_codevector_groups=G, num_codevectors_per_group=V, codevector_dim=dim)
     hf = Wav2Vec2GumbelVectorQuantizer(cfg)
-    ours = GumbelQuantizer(C, groups=G, num_vars=V, dim=dim)
+    ours = GumbelQuantizer(GumbelQuantizer.Config(groups=G, num_vars=V, dim=dim), C)
     hf.load_state_dict(ours.state_dict())  # same parameter names and shapes
     return hf, ours
 

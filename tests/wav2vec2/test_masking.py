@@ -186,7 +186,7 @@ def test_span_masker_applies_the_embedding_and_channel_masks():
 
 def test_masker_forward_returns_the_mask_and_trains_the_embedding():
     torch.manual_seed(10)
-    masker = SpanMasker(6, SpanMaskerConfig(mask_prob=0.5, mask_length=2))
+    masker = SpanMasker(SpanMaskerConfig(mask_prob=0.5, mask_length=2), 6)
     x = torch.randn(3, 12, 6)
     out, mask = masker(x, torch.tensor([12, 9, 12]))
     assert mask.dtype == torch.bool and mask.any()

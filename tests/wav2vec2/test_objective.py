@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import attrs
+
 import numpy as np
 import pytest
 import torch
@@ -99,8 +101,8 @@ def random_scores(M=7, K=5, D=8, temp=0.1, seed=5) -> ContrastiveScores:
     cand = torch.randn(M, 1 + K, D, generator=g)
     cand[0, 2] = cand[0, 0]                                   # a distractor equal to its positive
     cand[3, 4] = cand[3, 0]
-    obj = MaskedContrastiveObjective(D, D, MaskedContrastiveConfig(logit_temp=temp,
-                                                                   contrastive_loss=None))
+    obj = MaskedContrastiveObjective(MaskedContrastiveConfig(logit_temp=temp,
+                                                             contrastive_loss=None), D, D)
     return obj.scores(pred, cand)
 
 
@@ -121,12 +123,12 @@ def test_infonce_is_summed_cross_entropy_to_the_positive():
 
 def test_pml_ntxent_equals_infonce():
     s = random_scores(M=9, K=6)
-    pml = PMLContrastiveLoss.from_config(
-        PMLContrastiveLossConfig(loss="NTXentLoss", kwargs={"temperature": 0.1}, chunk_size=4))
+    config = PMLContrastiveLossConfig(loss="NTXentLoss", kwargs={"temperature": 0.1}, chunk_size=4)
+    pml = PMLContrastiveLoss(config)
     ours = InfoNCE()(s)
     theirs = pml(s)
     assert float(theirs) == pytest.approx(float(ours), rel=1e-4)
-    whole = PMLContrastiveLoss(pml.loss, chunk_size=1000)(s)
+    whole = PMLContrastiveLoss(attrs.evolve(config, chunk_size=1000))(s)
     assert float(whole) == pytest.approx(float(theirs), rel=1e-5)
     # gradients reach the predictions and the candidates through the adapter
     pred = s.predictions.clone().requires_grad_()
@@ -192,11 +194,11 @@ def tiny_model(quantizer="gumbel", quantize="targets", masker=True, require_same
     enc = TinyEncoder(16)
     q = None
     if quantizer == "gumbel":
-        q = GumbelQuantizer(16, groups=2, num_vars=8, dim=8)
+        q = GumbelQuantizer(GumbelQuantizer.Config(groups=2, num_vars=8, dim=8), 16)
     elif quantizer == "kmeans":
         q = KMeansQuantizer(KMeansQuantizer.Config(groups=2, num_vars=8), 16)
-    m = SpanMasker(24, SpanMaskerConfig(mask_prob=0.5, mask_length=3,
-                                        require_same_masks=require_same)) if masker else None
+    m = SpanMasker(SpanMaskerConfig(mask_prob=0.5, mask_length=3,
+                                    require_same_masks=require_same), 24) if masker else None
     return SpeechModel(enc, TinyAggregator(24), quantizer=q, masker=m, quantize=quantize)
 
 
@@ -322,7 +324,7 @@ def test_check_model_rejects_models_that_do_not_fit():
     with pytest.raises(FitError, match="masker"):
         obj.check_model(tiny_model(masker=False))
     wrong = tiny_model()
-    wrong.masker = SpanMasker(20)
+    wrong.masker = SpanMasker(SpanMaskerConfig(), 20)
     with pytest.raises(FitError, match="width"):
         obj.check_model(wrong)
     with pytest.raises(FitError, match="target width"):
@@ -378,8 +380,8 @@ def test_contrastive_loss_equals_hugging_face_pretraining_on_identical_inputs():
         feat_quantizer_dropout=0.0, final_dropout=0.0, layerdrop=0.0, mask_time_prob=0.05)
     hf = Wav2Vec2ForPreTraining(cfg).eval()
 
-    masker = SpanMasker(24, SpanMaskerConfig(mask_prob=0.5, mask_length=3))
-    quantizer = GumbelQuantizer(16, groups=2, num_vars=8, dim=8)
+    masker = SpanMasker(SpanMaskerConfig(mask_prob=0.5, mask_length=3), 24)
+    quantizer = GumbelQuantizer(GumbelQuantizer.Config(groups=2, num_vars=8, dim=8), 16)
     model = SpeechModel(HFEncoder(hf), HFAggregator(hf), quantizer=quantizer, masker=masker)
     with torch.no_grad():
         model.projection.load_state_dict(hf.wav2vec2.feature_projection.projection.state_dict())
@@ -427,8 +429,8 @@ def test_full_stack_loss_equals_hugging_face_with_the_imported_model():
     model = hf_import.from_hf((cfg, hf.state_dict()))
     report = model.load_report
     obj = MaskedContrastiveObjective(
-        model.context_signal().dim, MaskedContrastiveObjective.target_width(model),
-        MaskedContrastiveConfig(contrastive_loss=None, final_dim=12, num_negatives=6))
+        MaskedContrastiveConfig(contrastive_loss=None, final_dim=12, num_negatives=6),
+        model.context_signal().dim, MaskedContrastiveObjective.target_width(model))
     obj.load_state_dict(report.objective_state)
     obj.check_model(model)
 

@@ -76,12 +76,12 @@ def build_model(spec: Wav2Vec2Spec) -> SpeechModel:
     if spec.masker is not None:
         from ..masking import SpanMasker, SpanMaskerConfig
 
-        masker = SpanMasker(dim, SpanMaskerConfig(**spec.masker))
+        masker = SpanMasker(SpanMaskerConfig(**spec.masker), dim)
     if spec.head_vocab is not None:
         from w2v.plugins.ctc.head import CTCHead
 
-        head = CTCHead(dim, spec.head_vocab, dropout=spec.head_dropout,
-                       blank_weight=spec.head_blank_weight, blank_mode=spec.head_blank_mode)
+        head = CTCHead(CTCHead.Config(dropout=spec.head_dropout, blank_weight=spec.head_blank_weight,
+                                      blank_mode=spec.head_blank_mode), dim, spec.head_vocab)
     model = SpeechModel(encoder, aggregator, quantizer=quantizer, masker=masker, head=head,
                         quantize="targets" if quantizer is not None else "none",
                         normalize=spec.normalize, dropout_input=spec.dropout_input,

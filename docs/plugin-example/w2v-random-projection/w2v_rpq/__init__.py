@@ -34,17 +34,18 @@ class RandomProjectionQuantizer(Quantizer):
         dim: int = size(16, 1, 4096, "codebook (projection) dimension")
         seed: int = field(0, "seed of the random projection and codebook")
 
-    def __init__(self, input_dim: int, num_vars: int, dim: int, seed: int):
+    def __init__(self, config: Config, input_dim: int):
         super().__init__()
-        self.groups, self.num_vars, self.dim = 1, num_vars, dim
-        gen = torch.Generator().manual_seed(seed)
+        self.groups, self.num_vars, self.dim = 1, config.num_vars, config.dim
+        num_vars, dim = config.num_vars, config.dim
+        gen = torch.Generator().manual_seed(config.seed)
         self.register_buffer("projection", torch.empty(input_dim, dim).normal_(generator=gen)
                              * input_dim ** -0.5)
         self.register_buffer("codebook", F.normalize(torch.randn(num_vars, dim, generator=gen), dim=-1))
 
     @classmethod
     def from_config(cls, config, upstream: Signal | None = None, **context):
-        return cls(upstream.dim, config.num_vars, config.dim, config.seed)
+        return cls(config, upstream.dim)
 
     def produces(self) -> Signal:
         return Signal(kind="frames", dim=self.dim)
