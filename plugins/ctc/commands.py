@@ -345,7 +345,7 @@ def run_evaluate(args) -> int:
 
     # the LM first (it refuses a text holding an evaluated transcript), then the audio
     transcripts = [dictionary.words(dataset.target(i).tolist()) for i in range(len(dataset))]
-    decoders = {"greedy": CTCGreedyDecoder(dictionary)}
+    decoders = {"greedy": CTCGreedyDecoder(CTCGreedyDecoder.Config(), dictionary)}
     beam, lm_report = _beam_decoder(args, dictionary, out, held_out={split: transcripts},
                                     evaluated=transcripts)
     if beam is not None:

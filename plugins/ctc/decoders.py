@@ -95,13 +95,13 @@ class CTCGreedyDecoder(Decoder):
 
     Config = GreedyConfig
 
-    def __init__(self, dictionary: Dictionary) -> None:
+    def __init__(self, config: GreedyConfig, dictionary: Dictionary) -> None:
         self.dictionary = dictionary
 
     @classmethod
     def from_config(cls, config: GreedyConfig, upstream: Signal | None = None, **context
                     ) -> "CTCGreedyDecoder":
-        return cls(_dictionary_from_context(context, "ctc_greedy"))
+        return cls(config, _dictionary_from_context(context, "ctc_greedy"))
 
     def decode(self, emissions: Tensor, lengths: Tensor | None = None) -> list[Hypothesis]:
         tokens, scores = greedy_tokens(emissions, lengths, self.dictionary.blank)

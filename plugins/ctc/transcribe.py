@@ -187,7 +187,8 @@ def transcribe(model: nn.Module, waves: Any, *, decoder=None, lm: str | os.PathL
         raise ConfigError("pass either a decoder or `lm` / `lexicon`, not both.")
     if decoder is None and (lm is not None or lexicon is not None):
         decoder, _ = lm_decoder(dictionary, lm=lm, lexicon=lexicon)
-    decoder = decoder if decoder is not None else CTCGreedyDecoder(dictionary)
+    if decoder is None:
+        decoder = CTCGreedyDecoder(CTCGreedyDecoder.Config(), dictionary)
     field = model.encoder.produces().receptive_field
     texts = decode_utterances(decoder, chunked_emissions(
         model, as_waves(waves, model.sample_rate, input_rate=sample_rate, min_samples=field),

@@ -62,21 +62,18 @@ def _detached(value: Any) -> Any:
 
 
 class MaskedContrastiveObjective(Objective):
-    """wav2vec 2.0 pretraining loss; owns ``project_q``, ``final_proj`` (and ``target_glu``).
+    """wav2vec 2.0 pretraining loss; owns ``project_q``, ``final_proj`` (and ``target_glu``)
+    and the contrastive scorer the config names (:class:`InfoNCE` when it names none).
 
-    Args:
-        context_dim: width of the context network's output.
-        target_dim: width of the targets (quantizer output, or local features).
-        config: the objective config.
-        contrastive_loss: the scorer (default :class:`InfoNCE`).
-        codebook: draws ``n`` code vectors ``[n, D]`` from the model's codebook (for
-            ``codebook_negatives``; ``from_config`` takes the model's quantizer's).
+    ``MaskedContrastiveObjective(config, context_dim, target_dim, codebook)``: the widths of
+    the context network's output and of the targets (quantizer output, or local features);
+    ``codebook`` draws ``n`` code vectors ``[n, D]`` from the model's codebook (for
+    ``codebook_negatives``; ``from_config`` takes the model's quantizer's).
     """
 
     Config = MaskedContrastiveConfig
 
     def __init__(self, config: MaskedContrastiveConfig, context_dim: int, target_dim: int,
-                 contrastive_loss: ContrastiveLoss | None = None,
                  codebook: Callable[[int], Tensor] | None = None) -> None:
         super().__init__()
         self.codebook_sampler = codebook
@@ -87,7 +84,8 @@ class MaskedContrastiveObjective(Objective):
         self.final_proj = nn.Linear(context_dim, final_dim)
         self.target_glu = (nn.Sequential(nn.Linear(final_dim, 2 * final_dim), nn.GLU())
                            if config.target_glu else None)
-        self.contrastive_loss = contrastive_loss or InfoNCE()
+        self.contrastive_loss: ContrastiveLoss = (
+            config.contrastive_loss.build() if config.contrastive_loss is not None else InfoNCE())
         weights = list(config.loss_weights) + [0.0] * (2 - len(config.loss_weights))
         self.diversity_weight, self.penalty_weight = weights
 
@@ -100,10 +98,9 @@ class MaskedContrastiveObjective(Objective):
         context_dim = upstream.dim if upstream is not None else model.context_signal().dim
         if target_dim is None:
             target_dim = cls.target_width(model) if model is not None else context_dim
-        loss = config.contrastive_loss.build() if config.contrastive_loss is not None else None
         codebook = model.quantizer.sample_from_codebook \
             if model is not None and model.quantizes_targets else None
-        return cls(config, context_dim, target_dim, loss, codebook)
+        return cls(config, context_dim, target_dim, codebook)
 
     @staticmethod
     def target_width(model: nn.Module) -> int:

@@ -61,17 +61,17 @@ def test_greedy_collapses_repeats_drops_blanks_and_respects_lengths():
     tokens, scores = greedy_tokens(x, torch.tensor([9, 2]), D.blank)
     assert tokens == [D.encode("T O O | T |".split()), D.encode("A |".split())]
     assert scores[1] == pytest.approx(2 * torch.log(torch.tensor(0.9)).item(), rel=1e-3)
-    hyps = CTCGreedyDecoder(D).decode(x, torch.tensor([9, 2]))
+    hyps = CTCGreedyDecoder(CTCGreedyDecoder.Config(), D).decode(x, torch.tensor([9, 2]))
     assert [h.text for h in hyps] == ["TOO T", "A"]
     assert hyps[0].words == ["TOO", "T"]
     # no lengths: every frame counts
-    assert CTCGreedyDecoder(D).decode(x[:1])[0].text == "TOO T SA"
+    assert CTCGreedyDecoder(CTCGreedyDecoder.Config(), D).decode(x[:1])[0].text == "TOO T SA"
 
 
 def test_greedy_batched_equals_single():
     rows = [emit(spell(t)) for t in ["THE CAT", "A", "CAR HAT SO"]]
     x, lengths = pad_batch(rows)
-    dec = CTCGreedyDecoder(D)
+    dec = CTCGreedyDecoder(CTCGreedyDecoder.Config(), D)
     batched = dec.decode(x, lengths)
     single = [dec.decode(r[None])[0] for r in rows]
     assert [(h.text, h.tokens) for h in batched] == [(h.text, h.tokens) for h in single]
@@ -100,7 +100,7 @@ def test_lm_changes_the_greedy_answer(lm_files):
     lexicon, arpa = lm_files
     frames = spell("THE CA")[:-1] + ["-", {"R": 0.5, "T": 0.4}, "|"]   # acoustically CAR
     x = emit(frames)[None]
-    assert CTCGreedyDecoder(D).decode(x)[0].text == "THE CAR"
+    assert CTCGreedyDecoder(CTCGreedyDecoder.Config(), D).decode(x)[0].text == "THE CAR"
     assert beam(lexicon, None).decode(x)[0].text == "THE CAR"            # lexicon alone
     with_lm = beam(lexicon, arpa, lm_weight=2.0).decode(x)[0]
     assert with_lm.text == "THE CAT" and with_lm.words == ["THE", "CAT"]
@@ -113,7 +113,7 @@ def test_lm_changes_the_greedy_answer(lm_files):
 def test_lexicon_repairs_a_non_word(lm_files):
     lexicon, _ = lm_files
     x = emit(spell("THE CA")[:-1] + ["-", {"S": 0.5, "T": 0.45}, "|"])[None]   # spells CAS
-    assert CTCGreedyDecoder(D).decode(x)[0].text == "THE CAS"
+    assert CTCGreedyDecoder(CTCGreedyDecoder.Config(), D).decode(x)[0].text == "THE CAS"
     assert beam(lexicon, None).decode(x)[0].text == "THE CAT"
 
 
@@ -134,7 +134,8 @@ def test_lexicon_free_beam_without_lm_matches_greedy_and_nbest():
     x, lengths = pad_batch(rows)
     dec = CTCBeamDecoder(BeamConfig(beam=8, nbest=3), D)
     assert [h.text for h in dec.decode(x, lengths)] == \
-        [h.text for h in CTCGreedyDecoder(D).decode(x, lengths)] == ["THE CAT", "OH"]
+        [h.text for h in
+         CTCGreedyDecoder(CTCGreedyDecoder.Config(), D).decode(x, lengths)] == ["THE CAT", "OH"]
     nbest = dec.decode_nbest(x, lengths)
     assert [len(r) for r in nbest] == [3, 3]
     assert nbest[0][0].score >= nbest[0][1].score >= nbest[0][2].score
@@ -150,7 +151,7 @@ def test_lexicon_free_beam_with_a_letter_lm_changes_the_greedy_answer(tmp_path):
     build_arpa(text, arpa, 3)
     frames = spell("THE CA")[:-1] + ["-", {"R": 0.5, "T": 0.4}, "|"]   # acoustically CAR
     x = emit(frames)[None]
-    assert CTCGreedyDecoder(D).decode(x)[0].text == "THE CAR"
+    assert CTCGreedyDecoder(CTCGreedyDecoder.Config(), D).decode(x)[0].text == "THE CAR"
     dec = CTCBeamDecoder(BeamConfig(lm=str(arpa), beam=20, lm_weight=1.0, word_score=0.0), D)
     assert dec.decode(x)[0].text == "THE CAT"
     # every letter the LM knows survives when the audio is clear

@@ -223,7 +223,8 @@ def test_finetuning_learns_the_synthetic_task(letters):
     assert before.stats["wer"] == 100.0 and after.stats["wer"] < 50.0
     assert after.stats["n_words"] == sum(t.count("|") for t in [
         letters.string(t[:n]) for t, n in zip(valid.targets, valid.target_lengths)])
-    hyps = CTCGreedyDecoder(letters).decode(*emissions(model, valid.source, valid.lengths))
+    greedy = CTCGreedyDecoder(CTCGreedyDecoder.Config(), letters)
+    hyps = greedy.decode(*emissions(model, valid.source, valid.lengths))
     assert all(h.text for h in hyps) and check_not_degenerate([h.text for h in hyps]) is None
     # corpus rates come from the counts the trainer's meter sums over batches
     from w2v.train.metrics import WeightedMeter
@@ -247,7 +248,8 @@ def test_untrained_blank_only_model_is_flagged_degenerate(letters):
         model.head.proj.bias[letters.blank] = 5.0
     g = torch.Generator().manual_seed(4)
     batch = make_batch(letters, random_texts(5, g), g)
-    hyps = CTCGreedyDecoder(letters).decode(*emissions(model, batch.source, batch.lengths))
+    greedy = CTCGreedyDecoder(CTCGreedyDecoder.Config(), letters)
+    hyps = greedy.decode(*emissions(model, batch.source, batch.lengths))
     assert [h.text for h in hyps] == [""] * 5
     assert "empty" in check_not_degenerate([h.text for h in hyps])
     out = CTCObjective(CTCConfig(apply_mask=False), letters)(batch, model, 0)

@@ -207,6 +207,7 @@ def test_tokenizer_decodes_frames_as_w2v_greedy_does(tmp_path, symbols, frames):
     ids = dictionary.encode(frames.split())
     emissions = torch.full((1, len(ids), len(dictionary)), -10.0)
     emissions[0, torch.arange(len(ids)), torch.tensor(ids)] = 0.0
-    greedy = CTCGreedyDecoder(dictionary).decode(emissions, torch.tensor([len(ids)]))[0].text
+    decoder = CTCGreedyDecoder(CTCGreedyDecoder.Config(), dictionary)
+    greedy = decoder.decode(emissions, torch.tensor([len(ids)]))[0].text
     assert AutoTokenizer.from_pretrained(tmp_path).decode(ids) == greedy
     assert greedy in ("TEN ATE", "AA B B CH")

@@ -77,8 +77,8 @@ class MaterialisedObjective(MaskedContrastiveObjective):
 
 def both_objectives(**cfg):
     model, fast = tiny_pretraining(**cfg)
-    slow = MaterialisedObjective(fast.final_proj.in_features, fast.project_q.in_features,
-                                 fast.config, codebook=fast.codebook_sampler)
+    slow = MaterialisedObjective(fast.config, fast.final_proj.in_features,
+                                 fast.project_q.in_features, codebook=fast.codebook_sampler)
     slow.load_state_dict(fast.state_dict())
     return model.train(), fast.train(), slow.train()
 
