@@ -180,8 +180,8 @@ class TrainerConfig:
     activation_checkpointing: bool = field(
         False, "recompute each context-network block's activations in backward instead of "
                "keeping them: about one more forward of the blocks for much less memory")
-    num_threads: int = size(0, 0, 1024, "torch CPU threads per process (0: cpu count / local "
-                                        "world size)")
+    num_threads: int = size(0, 0, 1024, "torch CPU threads per process (0: OMP_NUM_THREADS "
+                                        "when set, else cpu count / local world size)")
     find_unused_parameters: bool | None = field(
         None, "DDP find_unused_parameters (null: on when LayerDrop, freezing or composite "
               "training needs it)")

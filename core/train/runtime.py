@@ -33,12 +33,19 @@ def select_device(name: str, local_rank: int = 0) -> torch.device:
 
 
 def configure_threads(num_threads: int, local_world_size: int = 1) -> int:
-    """Set torch's CPU threads (``0``: cpu count / local world size) and keep loader workers'
-    OpenMP at one thread each. Returns the thread count set."""
-    n = num_threads or max(1, (os.cpu_count() or 1) // max(local_world_size, 1))
+    """Set torch's CPU threads and keep loader workers' OpenMP at one thread each. ``0``:
+    ``OMP_NUM_THREADS`` when the environment sets it (so jobs sharing a machine can each be
+    given their share), else cpu count / local world size. Returns the thread count set."""
+    n = num_threads or omp_threads() or max(1, (os.cpu_count() or 1) // max(local_world_size, 1))
     torch.set_num_threads(n)
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # inherited by spawned loader workers
     return n
+
+
+def omp_threads() -> int | None:
+    """``OMP_NUM_THREADS`` as a positive int, or None when unset or not one."""
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return int(value) if value.isdigit() and int(value) > 0 else None
 
 
 def enable_activation_checkpointing(model: nn.Module) -> list[str]:

@@ -10,6 +10,7 @@ failed or killed one runs again and resumes from its finished stages and last ch
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -75,8 +76,20 @@ def command(recipe: Path, run: Run) -> list[str]:
             *run.overrides]
 
 
-def execute(study: Study, run: Run) -> Outcome:
-    """Run one variant to its end; ``DONE`` or ``FAILED`` records how it went."""
+def child_environment(parallel: int) -> dict[str, str]:
+    """The environment of each run: with ``parallel`` runs at once, each gets its share of
+    the CPU cores as ``OMP_NUM_THREADS`` (unless the user set it), which the trainer's
+    ``num_threads: 0`` follows; runs that each took every core would slow one another
+    down many times over."""
+    env = dict(os.environ)
+    if parallel > 1 and "OMP_NUM_THREADS" not in env:
+        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // parallel))
+    return env
+
+
+def execute(study: Study, run: Run, env: dict[str, str] | None = None) -> Outcome:
+    """Run one variant to its end (in ``env``, default this process's environment);
+    ``DONE`` or ``FAILED`` records how it went."""
     run.run_dir.mkdir(parents=True, exist_ok=True)
     (run.run_dir / FAILED).unlink(missing_ok=True)
     (run.run_dir / VARIANT).write_text(json.dumps(
@@ -88,7 +101,7 @@ def execute(study: Study, run: Run) -> Outcome:
     with open(run.run_dir / LOG, "a", encoding="utf-8") as out:
         out.write(f"$ {' '.join(argv)}\n")
         out.flush()
-        code = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT).returncode
+        code = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, env=env).returncode
     seconds = round(time.time() - started, 1)
     if code == 0:
         record = {"seconds": seconds, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
@@ -156,6 +169,7 @@ def run_all(study: Study, runs: list[Run], parallel: int = 1) -> list[Outcome]:
     if len(todo) < len(runs):
         say(f"ablate: {len(runs) - len(todo)} of {len(runs)} runs were already done (DONE "
             "markers) and are skipped")
+    env = child_environment(parallel)
     waves = [todo]
     if study.config.shared_stages:
         waves = [[r for r in todo if first[r.variant] is r],
@@ -165,7 +179,7 @@ def run_all(study: Study, runs: list[Run], parallel: int = 1) -> list[Outcome]:
             if run is not first[run.variant]:
                 share_stages(study, first[run.variant], run)
         with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
-            list(pool.map(lambda r: execute(study, r), wave))
+            list(pool.map(lambda r: execute(study, r, env), wave))
     return [outcome(r) for r in runs]
 
 
