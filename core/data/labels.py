@@ -43,7 +43,8 @@ def read_label_lines(path: str, manifest: Manifest) -> list[str]:
     except UnicodeDecodeError as exc:
         raise DataError(f"label file `{path}` is not UTF-8 text ({exc.reason} at byte "
                         f"{exc.start}).") from None
-    while lines and not lines[-1].strip():
+    # trailing blank lines beyond the manifest's rows go; an empty last label is a row
+    while len(lines) > len(manifest) and not lines[-1].strip():
         lines.pop()
     if len(lines) != len(manifest):
         raise DataError(f"label file `{path}` has {len(lines)} lines but manifest "

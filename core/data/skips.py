@@ -29,6 +29,7 @@ REASONS = {
     "too-short": "shorter than the encoder's receptive field",
     "size-mismatch": "sample count differs from the manifest",
     "unknown-symbol": "label has symbols outside the dictionary",
+    "empty-label": "label line has no symbols",
     "below-min-size": "shorter than data.min_sample_size",
     "above-max-size": "labelled and longer than data.max_sample_size (labelled audio is not "
                       "cropped)",

@@ -112,12 +112,17 @@ def labelled_features(features: FeatureSet, manifest_path: str, labels: str, dic
     """``features`` with the ``labels`` file beside ``manifest_path`` (rows checked to match)."""
     from w2v.data.labels import encode_labels, label_path, read_label_lines
     from w2v.data.manifest import read_manifest
+    from w2v.data.skips import BadInput
 
     manifest = read_manifest(manifest_path)
     check_aligned(features, manifest, what)
     path = label_path(manifest_path, labels)
     tokens, offsets, bad = encode_labels(read_label_lines(path, manifest), dictionary, path,
                                          manifest)
+    for row in np.flatnonzero(np.diff(offsets) == 0).tolist():   # nothing to learn from
+        if row not in bad:
+            bad[row] = BadInput("empty-label", manifest.audio_path(row),
+                                "the label line has no symbols", where=f"{path}:{row + 1}")
     if bad and bad_input == "fail":
         raise next(iter(bad.values())).to_error()
     skip = {row: b.to_record() for row, b in bad.items()}

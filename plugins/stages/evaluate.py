@@ -1,4 +1,5 @@
-"""The ``evaluate`` stage: decode a labelled split with each model and decoder; CER and WER.
+"""The ``evaluate`` stage: decode a labelled split with each model and decoder; CER and WER
+(and PER, the token error rate over phones, for ``labels: phn``).
 
 The split comes from the stage's data source: waveforms (fairseq, kaldi,
 lhotse, hf_dataset) or feature shards (``features``, for downstream models on
@@ -133,13 +134,19 @@ class EvaluateStage(Stage):
                 path = stage_dir / f"{name.replace('/', '_')}.{dname}.tsv"
                 row = {"model": name, "decoder": dname, **lm_settings(decoder),
                        **score_hypotheses(refs, hyps, path, ids)}
+                if data.labels == "phn":     # phones are the words here: WER is the PER
+                    row["per"] = row["wer"]
                 warning = check_not_degenerate(hyps)
                 if warning:
                     row["warning"] = warning
                     log.warning("model `%s` with %s: %s", name, dname, warning)
                 results.append(row)
-                log.info("%-24s %-10s CER %5.1f%%  WER %5.1f%%", name, decoder_label(row),
-                         100 * row["cer"], 100 * row["wer"])
+                if "per" in row:
+                    log.info("%-24s %-10s PER %5.1f%%", name, decoder_label(row),
+                             100 * row["per"])
+                else:
+                    log.info("%-24s %-10s CER %5.1f%%  WER %5.1f%%", name, decoder_label(row),
+                             100 * row["cer"], 100 * row["wer"])
         out = {"split": cfg.split, "results": results}
         if lm_paths:
             out["lm"] = lm_paths["report"]

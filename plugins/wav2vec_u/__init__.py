@@ -21,6 +21,7 @@ def w2v_register_components(registrar):
     from .generator import PhoneGenerator
     from .objective import AdversarialObjective
     from .prepare import KmeansTargetsStage, PrepareTextStage, SegmentFeaturesStage
+    from .pseudo_labels import PseudoLabelStage
     from .select_stage import SelectGanStage
 
     registrar.add_component(
@@ -42,3 +43,6 @@ def w2v_register_components(registrar):
     registrar.add_stage("select_gan", SelectGanStage,
                         help="choose the GAN checkpoint by weighted phone-LM perplexity "
                              "(no labels), then decode")
+    registrar.add_stage("pseudo_label", PseudoLabelStage,
+                        help="the chosen GAN's phones of the unlabelled audio as CTC labels "
+                             "(self-training)")
