@@ -11,7 +11,8 @@
   lexicon file) -> phone dictionary (``min_phone_count``) -> phone sentences with
   ``<SIL>`` inserted (``sil_prob``) -> ``train.phn`` (one sentence a line: a ``units``
   source with ``ext: phn``),
-  ``dict.phn.txt``, ``lexicon.lst`` and a phone n-gram ``lm.phones.arpa``.
+  ``dict.phn.txt``, ``lexicon.lst`` and a phone n-gram ``lm.phones.arpa``; for word
+  decoding (:mod:`.words`) ``lexicon.words.lst`` and a word n-gram ``lm.words.arpa``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from w2v.plugins.stages.inputs import source_dir
 
 from .text import (SILENCE, espeak_lexicon, filter_lexicon, normalise, phone_dictionary,
                    phonemise_with_silence)
+from .words import write_word_files
 
 log = logging.getLogger("w2v")
 
@@ -201,6 +203,9 @@ class PrepareTextConfig:
                                            "w2vu2 0.5)")
     surround: bool = field(True, "<SIL> at both ends of each sentence")
     lm_order: int = size(4, 1, 6, "order of the phone n-gram used for checkpoint selection")
+    word_lm_order: int | None = size(4, 1, 6, "order of the word n-gram (`lm.words.arpa`, with "
+                                              "the lexicon `lexicon.words.lst`) for word "
+                                              "decoding; null: neither is written")
     max_sentences: int | None = size(None, 1, 1 << 30, "use at most this many sentences")
     seed: int = size(0, 0, (1 << 31) - 1, "seed of the silence draws")
 
@@ -244,9 +249,11 @@ class PrepareTextStage(Stage):
             "".join(f"{w}\t{' '.join(p)}\n" for w, p in sorted(lexicon.items())))
         lm_text = [" ".join(p for p in s if p != SILENCE) for s in text.sentences]
         train_kneser_ney(lm_text, order=cfg.lm_order).write_arpa(out / "lm.phones.arpa")
+        word_lm = {} if cfg.word_lm_order is None else \
+            write_word_files(out, sentences, lexicon, cfg.word_lm_order)
         summary = {"sentences": len(lines), "phonemised": len(text.sentences),
                    "left_out": text.left_out, "phones": len(dictionary) - dictionary.nspecial,
-                   "words": len(words), "lexicon": len(lexicon)}
+                   "words": len(words), "lexicon": len(lexicon), **word_lm}
         (out / "text.json").write_text(json.dumps(summary, indent=2) + "\n")
         if text.left_out:
             log.warning("prepare_text: %d of %d sentences left out (a word without a spelling "

@@ -9,7 +9,9 @@ is written as this stage's ``model.pt``. Labels, where the corpus has them
 checkpoint's PER in ``selection.tsv`` but never take part in the choice. The
 chosen model then decodes ``decode_splits``: ``<split>.hyp.phn`` and, with labels,
 PER in ``results.json``, beside the PER of the checkpoint the valid labels would have
-chosen (``oracle_choice``: how much the unsupervised choice costs).
+chosen (``oracle_choice``: how much the unsupervised choice costs). With a
+``word_decoder`` (:mod:`.words`) it also decodes them to words, ``<split>.hyp.wrd``, with
+WER where ``<manifest>.wrd`` (or ``.ltr``) exists; WER never takes part in the choice.
 """
 
 from __future__ import annotations
@@ -19,17 +21,19 @@ import logging
 import math
 import re
 from pathlib import Path
+from typing import Literal
 
 import attrs
 import torch
 
-from w2v.config import field, real, size
+from w2v.config import ComponentSpec, choice, component, field, real, size
 from w2v.errors import DataError
 from w2v.interfaces import Batch, Stage
 
 from w2v.plugins.stages.inputs import source_dir
 from .selection import phone_error_rate, viterbi_phones, weighted_lm_perplexity
 from .text import SILENCE
+from .words import WordDecoding
 
 log = logging.getLogger("w2v")
 _PERIODIC = re.compile(r"^update_(\d+)\.pt$")
@@ -45,6 +49,17 @@ class SelectGanConfig:
     decode_splits: list[str] = field(["test"], "splits the chosen model decodes")
     vocab_usage_power: float = real(2.0, 0.0, 10.0, "exponent of the vocabulary usage")
     batch_size: int = size(32, 1, 1 << 16, "utterances per forward")
+    word_decoder: ComponentSpec | None = component(
+        "decoder", None, "decode the chosen model to words too, e.g. `{name: ctc_beam, lexicon: "
+                         "auto, lm: auto}` (`auto`: the text stage's lexicon.words.lst and "
+                         "lm.words.arpa; the silence token is <SIL>); null: phones only")
+    word_emissions: Literal["segments", "frames"] = choice(
+        "segments", "what the word decoder reads: `segments`, one frame per JOIN segment with "
+                    "a blank frame between; `frames`, every generator frame with `<s>` as the "
+                    "blank (fairseq's w2vu_generate.py KenLM path)")
+    blank_weight: float | None = real(None, None, None, "`frames` only: the blank's logit "
+                                                        "(fairseq blank_mode set); null: the "
+                                                        "generator's own")
 
 
 class SelectGanStage(Stage):
@@ -55,6 +70,7 @@ class SelectGanStage(Stage):
     def run(self, context) -> None:
         from w2v import load_pretrained
         from w2v.checkpoint_formats import MODEL_FILE, save_model
+        from w2v.plugins.ctc.evaluation import lm_settings
         from w2v.plugins.ctc.lm import read_arpa
         from w2v.plugins.data.shards import load_features, read_meta
         from w2v.train.checkpoint import load_checkpoint
@@ -102,6 +118,13 @@ class SelectGanStage(Stage):
         if oracle is not None:   # how good the unsupervised choice is: what labels would pick
             results["oracle_choice"] = {"checkpoint": oracle[0], "valid_per": oracle[2],
                                         "splits": {}}
+        words = None if cfg.word_decoder is None else WordDecoding.from_spec(
+            cfg.word_decoder, text_dir, dictionary, emissions=cfg.word_emissions,
+            blank_weight=cfg.blank_weight)
+        if words is not None:
+            results["word_decoder"] = {"name": cfg.word_decoder.name,
+                                       "emissions": cfg.word_emissions,
+                                       **lm_settings(words.decoder)}
         for split in cfg.decode_splits:
             feats = load_features(features_dir, split)
             hyps = decode(model, feats, dictionary, cfg.batch_size)
@@ -111,6 +134,10 @@ class SelectGanStage(Stage):
             if split_refs is not None:
                 entry["per"] = phone_error_rate(hyps, split_refs)
                 entry["chance_per"] = chance_per(split_refs)
+            if words is not None:
+                manifest = meta.get("splits", {}).get(split, {}).get("manifest")
+                entry.update(words.run_split(model, feats, manifest, out / f"{split}.hyp.wrd",
+                                             cfg.batch_size))
             results["splits"][split] = entry
             if oracle is not None and split_refs is not None:
                 model.load_state_dict(candidates[oracle[0]])
