@@ -132,7 +132,7 @@ class FeaturizeAudioStage(Stage):
         cfg = self.config
         sid = context.stage_id
         data = context.sections.data
-        manifests = stage_manifests(cfg.splits, cfg.manifests, data, sid)
+        manifests = stage_manifests(cfg.splits, cfg.manifests, data, sid, context)
         out = Path(context.stage_dir)
         if cfg.from_ is None:
             if context.sections.model.encoder is None:

@@ -9,7 +9,7 @@ from typing import Literal
 import torch
 
 from w2v.data.sources import SPLITS
-from w2v.errors import ConfigError, did_you_mean
+from w2v.errors import ConfigError, DataError, did_you_mean
 
 Device = Literal["auto", "cpu", "cuda"]
 
@@ -36,9 +36,11 @@ def source_dir(ref: str, context, key: str) -> Path:
     return path
 
 
-def stage_manifests(splits, extra, data, sid: str) -> dict[str, str]:
+def stage_manifests(splits, extra, data, sid: str, context=None) -> dict[str, str]:
     """``{name: manifest path}``: the chosen splits of ``data:`` (null: every split set there)
-    and the extra ``name: path`` manifests (``CORPUS:SPLIT`` references resolved)."""
+    and the extra ``name: path`` manifests (``CORPUS:SPLIT`` references resolved). With a
+    stage ``context``, a split set to an earlier stage's id (``data.train: silence``) is
+    that stage's ``<split>.tsv``."""
     from w2v.data.loader import resolve_corpus, resolve_manifest
 
     names = splits if splits is not None else [s for s in SPLITS if data.manifest(s) is not None]
@@ -48,6 +50,16 @@ def stage_manifests(splits, extra, data, sid: str) -> dict[str, str]:
             raise ConfigError(f"unknown data split `{split}`.", key=f"stages.{sid}.splits",
                               hint=did_you_mean(split, list(SPLITS)) +
                               " Other manifests go under `manifests:`.")
+        ref = data.manifest(split)
+        if context is not None and ref in context.plans:
+            made = context.output_of(ref) / f"{split}.tsv"
+            if not made.is_file():
+                raise DataError(f"stage `{ref}` made no `{split}` split ({made} does not "
+                                "exist).", key=f"stages.{sid}.data.{split}",
+                                hint=f"Set `data.{split}` for stage `{ref}`, or leave the split "
+                                     f"out here (`stages.{sid}.data.{split}=null`).")
+            out[split] = str(made)
+            continue
         out[split] = resolve_manifest(data, split)
     for name, path in extra.items():
         if name in out:

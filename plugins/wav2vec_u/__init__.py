@@ -23,6 +23,7 @@ def w2v_register_components(registrar):
     from .prepare import KmeansTargetsStage, PrepareTextStage, SegmentFeaturesStage
     from .pseudo_labels import PseudoLabelStage
     from .select_stage import SelectGanStage
+    from .silence import RemoveSilenceStage
 
     registrar.add_component(
         "head", "wav2vec_u_generator", PhoneGenerator, smoke={"kernel": 3, "dropout": 0.1},
@@ -31,6 +32,9 @@ def w2v_register_components(registrar):
         "objective", "wav2vec_u", AdversarialObjective,
         help="wav2vec-U GAN: generator vs a causal conv discriminator over unpaired phones, "
              "code / smoothness / gradient penalties (+ the 2.0 auxiliary loss)")
+    registrar.add_stage("remove_silence", RemoveSilenceStage,
+                        help="voice activity detection: trimmed audio, manifests and the kept "
+                             "intervals (to undo the trimming)")
     registrar.add_stage("segment_features", SegmentFeaturesStage,
                         help="k-means + PCA + run merging + mean pooling of featurized splits")
     registrar.add_stage("kmeans_targets", KmeansTargetsStage,
