@@ -142,6 +142,23 @@ def test_an_empty_pseudo_label_is_reported_and_left_out_of_training(constructed,
         open_source(FeatureSourceConfig(path=str(out), labels="phn")).dataset("train")
 
 
+def test_an_empty_last_pseudo_label_is_still_a_row(tmp_path):
+    """The label file of a split whose last utterance got no phone ends in a blank line, which
+    is that row's label (blank lines beyond the rows are still dropped)."""
+    from w2v.data.labels import read_label_lines
+    from w2v.data.manifest import read_manifest
+    from w2v.plugins.wav2vec_u.pseudo_labels import write_pseudo_labels
+
+    manifest = tmp_path / "train.tsv"
+    manifest.write_text("/audio\nu0.wav\t16000\nu1.wav\t16000\n")
+    write_pseudo_labels(tmp_path / "train.phn", [["a", "b"], []])
+    assert read_label_lines(str(tmp_path / "train.phn"), read_manifest(str(manifest))) == \
+        ["a b", ""]
+    (tmp_path / "extra.phn").write_text("a b\n\n\n\n")
+    assert read_label_lines(str(tmp_path / "extra.phn"), read_manifest(str(manifest))) == \
+        ["a b", ""]
+
+
 # ------------------------------------------------------------------ the tiny pipeline
 PHONES = ["a", "b", "c", "d", "e"]
 LEXICON = {"WA": ["a", "b"], "WB": ["c"], "WC": ["d", "e", "a"], "WD": ["b", "e"]}
