@@ -35,7 +35,7 @@ import attrs
 
 from w2v.config import field, size
 from w2v.data.skips import SkipRecord
-from w2v.errors import DataError
+from w2v.errors import ConfigError, DataError
 from w2v.interfaces import Stage
 from w2v.plugins.stages.inputs import source_dir
 
@@ -72,6 +72,10 @@ class PseudoLabelStage(Stage):
         from .select_stage import decode
 
         cfg = self.config
+        if not cfg.splits:
+            raise ConfigError("`splits` is empty: nothing to pseudo-label.",
+                              key=f"stages.{context.stage_id}.splits",
+                              hint="Set `splits: [train, valid]`.")
         data = context.sections.data
         model_dir = source_dir(cfg.from_, context, "from")
         features_dir = source_dir(cfg.features, context, "features")
