@@ -6,22 +6,30 @@ phonemised text (``{name: units, ext: phn, path: prepare_text}``). Each feature
 batch of B utterances gets B sentences drawn at random from the text (fairseq's
 ``RandomInputDataset``; the draw is a function of the batch's utterance ids and the
 seed, so a resumed run sees the same pairs). The phone dictionary sizes the
-generator head and travels with the saved model.
+generator head and travels with the saved model. With ``sweep:`` the stage trains one
+sub-run per configuration of a hyperparameter grid (:mod:`.sweep`).
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import Iterable, Iterator
+import json
+import logging
+from pathlib import Path
+from typing import Any, Iterable, Iterator
 
 import attrs
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
-from w2v.config import field
+from w2v.config import field, size
 
 from w2v.interfaces import Batch
 from w2v.plugins.stages.train import TrainStage
+
+from .sweep import check_grid, expand, write_sweep
+
+log = logging.getLogger("w2v")
 
 
 class WithUnpairedText:
@@ -70,6 +78,52 @@ class TrainGanStage(TrainStage):
                                    "`select_gan` stage chooses the checkpoint)")
         aux_targets: str | None = field(None, "the kmeans_targets stage (or a directory of "
                                               "`train.km`) for wav2vec-U 2.0's auxiliary loss")
+        sweep: dict[str, list[Any]] | None = field(
+            None, "a hyperparameter grid, e.g. `{code_penalty: [2, 4], seed: [0, 1]}`: keys are "
+                  "objective settings, plus `seed` (trainer and data seed); one sub-run per "
+                  "point of the cross product, in `<stage dir>/<key=value__...>/`, and "
+                  "`select_gan` chooses across all of them; null: one run")
+        max_configs: int = size(64, 1, 1 << 16, "the most sub-runs a `sweep` may make")
+
+    def check(self, stage_id, sections, stage_ids) -> None:
+        """The sweep's keys are objective settings (or ``seed``) and its size is bounded."""
+        check_grid(self.config.sweep, sections.objective, self.config.max_configs)
+
+    def run(self, context) -> None:
+        """One training run, or with ``sweep`` one per configuration, in order; a
+        configuration that finished (``<stage dir>/<name>/DONE``) is skipped on a resumed
+        run."""
+        configurations = expand(self.config.sweep)
+        if not configurations:
+            return super().run(context)
+        from w2v.stages import DONE
+        from w2v.train.distributed import detect
+        from w2v.train.rng import seed_initialisation
+
+        main = detect().rank == 0
+        stage_dir = Path(context.stage_dir)
+        resume = context.resume and context.sections.trainer.resume
+        for i, conf in enumerate(configurations, 1):
+            sub = attrs.evolve(context, stage_id=f"{context.stage_id}/{conf.name}",
+                               stage_dir=stage_dir / conf.name,
+                               sections=conf.apply(context.sections))
+            marker = Path(sub.stage_dir) / DONE
+            if resume and marker.exists():
+                log.info("stage `%s`: configuration %d/%d `%s` already done; skipping",
+                         context.stage_id, i, len(configurations), conf.name)
+                continue
+            log.info("stage `%s`: configuration %d/%d `%s`", context.stage_id, i,
+                     len(configurations), conf.name)
+            if main:
+                marker.unlink(missing_ok=True)
+                Path(sub.stage_dir).mkdir(parents=True, exist_ok=True)
+            seed_initialisation(sub.sections.trainer.seed)
+            super().run(sub)
+            if main:
+                marker.write_text(json.dumps({"configuration": conf.name,
+                                              "values": conf.values}) + "\n")
+        if main:
+            write_sweep(stage_dir, configurations)
 
     def _text(self, data, context):
         from w2v.data.sources import open_source

@@ -4,7 +4,9 @@ Every checkpoint the ``train_gan`` stage kept (``update_N.pt``, and its final
 ``model.pt``) decodes the ``split`` features (Viterbi: the best phone per segment,
 repeats merged, silence dropped); the one with the lowest ``weighted_lm_ppl``
 (phone-LM perplexity / vocabulary usage ** 2, fairseq's ``best_checkpoint_metric``)
-is written as this stage's ``model.pt``. Labels, where the corpus has them
+is written as this stage's ``model.pt``. A swept ``train_gan`` (``sweep:``) offers the
+checkpoints of every configuration, ranked together; ``selection.tsv`` names each one's
+configuration. Labels, where the corpus has them
 (``<manifest>.phn`` beside the manifest the features came from), give each
 checkpoint's PER in ``selection.tsv`` but never take part in the choice. The
 chosen model then decodes ``decode_splits``: ``<split>.hyp.phn`` and, with labels,
@@ -32,6 +34,7 @@ from w2v.interfaces import Batch, Stage
 
 from w2v.plugins.stages.inputs import source_dir
 from .selection import phone_error_rate, viterbi_phones, weighted_lm_perplexity
+from .sweep import read_sweep
 from .text import SILENCE
 from .words import WordDecoding
 
@@ -73,51 +76,50 @@ class SelectGanStage(Stage):
         from w2v.plugins.ctc.evaluation import lm_settings
         from w2v.plugins.ctc.lm import read_arpa
         from w2v.plugins.data.shards import load_features, read_meta
-        from w2v.train.checkpoint import load_checkpoint
 
         cfg = self.config
         gan_dir = source_dir(cfg.from_, context, "from")
         features_dir = source_dir(cfg.features, context, "features")
         text_dir = source_dir(cfg.text, context, "text")
         lm = read_arpa(text_dir / "lm.phones.arpa")
-        model = load_pretrained(gan_dir / MODEL_FILE)
+        ckpt_root = context.run_dir / "checkpoints" / (cfg.from_ if cfg.from_ in context.plans
+                                                       else gan_dir.name)
+        candidates = _candidates(gan_dir, ckpt_root)
+        model = load_pretrained(candidates[0].model_file)
         dictionary = model.dictionary
         inventory = len(dictionary) - dictionary.nspecial - int(SILENCE in dictionary)
         meta = read_meta(features_dir)
         valid = load_features(features_dir, cfg.split)
         refs = _labels(meta, cfg.split)
 
-        candidates = {"final": {k: v.clone() for k, v in model.state_dict().items()}}
-        ckpt_dir = context.run_dir / "checkpoints" / (cfg.from_ if cfg.from_ in context.plans
-                                                      else gan_dir.name)
-        if ckpt_dir.is_dir():
-            for path in sorted(ckpt_dir.iterdir(), key=lambda p: p.name):
-                if (m := _PERIODIC.match(path.name)):
-                    candidates[f"update_{m.group(1)}"] = load_checkpoint(path)["model"]
         rows = []
-        for name, state in candidates.items():
-            model.load_state_dict(state)
+        for cand in candidates:
+            model.load_state_dict(cand.state())
             hyps = decode(model, valid, dictionary, cfg.batch_size)
             score = weighted_lm_perplexity(hyps, lm.score, inventory, cfg.vocab_usage_power)
             per = phone_error_rate(hyps, refs) if refs is not None else None
-            rows.append((name, score, per))
-            log.info("select_gan: %s weighted_lm_ppl %.2f (lm_ppl %.2f, vocab %.2f)%s", name,
-                     score.weighted_lm_ppl, score.lm_ppl, score.vocab_usage,
+            rows.append((cand, score, per))
+            log.info("select_gan: %s weighted_lm_ppl %.2f (lm_ppl %.2f, vocab %.2f)%s",
+                     cand.label, score.weighted_lm_ppl, score.lm_ppl, score.vocab_usage,
                      f", PER {per:.1f}" if per is not None else "")
-        best = min(rows, key=lambda r: r[1].weighted_lm_ppl)
-        model.load_state_dict(candidates[best[0]])
+        best = min(rows, key=lambda r: r[1].weighted_lm_ppl)[0]
+        best_state = best.state()
+        model.load_state_dict(best_state)
         out = Path(context.stage_dir)
         out.mkdir(parents=True, exist_ok=True)
-        _write_table(out / "selection.tsv", rows, best[0])
+        _write_table(out / "selection.tsv", rows, best)
         save_model(model, model.model_config, out / MODEL_FILE, dictionary=dictionary,
-                   extra={"stage": context.stage_id, "chosen": best[0]})
-        results = {"chosen": best[0], "metric": "weighted_lm_ppl",
-                   "weighted_lm_ppl": best[1].weighted_lm_ppl, "splits": {}}
+                   extra={"stage": context.stage_id, "chosen": best.checkpoint,
+                          "configuration": best.configuration})
+        results = {"chosen": best.checkpoint, "configuration": best.configuration,
+                   "metric": "weighted_lm_ppl",
+                   "weighted_lm_ppl": min(r[1].weighted_lm_ppl for r in rows), "splits": {}}
         labelled = [r for r in rows if r[2] is not None]
         oracle = min(labelled, key=lambda r: r[2]) if labelled else None
         if oracle is not None:   # how good the unsupervised choice is: what labels would pick
-            results["oracle_choice"] = {"checkpoint": oracle[0], "valid_per": oracle[2],
-                                        "splits": {}}
+            results["oracle_choice"] = {"checkpoint": oracle[0].checkpoint,
+                                        "configuration": oracle[0].configuration,
+                                        "valid_per": oracle[2], "splits": {}}
         words = None if cfg.word_decoder is None else WordDecoding.from_spec(
             cfg.word_decoder, text_dir, dictionary, emissions=cfg.word_emissions,
             blank_weight=cfg.blank_weight)
@@ -140,10 +142,10 @@ class SelectGanStage(Stage):
                                              cfg.batch_size))
             results["splits"][split] = entry
             if oracle is not None and split_refs is not None:
-                model.load_state_dict(candidates[oracle[0]])
+                model.load_state_dict(oracle[0].state())
                 results["oracle_choice"]["splits"][split] = {"per": phone_error_rate(
                     decode(model, feats, dictionary, cfg.batch_size), split_refs)}
-                model.load_state_dict(candidates[best[0]])
+                model.load_state_dict(best_state)
             log.info("select_gan: %s decoded%s", split,
                      f", PER {entry['per']:.1f} (chance {entry['chance_per']:.1f})"
                      if "per" in entry else "")
@@ -193,10 +195,53 @@ def _labels(meta: dict, split: str) -> list[list[str]] | None:
     return [[p for p in line.split() if p not in (SILENCE, "sil", "|")] for line in lines]
 
 
-def _write_table(path: Path, rows, chosen: str) -> None:
-    lines = ["checkpoint\tweighted_lm_ppl\tlm_ppl\tvocab_usage\tper\tchosen"]
-    for name, score, per in rows:
-        lines.append(f"{name}\t{score.weighted_lm_ppl:.3f}\t{score.lm_ppl:.3f}\t"
+@attrs.frozen
+class Candidate:
+    """One checkpoint ``select_gan`` scores: ``final`` (the sub-run's ``model.pt``) or
+    ``update_N``, of the configuration ``configuration`` of a sweep (None: a single run).
+    Its weights are read when scored, so a sweep's checkpoints are never all in memory."""
+
+    configuration: str | None
+    checkpoint: str
+    path: Path
+    model_file: Path
+
+    @property
+    def label(self) -> str:
+        return self.checkpoint if self.configuration is None else \
+            f"{self.configuration}/{self.checkpoint}"
+
+    def state(self) -> dict[str, torch.Tensor]:
+        from w2v.checkpoint_formats import read_blob
+        from w2v.train.checkpoint import load_checkpoint
+
+        if self.path == self.model_file:
+            return read_blob(self.path)["state_dict"]
+        return load_checkpoint(self.path)["model"]
+
+
+def _candidates(gan_dir: Path, ckpt_root: Path) -> list[Candidate]:
+    """Every checkpoint of the ``train_gan`` output ``gan_dir``: per configuration of its
+    sweep (:func:`.sweep.read_sweep`), or of its one run, the final model then the kept
+    ``update_N.pt`` of ``ckpt_root`` (``<run>/checkpoints/<stage>[/<configuration>]``)."""
+    from w2v.checkpoint_formats import MODEL_FILE
+
+    found = []
+    for conf in read_sweep(gan_dir) or [None]:
+        run = gan_dir if conf is None else gan_dir / conf
+        ckpt_dir = ckpt_root if conf is None else ckpt_root / conf
+        found.append(Candidate(conf, "final", run / MODEL_FILE, run / MODEL_FILE))
+        if ckpt_dir.is_dir():
+            for path in sorted(ckpt_dir.iterdir(), key=lambda p: p.name):
+                if (m := _PERIODIC.match(path.name)):
+                    found.append(Candidate(conf, f"update_{m.group(1)}", path, run / MODEL_FILE))
+    return found
+
+
+def _write_table(path: Path, rows, chosen: Candidate) -> None:
+    lines = ["checkpoint\tweighted_lm_ppl\tlm_ppl\tvocab_usage\tper\tconfiguration\tchosen"]
+    for cand, score, per in rows:
+        lines.append(f"{cand.checkpoint}\t{score.weighted_lm_ppl:.3f}\t{score.lm_ppl:.3f}\t"
                      f"{score.vocab_usage:.3f}\t{'' if per is None else f'{per:.2f}'}\t"
-                     f"{'*' if name == chosen else ''}")
+                     f"{cand.configuration or ''}\t{'*' if cand == chosen else ''}")
     path.write_text("\n".join(lines) + "\n")
