@@ -86,8 +86,10 @@ def merge(base: Any, over: Any, path: tuple[str, ...], srcmap: SourceMap,
 def _kept_null(path: tuple[str, ...]) -> bool:
     """A ``null`` inside a stage's body (``stages.ID.model.quantizer: null``) survives a
     ``base:`` merge: it still has to switch the top-level value off when the stage's
-    sections are merged (:func:`stage_sections`)."""
-    return len(path) >= 3 and path[0] == "stages"
+    sections are merged (:func:`stage_sections`). A stage set to ``null`` is switched off
+    but keeps its place in the order, so a later recipe or override that sets it again
+    runs it there, not after every other stage."""
+    return len(path) >= 2 and path[0] == "stages"
 
 
 def _take(srcmap: SourceMap, over_map: SourceMap, path: tuple[str, ...]) -> None:
@@ -200,7 +202,10 @@ def apply_override(raw: RawRecipe, item: str) -> None:
         for sub in _paths(value):
             over_map.set(path + sub, where)
     if value is None:
-        node.pop(leaf, None)
+        if _kept_null(path) and len(path) == 2:
+            node[leaf] = None     # switched off, in its place (see _kept_null)
+        else:
+            node.pop(leaf, None)
         raw.srcmap.drop(path)
         raw.srcmap.set(path, where)
     elif leaf in node:
@@ -267,7 +272,7 @@ def stage_sections(raw: RawRecipe) -> dict[str, tuple[dict[str, Any], dict[str, 
     stages = raw.data.get("stages")
     if stages is None:
         stages = _default_stages(raw)
-    if not isinstance(stages, dict) or not stages:
+    if not isinstance(stages, dict) or not any(b is not None for b in stages.values()):
         raise ConfigError("`stages:` must map stage ids to stage sections.",
                           where=raw.srcmap.where(("stages",)), key="stages")
     top = {k: raw.data[k] for k in _STAGE_KEYS if k in raw.data}

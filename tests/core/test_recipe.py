@@ -218,6 +218,28 @@ def test_override_of_name_alone_replaces_the_section():
     assert raw.data["model"]["quantizer"] == {"name": "kmeans", "num_vars": 8}
 
 
+def test_a_stage_switched_off_keeps_its_place_for_whoever_switches_it_on(tmp_path):
+    """`stages.X: null` in a base recipe holds X's place: a child recipe or an override that
+    sets X again runs it there (before the stages that read it), not after every stage."""
+    write(tmp_path / "parent.yaml", """\
+        stages:
+          first: {name: toy_stage}
+          optional: null
+          last: {name: toy_stage}
+        """)
+    child = write(tmp_path / "child.yaml", """\
+        base: parent.yaml
+        stages:
+          optional: {name: toy_stage}
+        """)
+    assert list(stage_sections(load_recipe(tmp_path / "parent.yaml"))) == ["first", "last"]
+    assert list(stage_sections(load_recipe(child))) == ["first", "optional", "last"]
+    raw = load_recipe(tmp_path / "parent.yaml", ["stages.optional={name: toy_stage}"])
+    assert list(stage_sections(raw)) == ["first", "optional", "last"]
+    raw = load_recipe(child, ["stages.optional=null", "stages.first=null"])
+    assert list(stage_sections(raw)) == ["last"]
+
+
 def test_overrides_into_stage_sections():
     raw = recipe_from_dict({"stages": {"ft": {"name": "toy_stage"}}},
                            ["stages.ft.trainer.lr=3.0e-5"])
