@@ -27,7 +27,7 @@ from w2v.config import field, size
 from w2v.interfaces import Batch
 from w2v.plugins.stages.train import TrainStage
 
-from .sweep import check_grid, expand, write_sweep
+from .sweep import SWEEP_FILE, check_grid, expand, write_sweep
 
 log = logging.getLogger("w2v")
 
@@ -93,15 +93,19 @@ class TrainGanStage(TrainStage):
         """One training run, or with ``sweep`` one per configuration, in order; a
         configuration that finished (``<stage dir>/<name>/DONE``) is skipped on a resumed
         run."""
-        configurations = expand(self.config.sweep)
-        if not configurations:
-            return super().run(context)
+        from w2v.checkpoint_formats import MODEL_FILE
         from w2v.stages import DONE
         from w2v.train.distributed import detect
         from w2v.train.rng import seed_initialisation
 
         main = detect().rank == 0
         stage_dir = Path(context.stage_dir)
+        configurations = expand(self.config.sweep)
+        if main:   # what an earlier run of the other kind left would mislead select_gan
+            for name in ((MODEL_FILE, "summary.json") if configurations else (SWEEP_FILE,)):
+                (stage_dir / name).unlink(missing_ok=True)
+        if not configurations:
+            return super().run(context)
         resume = context.resume and context.sections.trainer.resume
         for i, conf in enumerate(configurations, 1):
             sub = attrs.evolve(context, stage_id=f"{context.stage_id}/{conf.name}",

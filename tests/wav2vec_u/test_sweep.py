@@ -223,6 +223,20 @@ def test_a_rerun_skips_finished_configurations(swept, caplog):
     assert (swept / "gan" / "DONE").exists()
 
 
+def test_one_run_after_a_sweep_is_selected_alone(swept):
+    """`sweep=null` reruns the stage as one run: select_gan no longer sees the sub-runs."""
+    from w2v.cli import main
+
+    assert main([str(_recipe(swept.parent, GRID)), "--out", str(swept), "--from", "gan",
+                 "stages.gan.sweep=null"]) == 0
+    assert not (swept / "gan" / "sweep.json").exists() and (swept / "gan" / "model.pt").exists()
+    lines = (swept / "select" / "selection.tsv").read_text().splitlines()
+    rows = [dict(zip(lines[0].split("\t"), l.split("\t"))) for l in lines[1:]]
+    assert {r["checkpoint"] for r in rows} == {"final", "update_4", "update_8"}
+    assert {r["configuration"] for r in rows} == {""}
+    assert json.loads((swept / "select" / "results.json").read_text())["configuration"] is None
+
+
 def test_a_key_that_is_no_objective_setting_exits_2_naming_the_nearest(corpus, run_cli):
     res = run_cli(_recipe(corpus, "{code_penality: [2.0, 4.0]}"), "--dry-run")
     assert res.code == 2
