@@ -60,7 +60,8 @@ def test_paper_sizes():
 
 
 @pytest.mark.parametrize("name", [d for d in DEMO if d not in ("vq_wav2vec_bert",
-                                                               "wav2vec_base")])
+                                                               "wav2vec_base",
+                                                               "features_ctc")])
 def test_demo_sized_recipe_trains(name, tmp_path, demo_env, monkeypatch):
     run(RECIPES / "demo_sized" / f"{name}.yaml", tmp_path / "run", demo_env, monkeypatch)
     lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -68,6 +69,24 @@ def test_demo_sized_recipe_trains(name, tmp_path, demo_env, monkeypatch):
     assert [x["step"] for x in train] == [1, 2]
     assert all(np.isfinite(x["loss"]) for x in train)
     assert (tmp_path / "run" / "pretrain" / "model.pt").exists()
+
+
+def test_features_ctc_recipe_trains_ctc_on_the_pretrained_model_s_features(
+        tmp_path, demo_env, monkeypatch):
+    """recipes/demo_sized/features_ctc.yaml (the features study's base): pretrain, featurize
+    the labelled splits with the pretrained model, CTC over those frames, test CER."""
+    run(RECIPES / "demo_sized" / "features_ctc.yaml", tmp_path / "run", demo_env, monkeypatch,
+        "stages.ctc.trainer.max_updates=2", "stages.ctc.trainer.valid_interval=2")
+    from w2v.plugins.data.shards import load_features
+
+    out = tmp_path / "run"
+    pre = w2v.load_pretrained(out / "pretrain")
+    feats = load_features(out / "featurize", "test")
+    assert feats.dim == pre.context_signal().dim
+    results = json.loads((out / "test" / "results.json").read_text())
+    assert results["split"] == "test" and results["results"][0]["model"] == "ctc"
+    assert results["results"][0]["utterances"] == len(feats)
+    assert not (out / "export_units").exists() and not (out / "bert").exists()
 
 
 def test_wav2vec_ctc_on_frozen_features(tmp_path, demo_env, monkeypatch):
