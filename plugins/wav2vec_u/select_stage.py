@@ -13,7 +13,9 @@ chosen model then decodes ``decode_splits``: ``<split>.hyp.phn`` and, with label
 PER in ``results.json``, beside the PER of the checkpoint the valid labels would have
 chosen (``oracle_choice``: how much the unsupervised choice costs). With a
 ``word_decoder`` (:mod:`.words`) it also decodes them to words, ``<split>.hyp.wrd``, with
-WER where ``<manifest>.wrd`` (or ``.ltr``) exists; WER never takes part in the choice.
+WER where ``<manifest>.wrd`` (or ``.ltr``) exists; with a ``phone_decoder`` it decodes
+phones with the phone LM too (beam search, no lexicon), ``<split>.hyp.lm.phn`` and
+``per_lm``. Neither takes part in the choice.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from w2v.plugins.stages.inputs import source_dir
 from .selection import phone_error_rate, viterbi_phones, weighted_lm_perplexity
 from .sweep import read_sweep
 from .text import SILENCE
-from .words import WordDecoding
+from .words import PhoneDecoding, WordDecoding
 
 log = logging.getLogger("w2v")
 _PERIODIC = re.compile(r"^update_(\d+)\.pt$")
@@ -57,9 +59,14 @@ class SelectGanConfig:
                          "auto, lm: auto}` (`auto`: the text stage's lexicon.words.lst and "
                          "lm.words.arpa; the silence token is <SIL>); null: phones only")
     word_emissions: Literal["segments", "frames"] = choice(
-        "segments", "what the word decoder reads: `segments`, one frame per JOIN segment with "
-                    "a blank frame between; `frames`, every generator frame with `<s>` as the "
-                    "blank (fairseq's w2vu_generate.py KenLM path)")
+        "segments", "what the word and phone decoders read: `segments`, one frame per JOIN "
+                    "segment with a blank frame between; `frames`, every generator frame "
+                    "with `<s>` as the blank (fairseq's w2vu_generate.py KenLM path)")
+    phone_decoder: ComponentSpec | None = component(
+        "decoder", None, "decode the chosen model's phones with the phone LM too (beside "
+                         "Viterbi), e.g. `{name: ctc_beam, lexicon: null, lm: auto}` (`auto`: "
+                         "the text stage's lm.phones.arpa): `<split>.hyp.lm.phn` and `per_lm`; "
+                         "null: Viterbi only")
     blank_weight: float | None = real(None, None, None, "`frames` only: the blank's logit "
                                                         "(fairseq blank_mode set); null: the "
                                                         "generator's own")
@@ -127,6 +134,13 @@ class SelectGanStage(Stage):
             results["word_decoder"] = {"name": cfg.word_decoder.name,
                                        "emissions": cfg.word_emissions,
                                        **lm_settings(words.decoder)}
+        phones_lm = None if cfg.phone_decoder is None else PhoneDecoding.from_spec(
+            cfg.phone_decoder, text_dir, dictionary, emissions=cfg.word_emissions,
+            blank_weight=cfg.blank_weight)
+        if phones_lm is not None:
+            results["phone_decoder"] = {"name": cfg.phone_decoder.name,
+                                        "emissions": cfg.word_emissions,
+                                        **lm_settings(phones_lm.decoder)}
         for split in cfg.decode_splits:
             feats = load_features(features_dir, split)
             hyps = decode(model, feats, dictionary, cfg.batch_size)
@@ -136,6 +150,14 @@ class SelectGanStage(Stage):
             if split_refs is not None:
                 entry["per"] = phone_error_rate(hyps, split_refs)
                 entry["chance_per"] = chance_per(split_refs)
+            if phones_lm is not None:
+                lm_hyps = phones_lm.decode_all(model, feats, cfg.batch_size)
+                (out / f"{split}.hyp.lm.phn").write_text(
+                    "".join(" ".join(h) + "\n" for h in lm_hyps))
+                if split_refs is not None:
+                    entry["per_lm"] = phone_error_rate(lm_hyps, split_refs)
+                    log.info("select_gan: %s phones with the phone LM, PER %.1f", split,
+                             entry["per_lm"])
             if words is not None:
                 manifest = meta.get("splits", {}).get(split, {}).get("manifest")
                 entry.update(words.run_split(model, feats, manifest, out / f"{split}.hyp.wrd",

@@ -1,5 +1,6 @@
-"""Word decoding of wav2vec-U outputs: a lexicon and a word n-gram of the unpaired text,
-and the generator's phone distributions presented to the ``ctc_beam`` decoder.
+"""Beam decoding of wav2vec-U outputs: to words with a lexicon and a word n-gram of the
+unpaired text, or to phones with its phone n-gram, the generator's phone distributions
+presented to the ``ctc_beam`` decoder (:class:`WordDecoding`, :class:`PhoneDecoding`).
 
 Text side (written by ``prepare_text`` next to the phone files):
 
@@ -25,6 +26,7 @@ Audio side: the generator has no blank. Two presentations (``word_emissions``):
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 from pathlib import Path
@@ -44,6 +46,7 @@ log = logging.getLogger("w2v")
 
 LEXICON_FILE = "lexicon.words.lst"
 WORD_LM_FILE = "lm.words.arpa"
+PHONE_LM_FILE = "lm.phones.arpa"
 #: Score of a symbol that must never be emitted (finite, so log-adds stay defined).
 NEVER = -1.0e30
 
@@ -182,6 +185,53 @@ class WordDecoding:
         log.info("select_gan: %s words decoded in %.1f s%s", Path(hyp_path).name, seconds,
                  f", WER {entry['wer']:.1f}" if entry else "")
         return entry
+
+
+class PhoneDecoding(WordDecoding):
+    """The generator's outputs -> phones through a lexicon-free ``ctc_beam`` decoder whose LM
+    is the text stage's phone n-gram (fairseq's ``w2vu_generate.py`` KenLM decoding over
+    phones), in place of Viterbi's argmax."""
+
+    @classmethod
+    def from_spec(cls, spec, text_dir: Path, dictionary: Dictionary, **options
+                  ) -> "PhoneDecoding":
+        """Build ``spec`` (a decoder section, lexicon-free); ``lm: auto`` takes the text
+        stage's :data:`PHONE_LM_FILE`, and the silence token ``|`` becomes ``<SIL>``."""
+        cfg = spec.config
+        if getattr(cfg, "lexicon", None) is not None:
+            raise ConfigError(f"the phone decoder `{spec.name}` decodes phones, so it takes no "
+                              "lexicon.", key=f"{spec.key}.lexicon",
+                              hint="Use `{name: ctc_beam, lexicon: null, lm: auto}`: the text "
+                                   "stage's phone LM.")
+        changes = {}
+        if getattr(cfg, "lm", None) == "auto":
+            path = Path(text_dir) / PHONE_LM_FILE
+            if not path.is_file():
+                raise DataError(f"`{path}` does not exist: the text stage wrote no phone LM.",
+                                key=f"{spec.key}.lm")
+            changes["lm"] = str(path)
+        if getattr(cfg, "sil_token", SILENCE) == "|" and "|" not in dictionary:
+            changes["sil_token"] = SILENCE
+        return cls(spec.evolve(**changes).build(None, dictionary=dictionary), dictionary,
+                   **options)
+
+    def decode_phones(self, logits: Tensor, lengths: Tensor) -> list[list[str]]:
+        """The phones of each row of generator ``logits`` ``[B, T, V]`` (repeats merged,
+        specials and ``<SIL>`` left out, as Viterbi's)."""
+        emissions, frames = self.emit(logits, lengths)
+        drop = set(range(self.dictionary.nspecial))
+        if SILENCE in self.dictionary:
+            drop.add(self.dictionary.index(SILENCE))
+        out = []
+        for h in self.decoder.decode(emissions, frames):
+            ids = [i for i, _ in itertools.groupby(h.tokens)]
+            out.append([self.dictionary[i] for i in ids if i not in drop])
+        return out
+
+    def decode_all(self, model, features, batch_size: int) -> list[list[str]]:
+        """The phone hypothesis of every utterance of ``features``, in order."""
+        return [phones for logits, lengths in generator_logits(model, features, batch_size)
+                for phones in self.decode_phones(logits, lengths)]
 
 
 def word_references(manifest: str | None, expected: int) -> list[str] | None:

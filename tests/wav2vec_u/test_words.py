@@ -188,8 +188,8 @@ PHONES = ["a", "b", "c", "d", "e"]
 
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
-    """text -> gan (a few updates on synthetic frames) -> select with a word decoder; the
-    test split has `.wrd` references."""
+    """text -> gan (a few updates on synthetic frames) -> select with a word and a phone
+    decoder; the splits have `.wrd` and `.phn` references."""
     from w2v.cli import main
     from w2v.plugins.data.shards import ShardWriter, write_meta
 
@@ -203,18 +203,20 @@ def pipeline(tmp_path_factory):
 
     sizes = {"train": 24, "valid": 8, "test": 8}
     for split, n in sizes.items():
-        writer, wrd = ShardWriter(root / "feats", split, dim=8), []
+        writer, wrd, phn = ShardWriter(root / "feats", split, dim=8), [], []
         for _ in range(n):
             words = sentence()
             phones = [p for w in words for p in LEXICON[w]]
             writer.add(torch.cat([centres[PHONES.index(p)] + 0.1 * torch.randn(2, 8, generator=g)
                                   for p in phones]))
             wrd.append(" ".join(words))
+            phn.append(" ".join(phones))
         writer.finish()
         manifest = root / "audio" / f"{split}.tsv"
         manifest.parent.mkdir(exist_ok=True)
         manifest.write_text("/nowhere\n" + "".join(f"u{i}.wav\t16000\n" for i in range(n)))
         manifest.with_suffix(".wrd").write_text("".join(w + "\n" for w in wrd))
+        manifest.with_suffix(".phn").write_text("".join(p + "\n" for p in phn))
     write_meta(root / "feats", {"dim": 8, "stride": 320, "sample_rate": 16000, "splits": {
         s: {"utterances": n, "manifest": str(root / "audio" / f"{s}.tsv")}
         for s, n in sizes.items()}})
@@ -243,6 +245,7 @@ stages:
     text: text
     decode_splits: [valid, test]
     word_decoder: {{name: ctc_beam, lexicon: auto, lm: auto, beam: 10}}
+    phone_decoder: {{name: ctc_beam, lexicon: null, lm: auto, beam: 10}}
 """)
     assert main([str(recipe), "--out", str(root / "run")]) == 0
     return root
@@ -263,3 +266,56 @@ def test_select_writes_words_next_to_phones_and_reports_wer(pipeline):
         assert results["splits"][split]["wer"] == pytest.approx(word_error_rate(hyps, refs))
     header = (select / "selection.tsv").read_text().splitlines()[0]
     assert "wer" not in header                             # never part of the choice
+
+
+def test_select_decodes_phones_with_the_phone_lm_too(pipeline):
+    from w2v.plugins.wav2vec_u.select_stage import phone_error_rate
+
+    select = pipeline / "run" / "select"
+    results = json.loads((select / "results.json").read_text())
+    assert results["phone_decoder"]["name"] == "ctc_beam"
+    for split in ("valid", "test"):
+        hyps = [h.split() for h in (select / f"{split}.hyp.lm.phn").read_text().splitlines()]
+        assert len(hyps) == 8
+        refs = [r.split() for r in (pipeline / "audio" / f"{split}.phn").read_text().splitlines()]
+        assert results["splits"][split]["per_lm"] == pytest.approx(phone_error_rate(hyps, refs))
+    assert "per_lm" not in (select / "selection.tsv").read_text().splitlines()[0]
+
+
+def _phones(text_dir: Path, **decoder):
+    from w2v.config.structure import structure_component
+    from w2v.plugins.wav2vec_u.words import PhoneDecoding
+
+    spec = structure_component("decoder", {"name": "ctc_beam", "lexicon": None, "lm": "auto",
+                                           "beam": 20, "word_score": 0.0, **decoder},
+                               path="stages.select.phone_decoder")
+    dictionary = Dictionary.load(text_dir / "dict.phn.txt")
+    return PhoneDecoding.from_spec(spec, text_dir, dictionary), dictionary
+
+
+def test_the_phone_lm_corrects_a_phone_viterbi_gets_wrong(text_dir):
+    """CAT spelled with its vowel a little less likely than a phone the text never puts
+    between k and t: Viterbi (and the decoder without LM weight) take the wrong phone, the
+    phone LM restores the spelling the unpaired text has."""
+    from w2v.plugins.wav2vec_u.selection import viterbi_phones
+
+    lexicon = _lexicon(text_dir)
+    k, vowel, t = lexicon["CAT"]
+    wrong = next(p for p in ("ɪ", "iː", "ʊ", "ɛ") if p != vowel and
+                 p in Dictionary.load(text_dir / "dict.phn.txt"))
+    segments = [{"<SIL>": 6.0}, {k: 6.0}, {wrong: 3.0, vowel: 2.6}, {t: 6.0}, {"<SIL>": 6.0}]
+    with_lm, dictionary = _phones(text_dir, lm_weight=2.0)
+    logits, lengths = _logits(dictionary, segments)
+    viterbi = [[dictionary[i] for i in ids]
+               for ids in viterbi_phones(logits, lengths, dictionary)]
+    assert viterbi == [[k, wrong, t]]
+    assert with_lm.decode_phones(logits, lengths) == [[k, vowel, t]]
+    without, _ = _phones(text_dir, lm_weight=0.0)
+    assert without.decode_phones(logits, lengths) == [[k, wrong, t]]
+
+
+def test_a_phone_decoder_with_a_lexicon_is_a_config_error(text_dir):
+    from w2v.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="takes no lexicon"):
+        _phones(text_dir, lexicon="auto")
