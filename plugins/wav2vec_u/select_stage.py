@@ -127,20 +127,16 @@ class SelectGanStage(Stage):
             results["oracle_choice"] = {"checkpoint": oracle[0].checkpoint,
                                         "configuration": oracle[0].configuration,
                                         "valid_per": oracle[2], "splits": {}}
-        words = None if cfg.word_decoder is None else WordDecoding.from_spec(
-            cfg.word_decoder, text_dir, dictionary, emissions=cfg.word_emissions,
-            blank_weight=cfg.blank_weight)
-        if words is not None:
-            results["word_decoder"] = {"name": cfg.word_decoder.name,
-                                       "emissions": cfg.word_emissions,
-                                       **lm_settings(words.decoder)}
-        phones_lm = None if cfg.phone_decoder is None else PhoneDecoding.from_spec(
-            cfg.phone_decoder, text_dir, dictionary, emissions=cfg.word_emissions,
-            blank_weight=cfg.blank_weight)
-        if phones_lm is not None:
-            results["phone_decoder"] = {"name": cfg.phone_decoder.name,
-                                        "emissions": cfg.word_emissions,
-                                        **lm_settings(phones_lm.decoder)}
+        beams = {}
+        for key, kind in (("word_decoder", WordDecoding), ("phone_decoder", PhoneDecoding)):
+            spec = getattr(cfg, key)
+            if spec is not None:
+                beams[key] = kind.from_spec(spec, text_dir, dictionary,
+                                            emissions=cfg.word_emissions,
+                                            blank_weight=cfg.blank_weight)
+                results[key] = {"name": spec.name, "emissions": cfg.word_emissions,
+                                **lm_settings(beams[key].decoder)}
+        words, phones_lm = beams.get("word_decoder"), beams.get("phone_decoder")
         for split in cfg.decode_splits:
             feats = load_features(features_dir, split)
             hyps = decode(model, feats, dictionary, cfg.batch_size)

@@ -8,79 +8,19 @@ text side is unpaired sentences over a lexicon of the same phones.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
-import torch
 
-PHONES = ["a", "b", "c", "d", "e"]
-LEXICON = {"WA": ["a", "b"], "WB": ["c"], "WC": ["d", "e", "a"], "WD": ["b", "e"]}
-
-
-def _sentence(g: torch.Generator) -> list[str]:
-    words = list(LEXICON)
-    return [words[int(i)] for i in torch.randint(0, len(words), (int(torch.randint(2, 5, (1,),
-                                                                                    generator=g)),),
-                                                 generator=g)]
-
-
-def _write_split(root: Path, name: str, n: int, g: torch.Generator, centres) -> None:
-    from w2v.plugins.data.shards import ShardWriter
-
-    writer = ShardWriter(root / "feats", name, dim=8)
-    phn = []
-    for _ in range(n):
-        phones = [p for w in _sentence(g) for p in LEXICON[w]]
-        frames = [centres[PHONES.index(p)] + 0.1 * torch.randn(int(torch.randint(2, 5, (1,),
-                                                                                  generator=g)),
-                                                             8, generator=g)
-                  for p in phones]
-        writer.add(torch.cat(frames))
-        phn.append(" ".join(phones))
-    writer.finish()
-    manifest = root / "audio" / f"{name}.tsv"
-    manifest.parent.mkdir(exist_ok=True)
-    manifest.write_text("/nowhere\n" + "".join(f"u{i}.wav\t16000\n" for i in range(n)))
-    manifest.with_suffix(".phn").write_text("".join(line + "\n" for line in phn))
+from w2vu_corpus import gan_recipe, write_corpus
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     from w2v.cli import main
-    from w2v.plugins.data.shards import write_meta
 
-    root = tmp_path_factory.mktemp("w2vu")
-    g = torch.Generator().manual_seed(0)
-    centres = 3 * torch.randn(len(PHONES), 8, generator=g)
-    sizes = {"train": 40, "valid": 12, "test": 12}
-    for name, n in sizes.items():
-        _write_split(root, name, n, g, centres)
-    write_meta(root / "feats", {"dim": 8, "stride": 320, "sample_rate": 16000, "splits": {
-        s: {"utterances": n, "manifest": str(root / "audio" / f"{s}.tsv")}
-        for s, n in sizes.items()}})
-    (root / "text.txt").write_text("".join(" ".join(_sentence(g)) + "\n" for _ in range(200)))
-    (root / "lexicon.txt").write_text("".join(f"{w} {' '.join(p)}\n" for w, p in LEXICON.items()))
+    root = write_corpus(tmp_path_factory.mktemp("w2vu"))
     recipe = root / "w2vu.yaml"
-    recipe.write_text(f"""
-trainer: {{precision: fp32, max_updates: 12, log_interval: 2, save_interval: 4, keep_last: 10,
-           lr: 1.0e-3, clip_norm: 5.0, betas: [0.5, 0.98],
-           group_optimizers: {{generator: {{lr: 1.0e-3}},
-                               discriminator: {{lr: 1.0e-3, weight_decay: 1.0e-4}}}}}}
-stages:
-  segment: {{name: segment_features, from: {root / 'feats'}, clusters: 6, pca_dim: 8,
-            sample_frames: 1000, iterations: 10}}
-  text: {{name: prepare_text, text: {root / 'text.txt'}, lexicon: {root / 'lexicon.txt'},
-         sil_prob: 0.25, lm_order: 3}}
-  gan:
-    name: train_gan
-    valid: false
-    data: {{name: features, path: segment, max_tokens: 4000,
-           sources: {{text: {{name: units, path: text, ext: phn, valid: null}}}}}}
-    model: {{encoder: {{name: precomputed}}, aggregator: null,
-            head: {{name: wav2vec_u_generator, kernel: 3}}}}
-    objective: {{name: wav2vec_u, discriminator: {{dim: 16, depth: 2, kernel: 3}}}}
-  select: {{name: select_gan, from: gan, features: segment, text: text}}
-""")
+    recipe.write_text(gan_recipe(root, max_updates=12, gan="valid: false"))
     code = main([str(recipe), "--out", str(root / "run")])
     assert code == 0
     return root / "run"

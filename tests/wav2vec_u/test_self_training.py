@@ -20,6 +20,8 @@ import pytest
 import torch
 import yaml
 
+from w2vu_corpus import write_corpus
+
 SYMBOLS = ["a", "b", "c", "<SIL>"]
 #: per utterance, the generator's best symbol per frame, and the expected pseudo-label
 UTTERANCES = [("a a b <SIL> c", "a b c"), ("<SIL> <SIL>", ""), ("b b b a", "b a"),
@@ -160,35 +162,6 @@ def test_an_empty_last_pseudo_label_is_still_a_row(tmp_path):
 
 
 # ------------------------------------------------------------------ the tiny pipeline
-PHONES = ["a", "b", "c", "d", "e"]
-LEXICON = {"WA": ["a", "b"], "WB": ["c"], "WC": ["d", "e", "a"], "WD": ["b", "e"]}
-
-
-def _sentence(g: torch.Generator) -> list[str]:
-    words = list(LEXICON)
-    n = int(torch.randint(2, 5, (1,), generator=g))
-    return [words[int(i)] for i in torch.randint(0, len(words), (n,), generator=g)]
-
-
-def _write_split(root: Path, name: str, n: int, g: torch.Generator, centres) -> None:
-    """Frames (each phone a noisy point in 8-d, 3-5 frames), their manifest and true .phn."""
-    from w2v.plugins.data.shards import ShardWriter
-
-    writer, phn = ShardWriter(root / "feats", name, dim=8), []
-    for _ in range(n):
-        phones = [p for w in _sentence(g) for p in LEXICON[w]]
-        writer.add(torch.cat([centres[PHONES.index(p)] + 0.1 * torch.randn(
-            int(torch.randint(3, 6, (1,), generator=g)), 8, generator=g) for p in phones]))
-        phn.append(" ".join(phones))
-    entries = [(f"{name}/u{i}.wav", 16000) for i in range(n)]
-    writer.finish("/nowhere", entries)
-    manifest = root / "audio" / f"{name}.tsv"
-    manifest.parent.mkdir(exist_ok=True)
-    manifest.write_text("/nowhere\n" + "".join(f"{p}\t{s}\n" for p, s in entries))
-    manifest.with_suffix(".phn").write_text("".join(line + "\n" for line in phn))
-    (manifest.parent / "dict.phn.txt").write_text("".join(f"{p} 1\n" for p in PHONES))
-
-
 CTC = {"name": "train", "valid": False,
        "model": {"encoder": {"name": "precomputed", "dim": None},
                  "aggregator": {"name": "wav2letter", "layers": [[32, 3]]},
@@ -201,19 +174,8 @@ CTC = {"name": "train", "valid": False,
 @pytest.fixture(scope="module")
 def pipeline(tmp_path_factory):
     from w2v.cli import main
-    from w2v.plugins.data.shards import write_meta
 
-    root = tmp_path_factory.mktemp("selftrain")
-    g = torch.Generator().manual_seed(0)
-    centres = 3 * torch.randn(len(PHONES), 8, generator=g)
-    sizes = {"train": 40, "valid": 12, "test": 12}
-    for name, n in sizes.items():
-        _write_split(root, name, n, g, centres)
-    write_meta(root / "feats", {"dim": 8, "stride": 320, "sample_rate": 16000, "splits": {
-        s: {"utterances": n, "manifest": str(root / "audio" / f"{s}.tsv")}
-        for s, n in sizes.items()}})
-    (root / "text.txt").write_text("".join(" ".join(_sentence(g)) + "\n" for _ in range(200)))
-    (root / "lexicon.txt").write_text("".join(f"{w} {' '.join(p)}\n" for w, p in LEXICON.items()))
+    root = write_corpus(tmp_path_factory.mktemp("selftrain"), frames=(3, 6), entries=True)
     feats = str(root / "feats")
     recipe = {
         "data": {"bad_input": "skip", "max_skipped": 1.0},
