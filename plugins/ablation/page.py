@@ -118,7 +118,7 @@ def problems(results: list[VariantResult]) -> list[str]:
     found = [(r, p) for r in results for p in r.problems]
     if not found:
         return []
-    lines = ["", "## Failed or missing runs", ""]
+    lines = ["", "## Failed runs and missing values", ""]
     for r, problem in found:
         lines.append(f"- {problem}")
     return lines

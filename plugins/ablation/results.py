@@ -60,7 +60,8 @@ def collect(study: Study, outcomes: list[Outcome]) -> list[VariantResult]:
                 result.values.setdefault(spec.name, {})[out.run.seed] = \
                     read_metric(out.run.run_dir, spec)
             except MetricMissing as exc:
-                result.problems.append(f"`{out.run.name}`: {spec.name}: {exc}")
+                result.problems.append(f"`{out.run.name}` finished, but its {spec.name} is "
+                                       f"missing (shown as n/a): {exc}")
     results = list(by_variant.values())
     add_intervals(study, results)
     return results

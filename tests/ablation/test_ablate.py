@@ -63,7 +63,8 @@ def test_page_has_table_intervals_plot_and_provenance(study):
     root, path, *_ = study
     page = path.with_suffix(".md").read_text()
     table = page.split("## Results")[1].split("\n\n")[1].splitlines()
-    assert table[0] == "| variant | CER % | pretrain loss | finetune updates | runs finished |"
+    assert table[0] == ("| variant | CER % | pretrain loss | finetune updates | prob perplexity "
+                        "| runs finished |")
     gumbel = next(line for line in table if line.startswith("| `gumbel`"))
     assert " ± " in gumbel and gumbel.endswith("| 2 of 2 |")
     # the table's mean is the mean of the two runs' results.json
@@ -87,6 +88,19 @@ def test_failed_variant_is_shown_with_its_error_and_exit_code_is_nonzero(study):
     assert "| `broken` | **failed** |" in page
     assert "`broken-s1` failed:" in page and "`model.quantizer.temp`: unknown key" in page
     assert "broken-s1, broken-s2" in out
+
+
+def test_a_metric_a_finished_run_does_not_log_is_n_a_not_a_failure(study):
+    """k-means logs no prob_perplexity (the Gumbel quantizer's): its runs finished, the
+    table says n/a and the page says which value is missing, not that the run failed."""
+    _, path, *_ = study
+    page = path.with_suffix(".md").read_text()
+    kmeans = next(line for line in page.split("## Results")[1].splitlines()
+                  if line.startswith("| `kmeans`"))
+    assert "| n/a |" in kmeans and kmeans.endswith("| 2 of 2 |")
+    assert "## Failed runs and missing values" in page
+    assert "`kmeans-s1` finished, but its prob perplexity is missing (shown as n/a)" in page
+    assert "`kmeans-s1` failed" not in page
 
 
 def test_rerun_skips_finished_runs(study):

@@ -55,6 +55,7 @@ metrics:
   - {{name: CER %, source: evaluate, stage: evaluate, model: finetune, key: cer, scale: 100}}
   - {{name: pretrain loss, source: metrics, stage: pretrain, key: loss}}
   - {{name: finetune updates, source: summary, stage: finetune, key: updates}}
+  - {{name: prob perplexity, source: metrics, stage: pretrain, key: prob_perplexity}}
 {extra}"""
 
 
