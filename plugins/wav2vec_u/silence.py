@@ -172,11 +172,10 @@ def trim_split(manifest_path: str, out: Path, name: str, cfg: RemoveSilenceConfi
                 size, rate = int(manifest.sizes[row]), None
                 intervals = torch.tensor([[0, size]])
             else:
-                samples, rate, subtype = read_samples(manifest.audio_path(row),
-                                                      int(manifest.sizes[row]))
+                samples, mono, rate, subtype = read_samples(manifest.audio_path(row),
+                                                            int(manifest.sizes[row]))
                 size = samples.shape[0]
-                intervals = speech_intervals(torch.from_numpy(samples.mean(axis=1)),
-                                             cfg.settings(rate))
+                intervals = speech_intervals(mono, cfg.settings(rate))
                 if len(intervals) == 0:
                     no_speech.append(int(manifest.lines[row]))
                     intervals = torch.tensor([[0, size]])
@@ -212,32 +211,26 @@ def check_skips(bad: int, total: int, limit: float, manifest_path: str) -> None:
                         hint="See skipped.tsv in the stage directory for the files and why.")
 
 
-def read_samples(path: str, expected: int | None = None) -> tuple[np.ndarray, int, str]:
-    """``(samples [S, C] float32, rate, subtype)`` of an audio file; BadInput when it is
-    missing, unreadable, empty, non-finite, all zero (as every reader of the project) or
-    not the manifest's length."""
+def read_samples(path: str, expected: int | None = None
+                 ) -> tuple[np.ndarray, torch.Tensor, int, str]:
+    """``(samples [S, C] float32, their mono mix [S], rate, subtype)`` of an audio file,
+    checked as the project's audio reader checks what it decodes (:func:`w2v.data.audio.
+    checked_wave`: empty, not the manifest's length, non-finite, all zero, out of range); the
+    samples stay as stored so the trimmed file keeps them."""
     import soundfile as sf
 
+    from w2v.data.audio import audio_info, checked_wave
     from w2v.data.skips import BadInput
 
-    if not os.path.isfile(path):
-        raise BadInput("missing", path)
+    info = audio_info(path)                                  # missing, undecodable
     try:
-        info = sf.info(path)
         samples, rate = sf.read(path, dtype="float32", always_2d=True)
     except (RuntimeError, sf.LibsndfileError) as exc:
         raise BadInput("unreadable", path, str(exc).replace(f"'{path}'", "").strip(" :")) \
             from None
-    if samples.shape[0] == 0:
-        raise BadInput("empty", path, "0 samples")
-    if expected is not None and samples.shape[0] != expected:
-        raise BadInput("size-mismatch", path, f"the manifest says {expected} samples, the "
-                                              f"file has {samples.shape[0]}; remake the manifest")
-    if not np.isfinite(samples).all():
-        raise BadInput("non-finite", path)
-    if not samples.any():
-        raise BadInput("silent", path, f"{samples.shape[0]} zero samples")
-    return samples, int(rate), info.subtype
+    mono, _ = checked_wave(samples, int(rate), path, sample_rate=int(rate),
+                           expected_samples=expected)
+    return samples, mono, int(rate), info.subtype
 
 
 def output_relpath(rel: str, row: int) -> str:
