@@ -19,6 +19,7 @@ from .config import ComponentSpec, component, field, real
 from .config.source import SourceMap
 from .config.structure import structure
 from .errors import FitError, UserError
+from .hidden_states import hidden_state_names
 from .interfaces import Signal, waveform_signal
 from .model import SpeechModel
 
@@ -158,7 +159,8 @@ def build_model(cfg: ModelConfig, sample_rate: int = 16000, *, dictionary=None) 
             raise FitError(f"head `{cfg.head.name}` needs a label dictionary to size its output, "
                            "but this stage has none.", key="model.head",
                            hint="Set `data.labels` (and `data.dictionary`), or remove `model.head`.")
-        head = _build(cfg.head, context, dictionary=dictionary)
+        head = _build(cfg.head, context, dictionary=dictionary,
+                      hidden_states=len(hidden_state_names(aggregator, context.dim)))
     return SpeechModel(encoder, aggregator, quantizer=quantizer, masker=masker, head=head,
                        quantize=cfg.quantize, normalize=cfg.normalize,
                        dropout_input=cfg.dropout_input, dropout_features=cfg.dropout_features,

@@ -532,6 +532,9 @@ class Head(nn.Module, Component, abc.ABC):
 
     kind = "head"
     vocab_size: int
+    #: True: ``forward`` gets the model's hidden states ``[B, T, L, D]`` (input and every
+    #: block, :mod:`w2v.hidden_states`) instead of the context ``[B, T, D]``
+    reads_hidden_states: bool = False
 
     @classmethod
     def dry_run_dictionary(cls, labels: str | None) -> Any:

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .errors import ConfigError, FitError
+from .hidden_states import hidden_state_names
 from .inputs import as_source
 from .interfaces import (Aggregator, Batch, Encoder, EncoderOutput, Masker, MaskRequest,
                          ModelOutput, Quantizer, Signal, TargetRequest)
@@ -179,11 +180,33 @@ class SpeechModel(nn.Module):
                     out.quantized_targets = attrs.evolve(q, vectors=q.vectors[0],
                                                          codes=q.codes[0])
         if head and self.head is not None and layers is None:
-            out.logits = self.head(out.context, out.lengths)
+            x = self.hidden_states(out) if getattr(self.head, "reads_hidden_states", False) \
+                else out.context
+            out.logits = self.head(x, out.lengths)
             out.head_extra = self.head.extra_outputs()
             if out.lengths is not None:
                 out.logit_lengths = self.head.output_lengths(out.lengths, out.context.shape[1])
         return out
+
+    def hidden_state_names(self) -> list[str]:
+        """Names of :meth:`hidden_states`' layers (see :mod:`w2v.hidden_states`)."""
+        return hidden_state_names(self.aggregator, self.context_signal().dim)
+
+    def hidden_states(self, out: ModelOutput) -> Tensor:
+        """The hidden states of a forward's ``out`` stacked, ``[B, T, L, D]``: the
+        aggregator's input (projected, before dropout and masking) when it is the blocks'
+        width, then every block's raw output; the encoder output alone without an
+        aggregator."""
+        if self.aggregator is None:
+            return out.context[:, :, None]
+        layers = list(out.layers)
+        if len(layers) != self.aggregator.num_layers:
+            raise RuntimeError("hidden states need every block's output (a forward without "
+                               "`layers=`)")
+        if self.hidden_state_names()[0] == "input":
+            source = out.quantized_input.vectors if out.quantized_input is not None else out.local
+            layers.insert(0, self.projection(source))
+        return torch.stack(layers, dim=2)
 
     def _mask(self, x: Tensor, lengths: Tensor | None, request: MaskRequest
               ) -> tuple[Tensor, Tensor | None]:

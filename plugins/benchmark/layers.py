@@ -1,11 +1,9 @@
 """Every layer of a frozen model, for every utterance of a split, kept in memory.
 
-The layers are SUPERB's hidden states in w2v's numbering: ``input`` (what enters the
-context network: the projected, or projected quantized, local features), then the raw
-output of each context block ``0 .. L-1`` (``extract_features(...).layers``; block ``k`` is
-``w2vrun featurize --layer k``). A model without a context network has one layer, its
-encoder output (``encoder``). The ``input`` layer is left out when its width differs
-from the blocks' (so all layers stack).
+The layers are the model's hidden states (:mod:`w2v.hidden_states`): ``input`` (what
+enters the context network), then the raw output of each context block ``0 .. L-1``
+(block ``k`` is ``w2vrun featurize --layer k``); a model without a context network has
+one, its encoder output (``encoder``).
 
 A split becomes a :class:`~w2v.plugins.data.shards.FeatureSet` (the ``features`` data
 source's in-memory form) over one ``[frames, L, D]`` fp16 array, so its loaders and
@@ -46,30 +44,13 @@ class LayerSplit:
 
 def layer_names(model) -> list[str]:
     """Names of the layers :func:`layer_stack` returns, in order."""
-    if model.aggregator is None:
-        return ["encoder"]
-    blocks = [str(i) for i in range(model.aggregator.num_layers)]
-    return (["input"] if _input_fits(model) else []) + blocks
-
-
-def _input_fits(model) -> bool:
-    source = model.quantizer.produces().dim if model.quantizes_input else \
-        model.local_signal().dim
-    width = model.aggregator.input_dim if hasattr(model.aggregator, "input_dim") else source
-    return width == model.context_signal().dim
+    return model.hidden_state_names()
 
 
 @torch.inference_mode()
 def layer_stack(model, wave: Tensor) -> Tensor:
-    """``wave`` ``[S]`` -> ``[T, L, D]``: the layers of :func:`layer_names`, unmasked."""
-    out = model(wave[None], None, head=False)
-    if model.aggregator is None:
-        return out.context[0][:, None]
-    layers = list(out.layers)
-    if _input_fits(model):
-        source = out.quantized_input.vectors if out.quantized_input is not None else out.local
-        layers.insert(0, model.projection(source))
-    return torch.stack(layers, dim=2)[0]
+    """``wave`` ``[S]`` -> ``[T, L, D]``: the model's hidden states, unmasked."""
+    return model.hidden_states(model(wave[None], None, head=False))[0]
 
 
 def resolve_layer(choice: str, names: Sequence[str]) -> int:

@@ -1,11 +1,14 @@
 """The probes: small trainable models over frozen layer stacks ``[B, T, L, D]``.
 
-Every probe starts with :class:`WeightedLayers` (SUPERB's featurizer: a softmax over one
-learned weight per layer; optionally each layer layer-normalised first, so the weights
-compare usefulness rather than scale). A single-layer probe is the same module over ``L = 1``.
+Every probe starts with :class:`~w2v.hidden_states.WeightedLayers` (SUPERB's featurizer: a
+softmax over one learned weight per layer; optionally each layer layer-normalised first, so
+the weights compare usefulness rather than scale). A single-layer probe is the same module
+over ``L = 1``.
 
-- :class:`CTCProbe`: weighted layers -> the CTC head of :mod:`w2v.plugins.ctc.head`
-  (optional BiLSTM + linear), scored by the CTC objective (letters, phones);
+- :class:`CTCProbe`: the CTC head of :mod:`w2v.plugins.ctc.head` with ``layers: weighted``
+  (weighted layers, optional BiLSTM, linear), the very head a recipe's probe stage trains
+  on a frozen model (``head: {name: ctc, layers: weighted}``, as the demo's probes), scored
+  by the CTC objective (letters, phones);
 - :class:`SpeakerProbe`: weighted layers -> mean over valid frames -> linear, scored by
   :class:`SpeakerObjective` (utterance-level cross-entropy).
 
@@ -21,32 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from w2v.hidden_states import WeightedLayers
 from w2v.interfaces import Batch, ModelOutput, Objective, ObjectiveOutput
-
-
-class WeightedLayers(nn.Module):
-    """``[B, T, L, D]`` -> ``[B, T, D]``: ``sum_l softmax(w)_l * LN(x_l)``.
-
-    Args:
-        num_layers: L (the weights start equal).
-        layer_norm: normalise each layer over D (no affine parameters) before the sum.
-    """
-
-    def __init__(self, num_layers: int, *, layer_norm: bool = False) -> None:
-        super().__init__()
-        self.weights = nn.Parameter(torch.zeros(num_layers))
-        self.layer_norm = layer_norm
-
-    def forward(self, x: Tensor) -> Tensor:
-        if x.shape[2] != self.weights.shape[0]:
-            raise ValueError(f"expected {self.weights.shape[0]} layers, found {x.shape[2]}")
-        if self.layer_norm:
-            x = F.layer_norm(x, x.shape[-1:])
-        return torch.einsum("btld,l->btd", x, self.normalized())
-
-    def normalized(self) -> Tensor:
-        """The softmax weights ``[L]`` (they sum to 1)."""
-        return self.weights.softmax(dim=0)
 
 
 def _source(batch: Batch | Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor | None]:
@@ -56,22 +35,26 @@ def _source(batch: Batch | Tensor, lengths: Tensor | None) -> tuple[Tensor, Tens
 
 
 class CTCProbe(nn.Module):
-    """Weighted layers -> :class:`~w2v.plugins.ctc.head.CTCHead` (``model.head``, so the CTC
-    objective and decoders fit): ``[B, T, L, D]`` -> logits ``[B, T, V]``."""
+    """:class:`~w2v.plugins.ctc.head.CTCHead` with ``layers: weighted`` (``model.head``, so
+    the CTC objective and decoders fit): ``[B, T, L, D]`` -> logits ``[B, T, V]``."""
 
     def __init__(self, num_layers: int, dim: int, vocab_size: int, *, blank: int,
                  lstm_layers: int, lstm_dim: int, layer_norm: bool = False) -> None:
         super().__init__()
         from w2v.plugins.ctc.head import CTCHead
 
-        self.layers = WeightedLayers(num_layers, layer_norm=layer_norm)
-        self.head = CTCHead(CTCHead.Config(lstm_layers=lstm_layers, lstm_dim=lstm_dim), dim,
-                            vocab_size, blank=blank)
+        config = CTCHead.Config(lstm_layers=lstm_layers, lstm_dim=lstm_dim, layers="weighted",
+                                layer_norm=layer_norm)
+        self.head = CTCHead(config, dim, vocab_size, blank=blank, hidden_states=num_layers)
+
+    @property
+    def layers(self) -> WeightedLayers:
+        """The learned layer weights."""
+        return self.head.layer_weights
 
     def forward(self, batch: Batch | Tensor, lengths: Tensor | None = None, **_: Any
                 ) -> ModelOutput:
         x, lengths = _source(batch, lengths)
-        x = self.layers(x)
         return ModelOutput(local=x, lengths=lengths, context=x, logits=self.head(x, lengths))
 
 

@@ -15,12 +15,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from w2v.config import choice, real, size
+from w2v.config import choice, field, real, size
 from w2v.data.dictionary import as_dictionary
 from w2v.errors import ConfigError
+from w2v.hidden_states import WeightedLayers
 from w2v.interfaces import Head, ModelOutput, Signal, lengths_to_padding_mask
 
 BlankMode = Literal["add", "set"]
+HeadInput = Literal["last", "weighted"]
 
 
 @attrs.define(kw_only=True)
@@ -33,6 +35,12 @@ class CTCHeadConfig:
     lstm_layers: int = size(0, 0, 8, "bidirectional LSTM layers before the output layer (a "
                                      "probe on frozen features); 0 = linear head, as fairseq")
     lstm_dim: int = size(256, 1, 8192, "LSTM width per direction")
+    layers: HeadInput = choice("last", "what the head reads: `last`, the context output; "
+                                       "`weighted`, a learned softmax-weighted sum of every "
+                                       "hidden state (SUPERB's probe: the context network's "
+                                       "input and each block)")
+    layer_norm: bool = field(False, "with `layers: weighted`, layer-normalise each hidden "
+                                    "state before the sum")
 
 
 def force_blank(logits: Tensor, lengths: Tensor | None, blank: int) -> Tensor:
@@ -53,7 +61,9 @@ class CTCHead(Head):
     Built from the context signal (D) and the ``dictionary=`` context (V, blank):
     ``CTCHead(config, input_dim, vocab_size, blank)`` (blank 0 for fairseq and Hugging Face
     vocabularies); the settings (dropout, fairseq's blank bias, the probe LSTM) are
-    :class:`CTCHeadConfig`'s.
+    :class:`CTCHeadConfig`'s. With ``layers: weighted`` it reads the model's
+    ``hidden_states`` stacked, ``[B, T, L, D]``, and starts with
+    :class:`~w2v.hidden_states.WeightedLayers` (``layer_weights``) over them.
     """
 
     Config = CTCHeadConfig
@@ -61,8 +71,13 @@ class CTCHead(Head):
     transcriber = "w2v.plugins.ctc.transcribe:transcribe"
 
     def __init__(self, config: CTCHeadConfig, input_dim: int, vocab_size: int,
-                 blank: int = 0) -> None:
+                 blank: int = 0, hidden_states: int | None = None) -> None:
         super().__init__()
+        self.reads_hidden_states = config.layers == "weighted"
+        if self.reads_hidden_states and not hidden_states:
+            raise ValueError("`layers: weighted` needs the number of hidden states")
+        self.layer_weights = WeightedLayers(hidden_states, layer_norm=config.layer_norm) \
+            if self.reads_hidden_states else None
         layers, width = config.lstm_layers, config.lstm_dim
         self.lstm = nn.LSTM(input_dim, width, num_layers=layers, batch_first=True,
                             bidirectional=True) if layers else None
@@ -88,7 +103,8 @@ class CTCHead(Head):
             raise ConfigError("the ctc head needs the context signal (its width) and the label "
                               "dictionary (its size).",
                               hint="Set `data.labels` (and `data.dictionary`) for this stage.")
-        return cls(config, upstream.dim, len(dictionary), dictionary.blank)
+        return cls(config, upstream.dim, len(dictionary), dictionary.blank,
+                   hidden_states=context.get("hidden_states"))
 
     @property
     def vocab_size(self) -> int:
@@ -104,7 +120,10 @@ class CTCHead(Head):
         return Dictionary.from_symbols(["|", *"ETAOINSHRDLUCMFWYPVBGKQJXZ'"])
 
     def forward(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
-        """``x`` ``[B, T, D]`` -> logits ``[B, T, V]``; frames at or past ``lengths`` are blank."""
+        """``x`` ``[B, T, D]`` (``[B, T, L, D]`` with ``layers: weighted``) -> logits
+        ``[B, T, V]``; frames at or past ``lengths`` are blank."""
+        if self.layer_weights is not None:
+            x = self.layer_weights(x)
         if self.lstm is not None:
             x = self._run_lstm(x, lengths)
         logits = self.proj(self.dropout(x))

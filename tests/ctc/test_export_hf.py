@@ -166,6 +166,7 @@ def test_pretraining_run_exports_as_wav2vec2_for_pretraining(tmp_path):
 @pytest.mark.parametrize("slot, section, named", [
     ("encoder", {"name": "logmel", "num_mel_bins": 40}, ["encoder `logmel`", "wav2vec2_conv"]),
     ("head", {"name": "ctc", "lstm_layers": 1, "lstm_dim": 8}, ["BiLSTM CTC head"]),
+    ("head", {"name": "ctc", "layers": "weighted"}, ["weighted hidden states"]),
 ])
 def test_what_hugging_face_cannot_express_exits_2_naming_it(tmp_path, slot, section, named):
     from w2v.checkpoint_formats import save_model

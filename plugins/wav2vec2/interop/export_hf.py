@@ -126,6 +126,8 @@ def check_exportable(model: SpeechModel) -> None:
          "a codebook shared across groups"),
         (head is not None and getattr(head, "lstm", None) is not None,
          "a BiLSTM CTC head (`lstm_layers` > 0; only a linear head)"),
+        (head is not None and getattr(head, "reads_hidden_states", False),
+         "a CTC head over weighted hidden states (`layers: weighted`; only the last layer)"),
         (head is not None and not hasattr(head, "proj"),
          f"the head `{_component(model, 'head')}` (only the linear CTC head)"),
     ] if bad] + (conformer.export_problems(c) if c.layer_type == "conformer" else [])
