@@ -128,12 +128,13 @@ class EvaluateStage(Stage):
                 raise ConfigError(f"model `{name}` has no CTC head and dictionary to decode with.",
                                   key=f"stages.{context.stage_id}.models")
             refs, ids, lps = source_emissions(model, data_source, cfg.split, dictionary)
+            weights = layer_weights(model)
             for dname, spec in decoders.items():
                 decoder = build_decoder(spec, lm_paths, dictionary, stage_dir)
                 hyps = decode_utterances(decoder, lps)
                 path = stage_dir / f"{name.replace('/', '_')}.{dname}.tsv"
                 row = {"model": name, "decoder": dname, **lm_settings(decoder),
-                       **score_hypotheses(refs, hyps, path, ids)}
+                       **score_hypotheses(refs, hyps, path, ids), **weights}
                 if data.labels == "phn":     # phones are the words here: WER is the PER
                     row["per"] = row["wer"]
                 warning = check_not_degenerate(hyps)
@@ -171,3 +172,13 @@ class EvaluateStage(Stage):
                 held_out[split] = [letters_to_words(line) for line in read_lines(ltr)]
         return build_lm(text, context.stage_dir, self.config.lm_order, held_out,
                         evaluated=held_out.get(self.config.split))
+
+
+def layer_weights(model) -> dict:
+    """``{"layer_weights": {hidden state: weight}}`` for a head over weighted hidden states
+    (``layers: weighted``), else ``{}``."""
+    mixer = getattr(model.head, "layer_weights", None)
+    if mixer is None:
+        return {}
+    weights = mixer.normalized().tolist()
+    return {"layer_weights": dict(zip(model.hidden_state_names(), weights))}

@@ -127,7 +127,7 @@ def summarize(rows: list[dict], baseline: str | None, compare: list[str]) -> str
         elif any("errors_path" in r for r in best.values()):
             text += ("\nA difference counts when its 95% paired-bootstrap interval over the test "
                      "utterances excludes 0.")
-    notes = [n for n in (wer_note(rows), lm_note(rows)) if n]
+    notes = [n for n in (wer_note(rows), lm_note(rows), layer_note(rows)) if n]
     return "\n".join([text, *notes])
 
 
@@ -178,6 +178,27 @@ def lm_note(rows: list[dict]) -> str | None:
     return (f"The word LM raised CER for {which}: when the letters are far off, the beam search "
             "can only spell words of its lexicon, and a wrong whole word costs more letters than "
             "the garbled letters it replaced (the LM helps once most letters are right).")
+
+
+def layer_note(rows: list[dict]) -> str | None:
+    """Which hidden states each weighted-layer probe learned to read, when there are some."""
+    seen: dict[str, dict[str, float]] = {}
+    for r in rows:
+        if len(r.get("layer_weights") or {}) > 1:
+            seen.setdefault(r["model"], r["layer_weights"])
+    if not seen:
+        return None
+    parts = []
+    for model, weights in seen.items():
+        top = max(weights, key=weights.get)
+        listed = ", ".join(f"{name} {w:.2f}" for name, w in weights.items())
+        parts.append(f"`{model}` ({listed}; heaviest: {_layer(top)})")
+    return ("Learned layer weights of the weighted-layer probes (`input` is what enters the "
+            "context network, then each block): " + "; ".join(parts) + ".")
+
+
+def _layer(name: str) -> str:
+    return name if name in ("input", "encoder") else f"block {name}"
 
 
 #: Plot titles a newcomer can read.

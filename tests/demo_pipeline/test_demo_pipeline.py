@@ -88,6 +88,21 @@ def test_results_table_is_well_formed(demo_run):
         assert (demo_run / "report" / f"{stage}.png").stat().st_size > 1000
 
 
+def test_probes_are_weighted_layer_probes_and_the_report_names_their_weights(demo_run):
+    """The demo's probes read the benchmark's weighted sum of every hidden state: the
+    pretrained and random probes weigh the input and the one block, log-mel its one layer."""
+    rows = json.loads((demo_run / "evaluate" / "results.json").read_text())["results"]
+    weights = {r["model"]: r.get("layer_weights") for r in rows}
+    for probe in ("probe_pretrained", "probe_random"):
+        assert list(weights[probe]) == ["input", "0"]
+        assert sum(weights[probe].values()) == pytest.approx(1.0, abs=1e-5)
+    assert weights["probe_logmel"] == {"encoder": 1.0}
+    assert weights["finetune"] is None                 # fine-tuning reads the last layer
+    report = (demo_run / "report" / "report.md").read_text()
+    assert re.search(r"Learned layer weights .*`probe_pretrained` \(input [\d.]+, 0 [\d.]+; "
+                     r"heaviest: (input|block 0)\)", report)
+
+
 def test_lm_text_is_disjoint_from_the_evaluated_transcripts(demo_run):
     lm = json.loads((demo_run / "evaluate" / "results.json").read_text())["lm"]
     assert lm["words"] > 0 and "oov_rate" in lm

@@ -89,6 +89,17 @@ def test_a_clearly_worse_system_is_called_worse(tmp_path):
     assert line.endswith("excludes 0: a real difference.")
 
 
+def test_weighted_layer_probes_get_a_note_naming_the_heaviest_layer():
+    table = rows(base=0.40, pre=0.30)
+    table[1]["layer_weights"] = {"input": 0.1, "0": 0.6, "1": 0.3}
+    text = summarize(table, "base", ["pre"])
+    assert ("Learned layer weights of the weighted-layer probes (`input` is what enters the "
+            "context network, then each block): `pre` (input 0.10, 0 0.60, 1 0.30; heaviest: "
+            "block 0).") in text
+    table[1]["layer_weights"] = {"encoder": 1.0}       # one layer: nothing to say
+    assert "Learned layer weights" not in summarize(table, "base", ["pre"])
+
+
 def test_the_pretraining_accuracy_plot_has_a_chance_line(tmp_path):
     metrics = tmp_path / "metrics.jsonl"
     k = 50                                         # distractors: chance is 1 / 51
