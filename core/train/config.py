@@ -178,8 +178,9 @@ class TrainerConfig:
                                  "whole), dynamic shapes; the first update pays the compile "
                                  "time; falls back to eager with a warning where unsupported")
     activation_checkpointing: bool = field(
-        False, "recompute each context-network block's activations in backward instead of "
-               "keeping them: about one more forward of the blocks for much less memory")
+        False, "recompute activations in backward instead of keeping them: each "
+               "context-network block's, and a conv feature encoder's whole stack; about one "
+               "more forward of those parts for much less memory")
     num_threads: int = size(0, 0, 1024, "torch CPU threads per process (0: OMP_NUM_THREADS "
                                         "when set, else cpu count / local world size)")
     find_unused_parameters: bool | None = field(

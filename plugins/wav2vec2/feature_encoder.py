@@ -36,6 +36,7 @@ from torch import Tensor, nn
 from w2v.config import check, choice, field, real
 from w2v.errors import DataError, FitError
 from w2v.interfaces import Encoder, EncoderOutput, Signal, lengths_to_padding_mask, waveform_signal
+from w2v.recompute import recomputed
 
 #: fairseq's ``conv_feature_layers``: stride 320 (20 ms at 16 kHz), receptive field 400 samples.
 DEFAULT_CONV_LAYERS: tuple[tuple[int, int, int], ...] = (
@@ -185,6 +186,8 @@ class Wav2Vec2FeatureEncoder(Encoder):
         self.layer_norm = nn.LayerNorm(in_dim, eps=config.layer_norm_eps)
         self._upstream = upstream or waveform_signal()
         self.receptive_field = self.produces().receptive_field // self._upstream.receptive_field
+        #: recompute the conv stack in backward (``trainer.activation_checkpointing``)
+        self.activation_checkpointing = False
 
     @classmethod
     def from_config(cls, config: Wav2Vec2FeatureEncoderConfig, upstream: Signal | None = None,
@@ -208,6 +211,13 @@ class Wav2Vec2FeatureEncoder(Encoder):
         for block in self.conv_layers:
             lengths = block.output_lengths(lengths)
         return lengths
+
+    def set_activation_checkpointing(self, enabled: bool) -> None:
+        """Keep only the waveform in training; recompute the whole conv stack in backward.
+        The stack's activations (at BASE, the first block's three ``[B, 512, S / 5]``
+        tensors alone are most of them) are then gone from memory by the time the context
+        network's peak comes, for one more forward of the stack."""
+        self.activation_checkpointing = bool(enabled)
 
     def compile_regions(self) -> list[nn.Module]:
         """The conv blocks, for regional ``torch.compile`` (``trainer.compile``): each block's
@@ -239,7 +249,11 @@ class Wav2Vec2FeatureEncoder(Encoder):
             source = source.masked_fill(pad_in, 0.0)
         x = source.unsqueeze(1)
         if self.feature_grad_mult > 0:
-            x = grad_multiply(self._convolve(x, lengths), self.feature_grad_mult)
+            recompute = self.activation_checkpointing and self.training \
+                and torch.is_grad_enabled()
+            x = recomputed(self._convolve, x, lengths) if recompute else \
+                self._convolve(x, lengths)
+            x = grad_multiply(x, self.feature_grad_mult)
         else:
             with torch.no_grad():
                 x = self._convolve(x, lengths)

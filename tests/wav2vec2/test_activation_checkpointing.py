@@ -1,5 +1,5 @@
-"""Activation checkpointing of context-network blocks: same loss, gradients and running stats,
-fewer saved activations."""
+"""Activation checkpointing of context-network blocks and of the conv feature encoder: same
+loss, gradients and running stats, fewer saved activations."""
 
 from __future__ import annotations
 
@@ -39,8 +39,8 @@ def test_checkpointed_pretraining_step_equals_the_plain_one_with_dropout(lengths
     model.train(), obj.train()
     batch = waves(lengths=lengths)
     plain = loss_and_grads(model, obj, batch)
-    assert enable_activation_checkpointing(model) == ["aggregator"]
-    assert model.aggregator.activation_checkpointing
+    assert enable_activation_checkpointing(model) == ["encoder", "aggregator"]
+    assert model.aggregator.activation_checkpointing and model.encoder.activation_checkpointing
     checkpointed = loss_and_grads(model, obj, batch)
     assert_same_step(checkpointed, plain)          # same dropout masks in the recomputation
 
@@ -98,3 +98,38 @@ def test_checkpointing_saves_only_block_inputs_and_is_off_in_eval():
     with torch.no_grad():                           # inference: nothing to recompute
         model.aggregator(torch.randn(1, 9, D))
 
+
+
+@pytest.mark.parametrize("lengths, padding", [(None, "include"), ([3200, 2500], "include"),
+                                              ([3200, 2500], "exclude")])
+def test_the_conv_encoder_recomputes_its_stack_and_keeps_only_the_waveform(lengths, padding):
+    from w2v.plugins.wav2vec2.feature_encoder import Wav2Vec2FeatureEncoder
+
+    torch.manual_seed(0)
+    config = Wav2Vec2FeatureEncoder.Config(conv_layers=[(32, 10, 5), (32, 3, 2), (32, 3, 2)],
+                                           dropout=0.1, group_norm_padding=padding)
+    encoder = Wav2Vec2FeatureEncoder(config).train()
+    wave = torch.randn(2, 3200, generator=torch.Generator().manual_seed(2)).requires_grad_()
+    lens = torch.tensor(lengths) if lengths else None
+    results, saved = [], []
+    for enabled in (False, True):
+        encoder.set_activation_checkpointing(enabled)
+        wave.grad = None
+        encoder.zero_grad(set_to_none=True)
+
+        def step():
+            torch.manual_seed(7)                     # the same dropout masks in both runs
+            return encoder(wave, lens)
+
+        saved.append(saved_bytes(step))
+        out = step()
+        (out.features.square().sum() + out.penalty).backward()
+        results.append((out.features.detach(), wave.grad.clone(),
+                        {n: p.grad.clone() for n, p in encoder.named_parameters()}))
+    (f0, w0, g0), (f1, w1, g1) = results
+    torch.testing.assert_close(f1, f0, rtol=0, atol=0)
+    torch.testing.assert_close(w1, w0, rtol=1e-5, atol=1e-7)
+    for name in g0:
+        torch.testing.assert_close(g1[name], g0[name], rtol=1e-5, atol=1e-6, msg=name)
+    first_block = 2 * 32 * 639 * 4                   # one [B, C, T0] fp32 tensor of block 0
+    assert saved[0] - saved[1] >= 3 * first_block, saved
