@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     import w2v
     from w2v.errors import ConfigError, did_you_mean
 
-    from .machine import git_commit
+    from .machine import git_commit, study_outputs
     from .page import write_page
     from .plot import plot_results
     from .results import collect
@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     hardware = sorted({o.record["hardware"] for o in outcomes
                        if o.state == "done" and o.record.get("hardware")})
     page = write_page(study, results, command=reproduce(args), commit=git_commit(
-        Path(w2v.__file__).parent), hardware=hardware, runs_root=root, plot=plot)
+        Path(w2v.__file__).parent, study_outputs(study.path)), hardware=hardware, runs_root=root, plot=plot)
     failed = [o.run.name for o in outcomes if o.state != "done"]
     print(f"ablate: {len(runs) - len(failed)} of {len(runs)} runs finished; page {page}")
     if failed:

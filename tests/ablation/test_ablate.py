@@ -144,3 +144,30 @@ def test_committed_studies_build_every_variant(study_file, tmp_path):
     code, out, err = ablate(study_file, "--dry-run", "--runs", tmp_path, cwd=tmp_path)
     assert code == 0, out + err
     assert "FAILS" not in out and out.count(": builds") >= 2
+
+
+def test_the_page_commit_is_dirty_for_changed_code_not_for_the_pages_ablate_writes(tmp_path):
+    import subprocess
+
+    from w2v.plugins.ablation.machine import git_commit, study_outputs
+
+    def git(*argv):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *argv],
+                       cwd=tmp_path, check=True, capture_output=True)
+
+    studies = tmp_path / "docs" / "ablations"
+    studies.mkdir(parents=True)
+    for name in ("a.yaml", "a.md", "a.png", "b.yaml", "b.md"):
+        (studies / name).write_text("x\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", "-A")
+    git("commit", "-qm", "init")
+    clean = git_commit(tmp_path)
+    assert len(clean) == 12 and not clean.endswith("-dirty")
+    for name in ("a.md", "a.png", "b.md"):           # this study's and another's pages
+        (studies / name).write_text("regenerated\n")
+    assert git_commit(tmp_path, study_outputs(studies / "a.yaml")) == clean
+    assert git_commit(tmp_path) == clean + "-dirty"
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_commit(tmp_path, study_outputs(studies / "a.yaml")) == clean + "-dirty"
