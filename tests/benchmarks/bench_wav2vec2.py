@@ -18,7 +18,7 @@ Three measurements, each A/B interleaved in one process with the same threads:
 
 4. Optional sides: ``--compile`` (w2v with ``trainer.compile``'s regional torch.compile;
    the compile time is the first call minus the median) and ``--checkpointing`` (w2v with
-   activation checkpointing of the blocks).
+   ``trainer.activation_checkpointing``: the Transformer blocks and the conv encoder recomputed).
 
 Feature extraction with ``--fx-batch`` above 1 runs a padded batch (lengths from the full
 ``--fx-seconds`` down to 60 % of it) and compares the valid frames.
@@ -285,7 +285,8 @@ def w2v_update(model, objective, inputs: Inputs, opt, bf16: bool,
     batch = inputs.batch()
 
     def step() -> float:
-        model.aggregator.set_activation_checkpointing(checkpointing)   # sides share the model
+        for part in (model.encoder, model.aggregator):          # sides share the model
+            part.set_activation_checkpointing(checkpointing)    # = trainer.activation_checkpointing
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             out = objective(batch, model)
         out.loss.backward()
@@ -692,7 +693,8 @@ def main() -> None:
                     help="add the side w2v-compile: fp32 with trainer.compile's regional "
                          "torch.compile (its first warm-up call includes the compile time)")
     ap.add_argument("--checkpointing", action="store_true",
-                    help="add the side w2v-ckpt: fp32 with activation checkpointing of the blocks")
+                    help="add the side w2v-ckpt: fp32 with activation checkpointing (Transformer "
+                         "blocks and conv encoder)")
     ap.add_argument("--no-train", action="store_true", help="skip the training updates")
     ap.add_argument("--no-memory", action="store_true",
                     help="skip the per-side peak RSS subprocess runs")
