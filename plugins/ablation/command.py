@@ -67,8 +67,9 @@ def run(args: argparse.Namespace) -> int:
                         study.path.with_suffix(".png"))
     hardware = sorted({o.record["hardware"] for o in outcomes
                        if o.state == "done" and o.record.get("hardware")})
-    page = write_page(study, results, command=reproduce(args), commit=git_commit(
-        Path(w2v.__file__).parent, study_outputs(study.path)), hardware=hardware, runs_root=root, plot=plot)
+    commit = git_commit(Path(w2v.__file__).parent, study_outputs(study.path))
+    page = write_page(study, results, command=reproduce(args), commit=commit,
+                      hardware=hardware, runs_root=root, plot=plot)
     failed = [o.run.name for o in outcomes if o.state != "done"]
     print(f"ablate: {len(runs) - len(failed)} of {len(runs)} runs finished; page {page}")
     if failed:
