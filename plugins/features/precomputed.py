@@ -46,6 +46,8 @@ class FeatureInput(Encoder):
 
     def __init__(self, config: FeatureInputConfig, upstream: Signal | None = None) -> None:
         super().__init__()
+        #: the width is a stand-in until the `train` stage sizes the config from its data
+        self.stand_in = config.dim is None
         self.dim = config.dim if config.dim is not None else 1
         self.frame_stride = config.frame_stride
         self.cmvn = config.cmvn
@@ -69,6 +71,14 @@ class FeatureInput(Encoder):
                               key="model.encoder.dim",
                               hint="Leave it null: the stage sets it from the features.")
         return attrs.evolve(config, dim=int(signal.dim), frame_stride=int(signal.stride))
+
+    def describe_lines(self, local: Signal) -> list[str]:
+        """``--dry-run``'s note when the width is a stand-in (no data read yet)."""
+        if not self.stand_in:
+            return []
+        return ["(encoder `precomputed`: the width and frame rate come from the `features` "
+                "data when the stage starts; a dry run does not read them, so this stage's "
+                "widths and parameter counts use a 1-wide stand-in)"]
 
     def produces(self) -> Signal:
         return Signal(kind="features", dim=self.dim, sample_rate=self.sample_rate,

@@ -70,6 +70,8 @@ class UnitEmbedding(Encoder):
     def __init__(self, config: UnitEmbeddingConfig, sample_rate: int = 16000) -> None:
         super().__init__()
         vocab_size = config.vocab_size if config.vocab_size is not None else NUM_SPECIAL + 1
+        #: the vocabulary is a placeholder until the `train` stage sizes the config from its data
+        self.stand_in = config.vocab_size is None
         dim = config.dim
         self.vocab_size = vocab_size
         self.dim = dim
@@ -103,6 +105,14 @@ class UnitEmbedding(Encoder):
                               f"has {signal.dim} entries.", key="model.encoder.vocab_size",
                               hint="Leave it null: the stage sets it from the dictionary.")
         return attrs.evolve(config, vocab_size=int(signal.dim), frame_stride=int(signal.stride))
+
+    def describe_lines(self, local: Signal) -> list[str]:
+        """``--dry-run``'s note when the vocabulary is a placeholder (no data read yet)."""
+        if not self.stand_in:
+            return []
+        return [f"(encoder `unit_embedding`: the vocabulary comes from the `units` data when "
+                f"the stage starts; a dry run does not read them, so this stage's parameter "
+                f"counts use a placeholder of {self.vocab_size} entries)"]
 
     def produces(self) -> Signal:
         return Signal(kind="frames", dim=self.dim, sample_rate=self.sample_rate,

@@ -322,3 +322,23 @@ def test_featurize_command_gives_z_and_c_of_a_wav2vec_model(tmp_path, audio_mani
         expected = (ref.output if name == "c" else ref.local)[0]
         assert torch.allclose(torch.from_numpy(np.asarray(feats.frames(0), np.float32)),
                               expected, atol=1e-2, rtol=1e-2)
+
+
+def test_dry_run_says_when_an_encoder_sized_by_its_data_shows_a_stand_in(run_cli):
+    """Before the features or units exist, a dry run builds their encoders with a stand-in
+    width or vocabulary; it says so instead of presenting those sizes as the model's."""
+    from w2v.plugins.features.precomputed import FeatureInput
+    from w2v.plugins.wav2vec.bert import UnitEmbedding
+
+    recipes = Path(__file__).resolve().parents[2] / "recipes" / "demo_sized"
+    result = run_cli(recipes / "features_ctc.yaml", "--dry-run")
+    assert result.code == 0, result.err
+    ctc = result.out.split("stage `ctc`")[1]
+    assert "encoder `precomputed`: the width and frame rate come from the `features` data" \
+        in ctc and "1-wide stand-in" in ctc
+    assert "stand-in" not in result.out.split("stage `ctc`")[0].split("stage `pretrain`")[1]
+    local = FeatureInput(FeatureInput.Config(dim=512)).produces()
+    assert FeatureInput(FeatureInput.Config(dim=512)).describe_lines(local) == []
+    assert UnitEmbedding(UnitEmbedding.Config(vocab_size=40)).describe_lines(local) == []
+    assert "placeholder of 5 entries" in \
+        UnitEmbedding(UnitEmbedding.Config()).describe_lines(local)[0]
