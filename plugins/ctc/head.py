@@ -73,11 +73,11 @@ class CTCHead(Head):
     def __init__(self, config: CTCHeadConfig, input_dim: int, vocab_size: int,
                  blank: int = 0, hidden_states: int | None = None) -> None:
         super().__init__()
-        self.reads_hidden_states = config.layers == "weighted"
-        if self.reads_hidden_states and not hidden_states:
+        weighted = config.layers == "weighted"
+        if weighted and not hidden_states:
             raise ValueError("`layers: weighted` needs the number of hidden states")
         self.layer_weights = WeightedLayers(hidden_states, layer_norm=config.layer_norm) \
-            if self.reads_hidden_states else None
+            if weighted else None
         layers, width = config.lstm_layers, config.lstm_dim
         self.lstm = nn.LSTM(input_dim, width, num_layers=layers, batch_first=True,
                             bidirectional=True) if layers else None
@@ -105,6 +105,11 @@ class CTCHead(Head):
                               hint="Set `data.labels` (and `data.dictionary`) for this stage.")
         return cls(config, upstream.dim, len(dictionary), dictionary.blank,
                    hidden_states=context.get("hidden_states"))
+
+    @property
+    def reads_hidden_states(self) -> bool:
+        """True with ``layers: weighted``: the model passes its stacked hidden states."""
+        return self.layer_weights is not None
 
     @property
     def vocab_size(self) -> int:

@@ -213,10 +213,8 @@ class Wav2Vec2FeatureEncoder(Encoder):
         return lengths
 
     def set_activation_checkpointing(self, enabled: bool) -> None:
-        """Keep only the waveform in training; recompute the whole conv stack in backward.
-        The stack's activations (at BASE, the first block's three ``[B, 512, S / 5]``
-        tensors alone are most of them) are then gone from memory by the time the context
-        network's peak comes, for one more forward of the stack."""
+        """Keep only the waveform in training; recompute the whole conv stack in backward
+        (one more forward of the stack for its activations' memory)."""
         self.activation_checkpointing = bool(enabled)
 
     def compile_regions(self) -> list[nn.Module]:
