@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, did_you_mean
-from .adam import FairseqAdam
+from .adam import FairseqAdam, has_fused_kernel
 from .config import GroupOptimizerConfig, ParamGroupConfig, TrainerConfig
 
 NamedParams = list[tuple[str, nn.Parameter]]
@@ -81,14 +81,16 @@ def param_groups(named: NamedParams, config: TrainerConfig, lr: float, weight_de
 def make_optimizer(kind: str, groups: list[dict], *, betas: tuple[float, float], eps: float,
                    momentum: float) -> torch.optim.Optimizer:
     """``adam`` -> :class:`~w2v.train.adam.FairseqAdam` (fairseq's rule); ``adamw`` -> torch
-    AdamW; ``sgd`` -> SGD with momentum. Weight decay comes from each group."""
+    AdamW, on its fused kernel where every parameter has one; ``sgd`` -> SGD with momentum.
+    Weight decay comes from each group."""
     for g in groups:
         g.pop("names", None)
     if kind == "adam":
         return FairseqAdam(groups, lr=groups[0]["lr"] if groups else 0.0, betas=betas, eps=eps)
     if kind == "adamw":
+        fused = all(has_fused_kernel(p.device, p.dtype) for g in groups for p in g["params"])
         return torch.optim.AdamW(groups, lr=groups[0]["lr"] if groups else 0.0, betas=betas,
-                                 eps=eps)
+                                 eps=eps, fused=fused or None)
     return torch.optim.SGD(groups, lr=groups[0]["lr"] if groups else 0.0, momentum=momentum)
 
 

@@ -2,7 +2,7 @@
 
 Three measurements, each A/B interleaved in one process with the same threads:
 
-1. **Training update** (forward, backward, AdamW step) of wav2vec 2.0 BASE:
+1. **Training update** (forward, backward, fused AdamW step) of wav2vec 2.0 BASE:
    Hugging Face ``Wav2Vec2ForPreTraining`` (random init, seeded) against the
    same weights imported into w2v (:func:`w2v.plugins.wav2vec2.interop.from_hf`)
    trained by :class:`~w2v.plugins.wav2vec2.objective.MaskedContrastiveObjective`.
@@ -297,8 +297,10 @@ def w2v_update(model, objective, inputs: Inputs, opt, bf16: bool,
 
 
 def adamw(*modules) -> torch.optim.Optimizer:
+    """The same optimizer on both sides: torch's fused AdamW, Hugging Face Trainer's default
+    (``adamw_torch_fused``) and what w2v's trainer runs for ``adamw`` and ``adam``."""
     params = [p for m in modules for p in m.parameters() if p.requires_grad]
-    return torch.optim.AdamW(params, lr=1e-5, weight_decay=0.01)
+    return torch.optim.AdamW(params, lr=1e-5, weight_decay=0.01, fused=True)
 
 
 def update_steps(sides: Sides, inputs: Inputs, names) -> dict[str, Callable[[], float]]:

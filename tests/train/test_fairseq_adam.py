@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from w2v.train import TrainerConfig
+from w2v.train import adam as adam_module
 from w2v.train.adam import FairseqAdam
 from w2v.train.optim import build_optimizers
 
@@ -43,7 +44,13 @@ def test_first_step_on_a_known_gradient_equals_the_hand_computed_update():
     assert (1 - q.item()) / (1 - p.item()) == pytest.approx(1.55, abs=0.01)
 
 
-def test_five_steps_with_decay_match_fairseq_elementwise():
+@pytest.mark.parametrize("fused", [True, False], ids=["fused-kernel", "foreach"])
+def test_five_steps_with_decay_match_fairseq_elementwise(fused, monkeypatch):
+    """Both paths: torch's fused kernel with eps rescaled, and the foreach fallback for
+    devices torch has no fused kernel for."""
+    calls = []
+    monkeypatch.setattr(adam_module, "has_fused_kernel",
+                        lambda device, dtype: calls.append(device.type) or fused)
     torch.manual_seed(0)
     lr, b1, b2, eps, wd = 5e-4, 0.9, 0.98, 1e-6, 0.01
     params = [nn.Parameter(torch.randn(3, 4, dtype=torch.float64)),
@@ -61,6 +68,13 @@ def test_five_steps_with_decay_match_fairseq_elementwise():
     for p, r in zip(params, ref):
         assert p.detach().flatten().tolist() == pytest.approx([x for x, _, _ in r], rel=1e-12)
     assert all(opt.state[p]["step"] == 5 for p in params)
+    assert calls == ["cpu"] * 5                  # one bucket per step, the path chosen once
+
+
+def test_cpu_float_parameters_take_the_fused_kernel():
+    assert adam_module.has_fused_kernel(torch.device("cpu"), torch.float32)
+    assert adam_module.has_fused_kernel(torch.device("cpu"), torch.bfloat16)
+    assert not adam_module.has_fused_kernel(torch.device("cpu"), torch.int64)
 
 
 def test_parameters_without_gradient_keep_their_own_step_count():
@@ -97,4 +111,5 @@ def test_trainer_adam_is_fairseq_adam_with_decay_on_every_parameter():
     adamw = build_optimizers(model, objective, TrainerConfig(optimizer="adamw", weight_decay=0.1),
                              None)["default"]
     assert type(adamw) is torch.optim.AdamW
+    assert adamw.defaults["fused"]                               # CPU float32 has the kernel
     assert sorted(g["weight_decay"] for g in adamw.param_groups) == [0.0, 0.1]  # no decay on bias
