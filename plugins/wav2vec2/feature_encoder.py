@@ -98,16 +98,30 @@ def grad_multiply(x: Tensor, scale: float) -> Tensor:
 def masked_group_norm(x: Tensor, valid: Tensor, weight: Tensor, bias: Tensor, eps: float) -> Tensor:
     """Per-channel normalisation over valid steps only.
 
-    ``x`` ``[B, C, T]``, ``valid`` ``[B, T]`` bool; equals ``GroupNorm(C, C)`` when all
-    steps are valid. Computed in fp32.
+    ``x`` ``[B, C, T]`` or ``[B, C, 1, T]``, ``valid`` ``[B, T]`` bool; equals
+    ``GroupNorm(C, C)`` when all steps are valid. Computed in fp32.
     """
     xf = x.float()
-    w = valid[:, None, :].to(xf.dtype)
+    w = valid.view(valid.shape[0], *([1] * (x.dim() - 2)), valid.shape[1]).to(xf.dtype)
     n = w.sum(-1, keepdim=True).clamp(min=1.0)
     mean = (xf * w).sum(-1, keepdim=True) / n
     var = (((xf - mean) * w) ** 2).sum(-1, keepdim=True) / n
     y = (xf - mean) * torch.rsqrt(var + eps)
-    return (y * weight.float()[None, :, None] + bias.float()[None, :, None]).type_as(x)
+    per_channel = (-1,) + (1,) * (x.dim() - 2)
+    return (y * weight.float().view(per_channel) + bias.float().view(per_channel)).type_as(x)
+
+
+def runs_channels_last(x: Tensor) -> bool:
+    """Whether the conv stack runs on ``[B, C, 1, T]`` tensors in channels-last memory: on CPU
+    when the convolutions compute in bf16 (autocast or a bf16 model). oneDNN's bf16
+    convolutions work in that layout; fed ``[B, C, T]`` they reorder every activation and
+    gradient in and out, about a third of the stack's time (docs/benchmarks.md). In fp32 the
+    plain layout is the faster one, and GPUs keep it until measured."""
+    if x.device.type != "cpu":
+        return False
+    if torch.is_autocast_enabled("cpu"):
+        return torch.get_autocast_dtype("cpu") == torch.bfloat16
+    return x.dtype == torch.bfloat16
 
 
 class ConvBlock(nn.Module):
@@ -135,8 +149,21 @@ class ConvBlock(nn.Module):
         return (torch.div(lengths - self.kernel, self.stride, rounding_mode="floor") + 1).clamp(min=0)
 
     def forward(self, x: Tensor, valid: Tensor | None = None) -> Tensor:
-        """``valid`` ``[B, T_out]`` (only used by a GroupNorm that excludes padding)."""
-        x = self.dropout(self.conv(x))
+        """``x`` ``[B, C_in, S]``, or ``[B, C_in, 1, S]`` in channels-last memory (the bf16 CPU
+        path, see :func:`runs_channels_last`); the output keeps the input's form.
+        ``valid`` ``[B, T_out]`` (only used by a GroupNorm that excludes padding)."""
+        if x.dim() == 4 and x.shape[1] == 1:
+            # one input channel: a matmul over strided windows, whose [B, T, C] result is
+            # already channels-last (a conv2d here would return the plain layout)
+            windows = x[:, 0, 0].unfold(-1, self.kernel, self.stride)           # [B, T, k]
+            x = F.linear(windows, self.conv.weight.flatten(1), self.conv.bias)
+            x = x.transpose(1, 2).unsqueeze(2)
+        elif x.dim() == 4:
+            weight = self.conv.weight.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+            x = F.conv2d(x, weight, self.conv.bias, stride=(1, self.stride))
+        else:
+            x = self.conv(x)
+        x = self.dropout(x)
         if self.norm_kind == "group":
             if valid is not None:
                 x = masked_group_norm(x, valid, self.norm.weight, self.norm.bias, self.norm.eps)
@@ -144,8 +171,8 @@ class ConvBlock(nn.Module):
                 x = F.group_norm(x.float(), x.shape[1], self.norm.weight.float(),
                                  self.norm.bias.float(), self.norm.eps).type_as(x)
         elif self.norm_kind == "layer":
-            x = F.layer_norm(x.transpose(1, 2).float(), x.shape[1:2], self.norm.weight.float(),
-                             self.norm.bias.float(), self.norm.eps).type_as(x).transpose(1, 2)
+            x = F.layer_norm(x.movedim(1, -1).float(), x.shape[1:2], self.norm.weight.float(),
+                             self.norm.bias.float(), self.norm.eps).type_as(x).movedim(-1, 1)
         return F.gelu(x)
 
 
@@ -223,8 +250,12 @@ class Wav2Vec2FeatureEncoder(Encoder):
         return list(self.conv_layers)
 
     def _convolve(self, x: Tensor, lengths: Tensor | None) -> Tensor:
+        """``x`` ``[B, 1, S]`` -> ``[B, C, T]`` (channels-last strides on the bf16 CPU path)."""
         exclude = self.mode == "group_norm" and self.group_norm_padding == "exclude" \
             and lengths is not None
+        channels_last = runs_channels_last(x)
+        if channels_last:
+            x = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)   # [B, 1, 1, S]
         for i, block in enumerate(self.conv_layers):
             valid = None
             if exclude and i == 0:
@@ -233,7 +264,7 @@ class Wav2Vec2FeatureEncoder(Encoder):
                                      device=x.device)
                 valid = steps[None, :] < out_len[:, None]
             x = block(x, valid)
-        return x
+        return x.squeeze(2) if channels_last else x
 
     def forward(self, source: Tensor, lengths: Tensor | None = None) -> EncoderOutput:
         if source.dim() != 2:

@@ -1,0 +1,79 @@
+"""The conv feature encoder's channels-last path (bf16 on CPU) computes the plain path's function."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from w2v.interfaces import waveform_signal
+from w2v.plugins.wav2vec2 import feature_encoder
+from w2v.plugins.wav2vec2.feature_encoder import (Wav2Vec2FeatureEncoder,
+                                                   Wav2Vec2FeatureEncoderConfig,
+                                                   runs_channels_last)
+
+torch.set_num_threads(1)
+
+SMALL = [(16, 10, 5), (16, 3, 2), (24, 2, 2)]
+
+
+def encoder(**kw) -> Wav2Vec2FeatureEncoder:
+    torch.manual_seed(0)
+    cfg = Wav2Vec2FeatureEncoderConfig(conv_layers=SMALL, feature_grad_mult=0.1, **kw)
+    return Wav2Vec2FeatureEncoder.from_config(cfg, waveform_signal()).train()
+
+
+def test_the_layout_follows_the_dtype_the_convolutions_compute_in():
+    x = torch.randn(2, 1, 400)
+    assert not runs_channels_last(x)
+    assert runs_channels_last(x.bfloat16())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert runs_channels_last(x)
+    with torch.autocast("cpu", dtype=torch.float16):
+        assert not runs_channels_last(x)
+
+
+def features_and_grads(enc, wave, lengths, channels_last, monkeypatch):
+    monkeypatch.setattr(feature_encoder, "runs_channels_last", lambda x: channels_last)
+    enc.zero_grad(set_to_none=True)
+    out = enc(wave, lengths)
+    probe = torch.randn(out.features.shape, generator=torch.Generator().manual_seed(1))
+    ((out.features * probe).sum() + out.penalty).backward()
+    grads = {n: p.grad.clone() for n, p in enc.named_parameters()}
+    return out, grads
+
+
+@pytest.mark.parametrize("kw", [dict(mode="group_norm"),
+                                dict(mode="group_norm", group_norm_padding="exclude"),
+                                dict(mode="layer_norm", conv_bias=True)],
+                         ids=["group-norm", "group-norm-exclude", "layer-norm-bias"])
+def test_channels_last_path_equals_the_plain_path_in_fp32(kw, monkeypatch):
+    enc = encoder(**kw)
+    wave = torch.randn(3, 1037)
+    lengths = torch.tensor([1037, 800, 431])
+    plain, plain_grads = features_and_grads(enc, wave, lengths, False, monkeypatch)
+    seen = []
+    enc.conv_layers[1].register_forward_pre_hook(lambda m, args: seen.append(args[0]))
+    last, last_grads = features_and_grads(enc, wave, lengths, True, monkeypatch)
+    x = seen[0]                          # block 1's input: [B, C, 1, T] in channels-last memory
+    assert x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(last.lengths, plain.lengths)
+    torch.testing.assert_close(last.features, plain.features, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(last.penalty, plain.penalty, rtol=1e-5, atol=0)
+    assert plain_grads.keys() == last_grads.keys()
+    for name, g in plain_grads.items():
+        torch.testing.assert_close(last_grads[name], g, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_bf16_autocast_takes_the_channels_last_path_and_stays_close_to_fp32():
+    enc = encoder(mode="group_norm").eval()
+    wave = torch.randn(2, 1600)
+    with torch.no_grad():
+        ref = enc(wave).features
+    seen = []
+    enc.conv_layers[2].register_forward_pre_hook(lambda m, args: seen.append(args[0]))
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = enc(wave).features
+    assert seen[0].dtype == torch.bfloat16
+    assert seen[0].is_contiguous(memory_format=torch.channels_last)
+    rel = (out.float() - ref).norm() / ref.norm()
+    assert rel < 2e-2
