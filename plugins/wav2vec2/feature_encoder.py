@@ -38,6 +38,8 @@ from w2v.errors import DataError, FitError
 from w2v.interfaces import Encoder, EncoderOutput, Signal, lengths_to_padding_mask, waveform_signal
 from w2v.recompute import recomputed
 
+from .channel_norm import channel_norm
+
 #: fairseq's ``conv_feature_layers``: stride 320 (20 ms at 16 kHz), receptive field 400 samples.
 DEFAULT_CONV_LAYERS: tuple[tuple[int, int, int], ...] = (
     ((512, 10, 5),) + ((512, 3, 2),) * 4 + ((512, 2, 2),) * 2)
@@ -167,6 +169,8 @@ class ConvBlock(nn.Module):
         if self.norm_kind == "group":
             if valid is not None:
                 x = masked_group_norm(x, valid, self.norm.weight, self.norm.bias, self.norm.eps)
+            elif x.dim() == 4:
+                x = channel_norm(x, self.norm.weight, self.norm.bias, self.norm.eps)
             else:
                 x = F.group_norm(x.float(), x.shape[1], self.norm.weight.float(),
                                  self.norm.bias.float(), self.norm.eps).type_as(x)
