@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .dropout import Dropout
 from .errors import ConfigError, FitError
 from .hidden_states import hidden_state_names
 from .inputs import as_source
@@ -79,8 +80,8 @@ class SpeechModel(nn.Module):
         self.masker = masker
         self.head = head
         self.normalize = normalize
-        self.dropout_input = nn.Dropout(dropout_input)
-        self.dropout_features = nn.Dropout(dropout_features)
+        self.dropout_input = Dropout(dropout_input)
+        self.dropout_features = Dropout(dropout_features)
         self.sample_rate = sample_rate
 
     # ------------------------------------------------------- quantizer placement

@@ -2,8 +2,30 @@
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from w2v.dropout import dropout
+
+
+def attention_with_dropout(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, causal: bool,
+                           p: float) -> Tensor:
+    """SDPA's arithmetic with :func:`w2v.dropout.dropout` on the attention weights.
+
+    ``q``, ``k``, ``v`` ``[B, H, T, d]``, ``mask`` ``[B, 1, 1, T]`` bool (True = attend) ->
+    ``[B, H, T, d]``. On CPU, SDPA trains with dropout on its unfused path, which draws a
+    Bernoulli sample per weight; this computes the same scores and softmax with the cheaper
+    mask (the weights' dropout is most of that path's random-number time).
+    """
+    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)               # [B, H, T, T]
+    if causal:
+        T = scores.shape[-1]
+        future = torch.ones(T, T, dtype=torch.bool, device=q.device).triu_(1)
+        scores = scores.masked_fill(future, float("-inf"))
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return dropout(scores.softmax(-1), p) @ v
 
 
 def key_padding_mask(padding: Tensor | None) -> Tensor | None:
@@ -37,6 +59,9 @@ class SelfAttention(nn.Module):
     def forward(self, x: Tensor, mask: Tensor | None = None, causal: bool = False) -> Tensor:
         B, T, D = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
-                                           dropout_p=self.dropout if self.training else 0.0)
+        if self.training and self.dropout > 0 and x.device.type == "cpu":
+            y = attention_with_dropout(q, k, v, mask, causal, self.dropout)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
+                                               dropout_p=self.dropout if self.training else 0.0)
         return self.out_proj(y.transpose(1, 2).reshape(B, T, D))

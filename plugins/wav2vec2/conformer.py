@@ -22,6 +22,8 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from w2v.dropout import Dropout
+
 from .attention import SelfAttention
 from .relative_attention import RelPositionSelfAttention
 from .rotary_attention import RotarySelfAttention
@@ -49,7 +51,7 @@ class ConformerFeedForward(nn.Module):
         self.layer_norm = nn.LayerNorm(dim)
         self.w_1 = nn.Linear(dim, ffn_dim)
         self.w_2 = nn.Linear(ffn_dim, dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor) -> Tensor:
         return self.dropout(self.w_2(self.dropout(F.silu(self.w_1(self.layer_norm(x))))))
@@ -73,7 +75,7 @@ class ConformerConvModule(nn.Module):
         self.depthwise_conv = nn.Conv1d(dim, dim, kernel, groups=dim, bias=False)
         self.batch_norm = nn.BatchNorm1d(dim)
         self.pointwise_conv2 = nn.Conv1d(dim, dim, 1, bias=False)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor, padding: Tensor | None = None) -> Tensor:
         y = F.glu(self.pointwise_conv1(self.layer_norm(x).transpose(1, 2)), dim=1)
@@ -100,7 +102,7 @@ class ConformerLayer(nn.Module):
         self.self_attn_layer_norm = nn.LayerNorm(dim)
         self.self_attn = conformer_attention(dim, heads, attention_dropout, pos_enc_type,
                                              rotary_base=rotary_base)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.conv_module = ConformerConvModule(dim, kernel, dropout, causal=causal)
         self.ffn2 = ConformerFeedForward(dim, ffn_dim, dropout)
         self.final_layer_norm = nn.LayerNorm(dim)

@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from w2v.config import check, choice, field, real, size
+from w2v.dropout import Dropout
 from w2v.errors import ConfigError, FitError
 from w2v.interfaces import Aggregator, AggregatorOutput, Signal, lengths_to_padding_mask
 from w2v.recompute import recomputed
@@ -112,8 +113,8 @@ class TransformerLayer(nn.Module):
         self.fc1 = nn.Linear(dim, ffn_dim)
         self.fc2 = nn.Linear(ffn_dim, dim)
         self.final_layer_norm = nn.LayerNorm(dim, eps=eps)
-        self.dropout = nn.Dropout(dropout)
-        self.activation_dropout = nn.Dropout(activation_dropout)
+        self.dropout = Dropout(dropout)
+        self.activation_dropout = Dropout(activation_dropout)
 
     def feed_forward(self, x: Tensor) -> Tensor:
         return self.dropout(self.fc2(self.activation_dropout(F.gelu(self.fc1(x)))))
@@ -163,7 +164,7 @@ class TransformerAggregator(Aggregator):
         self.positional = positional_embedding(c.embed_dim, c.conv_pos, c.conv_pos_groups,
                                                depth, causal=c.causal)
         self.layer_norm = nn.LayerNorm(c.embed_dim, eps=c.layer_norm_eps)
-        self.dropout = nn.Dropout(c.dropout)
+        self.dropout = Dropout(c.dropout)
         if conformer:
             blocks = [ConformerLayer(c.embed_dim, c.ffn_dim, c.heads, dropout=c.dropout,
                                      attention_dropout=c.dropout, kernel=c.conformer_kernel,

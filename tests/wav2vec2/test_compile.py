@@ -41,18 +41,20 @@ def test_compiled_blocks_give_eager_loss_and_gradients_with_bounded_graphs():
     assert counters["stats"]["unique_graphs"] <= 2 * 3
 
 
-def test_a_failing_compiler_falls_back_to_eager_with_one_warning(monkeypatch):
+def test_a_failing_compiler_falls_back_to_eager_with_one_warning():
     import torch._inductor.config as inductor_config
 
     torch._dynamo.reset()
-    monkeypatch.setattr(inductor_config.cpp, "cxx", ("/nonexistent/c++",))
-    model, obj = tiny_pretraining(layers=2)
-    model.train(), obj.train()
-    want = loss_and_grads(model, obj, waves())
-    warnings: list[str] = []
-    regions = compile_model(model, warnings.append)
-    assert_same_step(loss_and_grads(model, obj, waves()), want)
-    assert_same_step(loss_and_grads(model, obj, waves()), want)
-    assert len(warnings) == 1 and "trainer.compile" in warnings[0] and regions.failed
-    assert all(m._compiled_call_impl is None for m in regions.modules)
+    # the config module's own patch: monkeypatch's undo leaves cpp.cxx unreadable to later
+    # compiles in the same process
+    with inductor_config.patch({"cpp.cxx": ("/nonexistent/c++",)}):
+        model, obj = tiny_pretraining(layers=2)
+        model.train(), obj.train()
+        want = loss_and_grads(model, obj, waves())
+        warnings: list[str] = []
+        regions = compile_model(model, warnings.append)
+        assert_same_step(loss_and_grads(model, obj, waves()), want)
+        assert_same_step(loss_and_grads(model, obj, waves()), want)
+        assert len(warnings) == 1 and "trainer.compile" in warnings[0] and regions.failed
+        assert all(m._compiled_call_impl is None for m in regions.modules)
     torch._dynamo.reset()
