@@ -34,11 +34,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from w2v.config import check, choice, field, real
+from w2v.dropout import Dropout
 from w2v.errors import DataError, FitError
 from w2v.interfaces import Encoder, EncoderOutput, Signal, lengths_to_padding_mask, waveform_signal
 from w2v.recompute import recomputed
 
 from .channel_norm import channel_norm
+from .row_conv import row_conv
 
 #: fairseq's ``conv_feature_layers``: stride 320 (20 ms at 16 kHz), receptive field 400 samples.
 DEFAULT_CONV_LAYERS: tuple[tuple[int, int, int], ...] = (
@@ -114,15 +116,18 @@ def masked_group_norm(x: Tensor, valid: Tensor, weight: Tensor, bias: Tensor, ep
 
 
 def runs_channels_last(x: Tensor) -> bool:
-    """Whether the conv stack runs on ``[B, C, 1, T]`` tensors in channels-last memory: on CPU
-    when the convolutions compute in bf16 (autocast or a bf16 model). oneDNN's bf16
-    convolutions work in that layout; fed ``[B, C, T]`` they reorder every activation and
-    gradient in and out, about a third of the stack's time (docs/benchmarks.md). In fp32 the
-    plain layout is the faster one, and GPUs keep it until measured."""
-    if x.device.type != "cpu":
-        return False
-    if torch.is_autocast_enabled("cpu"):
-        return torch.get_autocast_dtype("cpu") == torch.bfloat16
+    """Whether the conv stack runs on ``[B, C, 1, T]`` tensors in channels-last memory, which
+    is ``[B, T, C]`` rows: on CPU. There oneDNN's convolutions, fed ``[B, C, T]``, reorder
+    every activation and gradient in and out. In that layout a bf16 stack uses oneDNN's
+    channels-last convolutions and an fp32 one :func:`row_conv`'s matrix products, the
+    faster of the two for each dtype (docs/benchmarks.md). GPUs keep the plain layout."""
+    return x.device.type == "cpu"
+
+
+def computes_in_bf16(x: Tensor) -> bool:
+    """Whether convolutions of ``x`` run in bf16: under bf16 autocast, or a bf16 tensor."""
+    if torch.is_autocast_enabled(x.device.type):
+        return torch.get_autocast_dtype(x.device.type) == torch.bfloat16
     return x.dtype == torch.bfloat16
 
 
@@ -138,7 +143,7 @@ class ConvBlock(nn.Module):
         self.kernel, self.stride = kernel, stride
         self.conv = nn.Conv1d(in_dim, out_dim, kernel, stride=stride, bias=bias)
         nn.init.kaiming_normal_(self.conv.weight)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.norm_kind = norm
         if norm == "group":
             self.norm: nn.Module | None = nn.GroupNorm(out_dim, out_dim, affine=True)
@@ -151,20 +156,25 @@ class ConvBlock(nn.Module):
         return (torch.div(lengths - self.kernel, self.stride, rounding_mode="floor") + 1).clamp(min=0)
 
     def forward(self, x: Tensor, valid: Tensor | None = None) -> Tensor:
-        """``x`` ``[B, C_in, S]``, or ``[B, C_in, 1, S]`` in channels-last memory (the bf16 CPU
+        """``x`` ``[B, C_in, S]``, or ``[B, C_in, 1, S]`` in channels-last memory (the CPU
         path, see :func:`runs_channels_last`); the output keeps the input's form.
         ``valid`` ``[B, T_out]`` (only used by a GroupNorm that excludes padding)."""
-        if x.dim() == 4 and x.shape[1] == 1:
+        if x.dim() == 3:
+            x = self.conv(x)
+        elif x.shape[1] == 1:
             # one input channel: a matmul over strided windows, whose [B, T, C] result is
             # already channels-last (a conv2d here would return the plain layout)
-            windows = x[:, 0, 0].unfold(-1, self.kernel, self.stride)           # [B, T, k]
+            windows = x.flatten(1).unfold(-1, self.kernel, self.stride)         # [B, T, k]
             x = F.linear(windows, self.conv.weight.flatten(1), self.conv.bias)
             x = x.transpose(1, 2).unsqueeze(2)
-        elif x.dim() == 4:
+        elif computes_in_bf16(x):
             weight = self.conv.weight.unsqueeze(2).contiguous(memory_format=torch.channels_last)
             x = F.conv2d(x, weight, self.conv.bias, stride=(1, self.stride))
         else:
-            x = self.conv(x)
+            rows = row_conv(x.squeeze(2).transpose(1, 2), self.conv.weight, self.stride)
+            if self.conv.bias is not None:
+                rows = rows + self.conv.bias
+            x = rows.transpose(1, 2).unsqueeze(2)
         x = self.dropout(x)
         if self.norm_kind == "group":
             if valid is not None:
@@ -254,7 +264,7 @@ class Wav2Vec2FeatureEncoder(Encoder):
         return list(self.conv_layers)
 
     def _convolve(self, x: Tensor, lengths: Tensor | None) -> Tensor:
-        """``x`` ``[B, 1, S]`` -> ``[B, C, T]`` (channels-last strides on the bf16 CPU path)."""
+        """``x`` ``[B, 1, S]`` -> ``[B, C, T]`` (channels-last strides on CPU)."""
         exclude = self.mode == "group_norm" and self.group_norm_padding == "exclude" \
             and lengths is not None
         channels_last = runs_channels_last(x)

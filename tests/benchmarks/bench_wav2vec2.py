@@ -33,6 +33,7 @@ carries the parent's peak across ``exec``. Nothing is written to disk.
     python tests/benchmarks/bench_wav2vec2.py --small         # quick check, narrow model
     python tests/benchmarks/bench_wav2vec2.py --only w2v      # one side: step times, peak RSS
     python tests/benchmarks/bench_wav2vec2.py --profile w2v   # torch.profiler table of one step
+    python tests/benchmarks/bench_wav2vec2.py --flops         # FLOPs per update, compute floor
 """
 
 from __future__ import annotations
@@ -544,6 +545,41 @@ def run_profile(args) -> None:
         sort_by="self_cpu_time_total", row_limit=args.profile_rows))
 
 
+# ------------------------------------------------------------------- compute floor
+def gemm_rate(dtype: torch.dtype, m: int = 498, k: int = 768, n: int = 3072) -> float:
+    """FLOP/s of this machine on the update's largest matmul shape (median of 20 calls)."""
+    a, b = torch.randn(m, k, dtype=dtype), torch.randn(k, n, dtype=dtype)
+    times = []
+    for _ in range(25):
+        t = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t)
+    return 2 * m * k * n / statistics.median(times[5:])
+
+
+def run_flops(args) -> None:
+    """``--flops``: FLOPs of one update per side (torch's FlopCounterMode: matmuls and
+    convolutions) and the time those FLOPs take at the machine's own fp32 GEMM rate, a floor
+    no implementation of the same update gets under on this machine."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    sides = build_sides(args)
+    inputs = make_inputs(args, sides.cfg, args.batch, args.seconds, args.seed)
+    steps = update_steps(sides, inputs, ["hf", "w2v"])
+    rate = gemm_rate(torch.float32)
+    print(f"fp32 GEMM rate ({args.threads} threads, [498, 768] @ [768, 3072]): "
+          f"{rate / 1e9:.0f} GFLOP/s")
+    for side in ("hf", "w2v"):
+        steps[side]()                                                    # warm-up
+        counter = FlopCounterMode(display=False)
+        with counter:
+            steps[side]()
+        flops = counter.get_total_flops()
+        t = timed(steps[side]).wall
+        print(f"{side:4s} {flops / 1e9:7.1f} GFLOP per update; at the GEMM rate "
+              f"{flops / rate:.3f} s; measured {t:.3f} s ({flops / t / 1e9:.0f} GFLOP/s)")
+
+
 # ------------------------------------------------------------- feature extraction
 def feature_extraction(args, sides: Sides) -> dict:
     """w2v extract_features vs torchaudio wav2vec2_model (and HF Wav2Vec2Model), same weights."""
@@ -704,11 +740,15 @@ def main() -> None:
                     "(used by the main run for the memory line)")
     ap.add_argument("--profile", choices=SIDES, help="profile one update of a side and exit")
     ap.add_argument("--profile-rows", type=int, default=30)
+    ap.add_argument("--flops", action="store_true", help="count each side's FLOPs per update "
+                    "and the time they take at this machine's fp32 GEMM rate, then exit")
     args = ap.parse_args()
     if args.only:
         return run_only(args)
     if args.profile:
         return run_profile(args)
+    if args.flops:
+        return run_flops(args)
 
     command = " ".join(shlex.quote(a) for a in [sys.executable] + sys.argv)
     bf16_ok = not args.no_bf16 and torch.backends.mkldnn.is_available() and \

@@ -1,4 +1,5 @@
-"""The conv feature encoder's channels-last path (bf16 on CPU) computes the plain path's function."""
+"""The conv feature encoder's CPU path ([B, C, 1, T] channels-last: oneDNN convolutions in
+bf16, row_conv's matrix products otherwise) computes the plain path's function."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from w2v.interfaces import waveform_signal
 from w2v.plugins.wav2vec2 import feature_encoder
 from w2v.plugins.wav2vec2.feature_encoder import (Wav2Vec2FeatureEncoder,
                                                    Wav2Vec2FeatureEncoderConfig,
-                                                   runs_channels_last)
+                                                   computes_in_bf16, runs_channels_last)
 
 torch.set_num_threads(1)
 
@@ -22,14 +23,15 @@ def encoder(**kw) -> Wav2Vec2FeatureEncoder:
     return Wav2Vec2FeatureEncoder.from_config(cfg, waveform_signal()).train()
 
 
-def test_the_layout_follows_the_dtype_the_convolutions_compute_in():
+def test_cpu_runs_channels_last_and_the_convolution_follows_the_dtype():
     x = torch.randn(2, 1, 400)
-    assert not runs_channels_last(x)
-    assert runs_channels_last(x.bfloat16())
+    assert runs_channels_last(x) and not runs_channels_last(x.to("meta"))
+    assert not computes_in_bf16(x)
+    assert computes_in_bf16(x.bfloat16())
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert runs_channels_last(x)
+        assert computes_in_bf16(x)
     with torch.autocast("cpu", dtype=torch.float16):
-        assert not runs_channels_last(x)
+        assert not computes_in_bf16(x)
 
 
 def features_and_grads(enc, wave, lengths, channels_last, monkeypatch):
@@ -46,7 +48,11 @@ def features_and_grads(enc, wave, lengths, channels_last, monkeypatch):
                                 dict(mode="group_norm", group_norm_padding="exclude"),
                                 dict(mode="layer_norm", conv_bias=True)],
                          ids=["group-norm", "group-norm-exclude", "layer-norm-bias"])
-def test_channels_last_path_equals_the_plain_path_in_fp32(kw, monkeypatch):
+@pytest.mark.parametrize("conv", ["row_conv", "onednn"])
+def test_channels_last_path_equals_the_plain_path_in_fp32(kw, conv, monkeypatch):
+    """fp32 both ways: row_conv's products, and oneDNN's channels-last convolution (the
+    bf16 path's kernel, run here in fp32 so that the comparison is exact)."""
+    monkeypatch.setattr(feature_encoder, "computes_in_bf16", lambda x: conv == "onednn")
     enc = encoder(**kw)
     wave = torch.randn(3, 1037)
     lengths = torch.tensor([1037, 800, 431])

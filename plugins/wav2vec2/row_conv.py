@@ -1,0 +1,71 @@
+"""A strided 1-d convolution over ``[B, T, C]`` rows, as matrix products (im2col).
+
+``row_conv(x [B, T, C_in], weight [C_out, C_in, k], stride) -> [B, T_out, C_out]`` equals
+``F.conv1d`` on the transposed input, transposed back, with ``T_out = (T - k) // stride + 1``.
+The conv feature encoder uses it for fp32 on CPU, where oneDNN's convolutions reorder
+every activation and gradient: the forward copies each output frame's window into one
+``[B * T_out, k * C_in]`` matrix and multiplies it by the flattened weight; the backward is
+two more products and an overlap-add of the window gradients. At wav2vec 2.0 BASE's stack
+(2 x 5 s, 2 threads) forward + backward take 0.88 s against 1.09 s for ``F.conv1d``
+(docs/benchmarks.md). The window matrix is rebuilt in the backward rather than kept.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def _windows(x: Tensor, kernel: int, stride: int, steps: int) -> Tensor:
+    """``[B, steps, kernel * C]`` view of ``x`` ``[B, T, C]`` (contiguous): each output
+    step's window, taps in order, overlapping in memory when ``kernel > stride``."""
+    B, T, C = x.shape
+    return x.as_strided((B, steps, kernel * C), (T * C, stride * C, 1))
+
+
+def _taps_last(weight: Tensor) -> Tensor:
+    """``[C_out, C_in, k]`` -> ``[C_out, k * C_in]``, matching :func:`_windows`' order."""
+    return weight.permute(0, 2, 1).reshape(weight.shape[0], -1)
+
+
+class _RowConv(torch.autograd.Function):
+    @staticmethod
+    @torch.amp.custom_fwd(device_type="cpu")
+    def forward(ctx, x: Tensor, weight: Tensor, stride: int) -> Tensor:
+        B, T, C = x.shape
+        kernel = weight.shape[2]
+        steps = (T - kernel) // stride + 1
+        cols = _windows(x, kernel, stride, steps).reshape(B * steps, kernel * C)   # a copy
+        ctx.save_for_backward(x, weight)
+        ctx.stride = stride
+        return (cols @ _taps_last(weight).to(cols.dtype).t()).view(B, steps, -1)
+
+    @staticmethod
+    @torch.amp.custom_bwd(device_type="cpu")
+    def backward(ctx, grad: Tensor):
+        x, weight = ctx.saved_tensors
+        stride = ctx.stride
+        B, T, C = x.shape
+        c_out, _, kernel = weight.shape
+        steps = grad.shape[1]
+        grad = grad.reshape(B * steps, c_out)
+        grad_x = grad_w = None
+        if ctx.needs_input_grad[1]:
+            cols = _windows(x, kernel, stride, steps).reshape(B * steps, kernel * C)
+            grad_w = (grad.t() @ cols.to(grad.dtype)).view(c_out, kernel, C).permute(0, 2, 1)
+            grad_w = grad_w.to(weight.dtype)
+        if ctx.needs_input_grad[0]:
+            taps = (grad @ _taps_last(weight).to(grad.dtype)).view(B, steps, kernel, C)
+            grad_x = x.new_zeros(B, T, C)
+            if kernel <= stride:                      # windows do not overlap: one copy
+                _windows(grad_x, kernel, stride, steps).copy_(taps.view(B, steps, -1))
+            else:                                     # overlap-add, one strided add per tap
+                for j in range(kernel):
+                    grad_x[:, j:j + stride * (steps - 1) + 1:stride] += taps[:, :, j]
+        return grad_x, grad_w, None
+
+
+def row_conv(x: Tensor, weight: Tensor, stride: int) -> Tensor:
+    """``x`` ``[B, T, C_in]`` (made contiguous), ``weight`` ``[C_out, C_in, k]`` ->
+    ``[B, (T - k) // stride + 1, C_out]``, without bias."""
+    return _RowConv.apply(x.contiguous(), weight, stride)

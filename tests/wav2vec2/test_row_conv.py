@@ -1,0 +1,45 @@
+"""row_conv: a strided conv1d over [B, T, C] rows, as matrix products."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from w2v.plugins.wav2vec2.row_conv import row_conv
+
+torch.set_num_threads(1)
+
+SHAPES = [(3, 2), (2, 2), (1, 3), (10, 5), (4, 1)]          # (kernel, stride)
+
+
+@pytest.mark.parametrize("kernel,stride", SHAPES)
+def test_gradients_are_exact_in_float64(kernel, stride):
+    g = torch.Generator().manual_seed(kernel * 10 + stride)
+    x = torch.randn(2, 23, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 3, kernel, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, w: row_conv(x, w, stride), (x, w))
+
+
+@pytest.mark.parametrize("kernel,stride", SHAPES)
+def test_equals_conv1d_on_the_transposed_input(kernel, stride):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 101, 16, generator=g, requires_grad=True)
+    w = torch.randn(8, 16, kernel, generator=g, requires_grad=True)
+    grad = torch.randn(3, (101 - kernel) // stride + 1, 8, generator=g)
+    ours = row_conv(x, w, stride)
+    ours.backward(grad)
+    got = (ours.detach(), x.grad.clone(), w.grad.clone())
+    x.grad = w.grad = None
+    ref = F.conv1d(x.transpose(1, 2), w, stride=stride).transpose(1, 2)
+    ref.backward(grad)
+    for a, b in zip(got, (ref.detach(), x.grad, w.grad)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_non_contiguous_input_is_read_as_its_values():
+    x = torch.randn(2, 16, 30).transpose(1, 2)                  # [B, T, C], strided
+    w = torch.randn(5, 16, 3)
+    torch.testing.assert_close(row_conv(x, w, 2),
+                               F.conv1d(x.transpose(1, 2), w, stride=2).transpose(1, 2),
+                               rtol=1e-5, atol=1e-5)
