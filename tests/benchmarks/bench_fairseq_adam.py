@@ -41,9 +41,10 @@ def main() -> None:
     print(f"{len(params)} tensors, {sum(p.numel() for p in params) / 1e6:.1f} M parameters, "
           f"{args.threads} thread(s)")
     settings = dict(lr=5e-4, betas=(0.9, 0.98), eps=1e-6, weight_decay=0.01)
-    optimizers = {"FairseqAdam (foreach)": FairseqAdam(params, **settings),
+    optimizers = {"FairseqAdam": FairseqAdam(params, **settings),
                   "torch AdamW (default)": torch.optim.AdamW(params, **settings),
-                  "torch AdamW (foreach)": torch.optim.AdamW(params, foreach=True, **settings)}
+                  "torch AdamW (foreach)": torch.optim.AdamW(params, foreach=True, **settings),
+                  "torch AdamW (fused)": torch.optim.AdamW(params, fused=True, **settings)}
     times: dict[str, list[float]] = {name: [] for name in optimizers}
     for step in range(args.steps + 1):                 # step 0 creates the state: not timed
         for name, opt in optimizers.items():

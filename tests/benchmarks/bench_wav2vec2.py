@@ -34,6 +34,7 @@ carries the parent's peak across ``exec``. Nothing is written to disk.
     python tests/benchmarks/bench_wav2vec2.py --only w2v      # one side: step times, peak RSS
     python tests/benchmarks/bench_wav2vec2.py --profile w2v   # torch.profiler table of one step
     python tests/benchmarks/bench_wav2vec2.py --flops         # FLOPs per update, compute floor
+    python tests/benchmarks/bench_wav2vec2.py --trajectory 8  # bf16 vs fp32 loss, seeded updates
 """
 
 from __future__ import annotations
@@ -545,6 +546,31 @@ def run_profile(args) -> None:
         sort_by="self_cpu_time_total", row_limit=args.profile_rows))
 
 
+# ------------------------------------------------------------- bf16 trajectory
+def run_trajectory(args) -> None:
+    """``--trajectory N``: N training updates from the same weights in fp32 and under bf16
+    autocast, per framework, each update seeded alike so both dtypes draw the same dropout
+    masks; prints each update's loss and the relative fp32-bf16 gap, w2v's against HF's."""
+    sides = build_sides(args)
+    inputs = make_inputs(args, sides.cfg, args.batch, args.seconds, args.seed)
+    losses: dict[str, list[float]] = {}
+    for name in ("hf", "hf-bf16", "w2v", "w2v-bf16"):
+        copy_ = Sides(cfg=sides.cfg, hf=copy.deepcopy(sides.hf),
+                      w2v=copy.deepcopy(sides.w2v), objective=copy.deepcopy(sides.objective))
+        step = update_steps(copy_, inputs, [name])[name]
+        losses[name] = []
+        for i in range(args.trajectory):
+            torch.manual_seed(1000 + i)
+            losses[name].append(step())
+        print(f"  {name:9s} " + " ".join(f"{v:8.3f}" for v in losses[name]), flush=True)
+    print("  update   w2v gap    HF gap   w2v / HF")
+    for i in range(args.trajectory):
+        gap = {side: abs(losses[f"{side}-bf16"][i] - losses[side][i]) / abs(losses[side][i])
+               for side in ("w2v", "hf")}
+        print(f"  {i + 1:6d}  {gap['w2v']:8.2e}  {gap['hf']:8.2e}  "
+              f"{gap['w2v'] / max(gap['hf'], 1e-12):8.2f}")
+
+
 # ------------------------------------------------------------------- compute floor
 def gemm_rate(dtype: torch.dtype, m: int = 498, k: int = 768, n: int = 3072) -> float:
     """FLOP/s of this machine on the update's largest matmul shape (median of 20 calls)."""
@@ -740,6 +766,9 @@ def main() -> None:
                     "(used by the main run for the memory line)")
     ap.add_argument("--profile", choices=SIDES, help="profile one update of a side and exit")
     ap.add_argument("--profile-rows", type=int, default=30)
+    ap.add_argument("--trajectory", type=int, default=0, metavar="N",
+                    help="N seeded updates per framework in fp32 and bf16 from the same weights: "
+                         "the loss gap per update, w2v's against HF's, then exit")
     ap.add_argument("--flops", action="store_true", help="count each side's FLOPs per update "
                     "and the time they take at this machine's fp32 GEMM rate, then exit")
     args = ap.parse_args()
@@ -749,6 +778,8 @@ def main() -> None:
         return run_profile(args)
     if args.flops:
         return run_flops(args)
+    if args.trajectory:
+        return run_trajectory(args)
 
     command = " ".join(shlex.quote(a) for a in [sys.executable] + sys.argv)
     bf16_ok = not args.no_bf16 and torch.backends.mkldnn.is_available() and \
