@@ -118,9 +118,10 @@ def masked_group_norm(x: Tensor, valid: Tensor, weight: Tensor, bias: Tensor, ep
 def runs_channels_last(x: Tensor) -> bool:
     """Whether the conv stack runs on ``[B, C, 1, T]`` tensors in channels-last memory, which
     is ``[B, T, C]`` rows: on CPU. There oneDNN's convolutions, fed ``[B, C, T]``, reorder
-    every activation and gradient in and out. In that layout a bf16 stack uses oneDNN's
-    channels-last convolutions and an fp32 one :func:`row_conv`'s matrix products, the
-    faster of the two for each dtype (docs/benchmarks.md). GPUs keep the plain layout."""
+    every activation and gradient in and out. In that layout the convolutions are oneDNN's
+    channels-last ones, except in fp32 with gradients, where oneDNN's backward is slow and
+    :func:`row_conv`'s matrix products are faster (docs/benchmarks.md). GPUs keep the plain
+    layout."""
     return x.device.type == "cpu"
 
 
@@ -167,7 +168,8 @@ class ConvBlock(nn.Module):
             windows = x.flatten(1).unfold(-1, self.kernel, self.stride)         # [B, T, k]
             x = F.linear(windows, self.conv.weight.flatten(1), self.conv.bias)
             x = x.transpose(1, 2).unsqueeze(2)
-        elif computes_in_bf16(x):
+        elif computes_in_bf16(x) or not (torch.is_grad_enabled() and
+                                         (x.requires_grad or self.conv.weight.requires_grad)):
             weight = self.conv.weight.unsqueeze(2).contiguous(memory_format=torch.channels_last)
             x = F.conv2d(x, weight, self.conv.bias, stride=(1, self.stride))
         else:

@@ -83,3 +83,17 @@ def test_bf16_autocast_takes_the_channels_last_path_and_stays_close_to_fp32():
     assert seen[0].is_contiguous(memory_format=torch.channels_last)
     rel = (out.float() - ref).norm() / ref.norm()
     assert rel < 2e-2
+
+
+def test_fp32_without_gradients_uses_onednn_and_equals_the_plain_path(monkeypatch):
+    enc = encoder(mode="group_norm").eval()
+    wave = torch.randn(2, 1600)
+    monkeypatch.setattr(feature_encoder, "runs_channels_last", lambda x: False)
+    with torch.no_grad():
+        ref = enc(wave).features
+    monkeypatch.setattr(feature_encoder, "runs_channels_last", lambda x: x.device.type == "cpu")
+    monkeypatch.setattr(feature_encoder, "row_conv",
+                        lambda *a: pytest.fail("inference must not build window matrices"))
+    with torch.inference_mode():
+        out = enc(wave).features
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
