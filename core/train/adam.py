@@ -67,8 +67,8 @@ class FairseqAdam(torch.optim.Optimizer):
         weight_decay: decoupled decay, ``p *= 1 - lr * weight_decay`` each update.
 
     Parameters of one group that have taken the same number of steps are updated
-    together: by torch's fused AdamW kernel with epsilon rescaled (on CPU this is 0.24x the
-    time of torch's default AdamW step on wav2vec 2.0 BASE, the same as ``AdamW(fused=True)``:
+    together: by torch's fused AdamW kernel with epsilon rescaled (on CPU this is about 0.3x
+    the time of torch's default AdamW step on wav2vec 2.0 BASE, as ``AdamW(fused=True)``:
     ``tests/benchmarks/bench_fairseq_adam.py``), or by ``torch._foreach_*`` kernels in chunks
     of about 4 M elements where no fused kernel exists. Sparse gradients are refused.
     """

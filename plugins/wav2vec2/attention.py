@@ -44,7 +44,8 @@ class SelfAttention(nn.Module):
     ``forward(x [B, T, D], mask [B, 1, 1, T] bool | None, causal) -> [B, T, D]``: the
     boolean key-padding mask keeps SDPA on a fused kernel (no ``[B, T, T]``
     float bias); with ``causal`` the mask is not needed for valid queries of
-    right-padded sequences and must be None.
+    right-padded sequences and must be None. Training on CPU with attention dropout runs
+    :func:`attention_with_dropout` instead, SDPA's unfused arithmetic with a cheaper mask.
     """
 
     def __init__(self, dim: int, heads: int, dropout: float = 0.0, bias: bool = True) -> None:
