@@ -179,7 +179,7 @@ class TrainerConfig:
                                  "time; falls back to eager with a warning where unsupported")
     activation_checkpointing: bool = field(
         False, "recompute activations in backward instead of keeping them: each "
-               "context-network block's, and a conv feature encoder's whole stack; about one "
+               "context-network block's and each conv feature encoder block's; about one "
                "more forward of those parts for much less memory")
     num_threads: int = size(0, 0, 1024, "torch CPU threads per process (0: OMP_NUM_THREADS "
                                         "when set, else cpu count / local world size)")

@@ -256,8 +256,8 @@ class Wav2Vec2FeatureEncoder(Encoder):
         return lengths
 
     def set_activation_checkpointing(self, enabled: bool) -> None:
-        """Keep only the waveform in training; recompute the whole conv stack in backward
-        (one more forward of the stack for its activations' memory)."""
+        """Keep only each conv block's input in training and recompute the block in backward,
+        one block at a time (one more forward of the stack for its activations' memory)."""
         self.activation_checkpointing = bool(enabled)
 
     def compile_regions(self) -> list[nn.Module]:
@@ -265,8 +265,9 @@ class Wav2Vec2FeatureEncoder(Encoder):
         norm and GELU fuse into one pass over its output; the convolutions stay library calls."""
         return list(self.conv_layers)
 
-    def _convolve(self, x: Tensor, lengths: Tensor | None) -> Tensor:
-        """``x`` ``[B, 1, S]`` -> ``[B, C, T]`` (channels-last strides on CPU)."""
+    def _convolve(self, x: Tensor, lengths: Tensor | None, recompute: bool = False) -> Tensor:
+        """``x`` ``[B, 1, S]`` -> ``[B, C, T]`` (channels-last strides on CPU); with
+        ``recompute`` each block keeps only its input and is recomputed in backward."""
         exclude = self.mode == "group_norm" and self.group_norm_padding == "exclude" \
             and lengths is not None
         channels_last = runs_channels_last(x)
@@ -279,7 +280,7 @@ class Wav2Vec2FeatureEncoder(Encoder):
                 steps = torch.arange((x.shape[-1] - block.kernel) // block.stride + 1,
                                      device=x.device)
                 valid = steps[None, :] < out_len[:, None]
-            x = block(x, valid)
+            x = recomputed(block, x, valid) if recompute else block(x, valid)
         return x.squeeze(2) if channels_last else x
 
     def forward(self, source: Tensor, lengths: Tensor | None = None) -> EncoderOutput:
@@ -296,8 +297,7 @@ class Wav2Vec2FeatureEncoder(Encoder):
         if self.feature_grad_mult > 0:
             recompute = self.activation_checkpointing and self.training \
                 and torch.is_grad_enabled()
-            x = recomputed(self._convolve, x, lengths) if recompute else \
-                self._convolve(x, lengths)
+            x = self._convolve(x, lengths, recompute)
             x = grad_multiply(x, self.feature_grad_mult)
         else:
             with torch.no_grad():

@@ -102,7 +102,7 @@ def test_checkpointing_saves_only_block_inputs_and_is_off_in_eval():
 
 @pytest.mark.parametrize("lengths, padding", [(None, "include"), ([3200, 2500], "include"),
                                               ([3200, 2500], "exclude")])
-def test_the_conv_encoder_recomputes_its_stack_and_keeps_only_the_waveform(lengths, padding):
+def test_the_conv_encoder_recomputes_block_by_block_keeping_block_inputs(lengths, padding):
     from w2v.plugins.wav2vec2.feature_encoder import Wav2Vec2FeatureEncoder
 
     torch.manual_seed(0)
@@ -133,3 +133,5 @@ def test_the_conv_encoder_recomputes_its_stack_and_keeps_only_the_waveform(lengt
         torch.testing.assert_close(g1[name], g0[name], rtol=1e-5, atol=1e-6, msg=name)
     first_block = 2 * 32 * 639 * 4                   # one [B, C, T0] fp32 tensor of block 0
     assert saved[0] - saved[1] >= 3 * first_block, saved
+    block_inputs = 4 * 2 * (3200 + 32 * 639 + 32 * 319)  # the waveform, blocks 0 and 1 outputs
+    assert saved[1] <= 1.5 * block_inputs, saved
