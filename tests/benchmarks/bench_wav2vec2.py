@@ -585,8 +585,9 @@ def gemm_rate(dtype: torch.dtype, m: int = 498, k: int = 768, n: int = 3072) -> 
 
 def run_flops(args) -> None:
     """``--flops``: FLOPs of one update per side (torch's FlopCounterMode: matmuls and
-    convolutions) and the time those FLOPs take at the machine's own fp32 GEMM rate, a floor
-    no implementation of the same update gets under on this machine."""
+    convolutions) and the time those FLOPs take at the machine's fp32 GEMM rate on the
+    update's largest matmul: the floor of an update whose products all ran at that rate
+    and whose other operations took no time."""
     from torch.utils.flop_counter import FlopCounterMode
 
     sides = build_sides(args)
