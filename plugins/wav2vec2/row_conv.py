@@ -4,10 +4,11 @@
 ``F.conv1d`` on the transposed input, transposed back, with ``T_out = (T - k) // stride + 1``.
 The conv feature encoder uses it for fp32 on CPU, where oneDNN's convolutions reorder
 every activation and gradient: the forward copies each output frame's window into one
-``[B * T_out, k * C_in]`` matrix and multiplies it by the flattened weight; the backward is
-two more products and an overlap-add of the window gradients. At wav2vec 2.0 BASE's stack
-(2 x 5 s, 2 threads) forward + backward take 0.88 s against 1.09 s for ``F.conv1d``
-(docs/benchmarks.md). The window matrix is rebuilt in the backward rather than kept.
+``[B * T_out, k * C_in]`` matrix and multiplies it by the flattened weight; the backward
+rebuilds that matrix for the weight's gradient, frees it, and adds one product per tap into
+the input's gradient (a window-gradient matrix would be as large as the window matrix). At
+wav2vec 2.0 BASE's stack (2 x 5 s, 2 threads) forward + backward take 0.88 s against 1.09 s
+for ``F.conv1d`` (docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -54,14 +55,13 @@ class _RowConv(torch.autograd.Function):
             cols = _windows(x, kernel, stride, steps).reshape(B * steps, kernel * C)
             grad_w = (grad.t() @ cols.to(grad.dtype)).view(c_out, kernel, C).permute(0, 2, 1)
             grad_w = grad_w.to(weight.dtype)
-        if ctx.needs_input_grad[0]:
-            taps = (grad @ _taps_last(weight).to(grad.dtype)).view(B, steps, kernel, C)
+            del cols                                  # freed before the input's gradient
+        if ctx.needs_input_grad[0]:                   # overlap-add, one product per tap
             grad_x = x.new_zeros(B, T, C)
-            if kernel <= stride:                      # windows do not overlap: one copy
-                _windows(grad_x, kernel, stride, steps).copy_(taps.view(B, steps, -1))
-            else:                                     # overlap-add, one strided add per tap
-                for j in range(kernel):
-                    grad_x[:, j:j + stride * (steps - 1) + 1:stride] += taps[:, :, j]
+            weight = weight.to(grad.dtype)
+            for j in range(kernel):
+                tap = (grad @ weight[:, :, j]).view(B, steps, C)
+                grad_x[:, j:j + stride * (steps - 1) + 1:stride] += tap
         return grad_x, grad_w, None
 
 
