@@ -36,7 +36,7 @@ class _ChannelNorm(torch.autograd.Function):
         per_channel = (batch, channels) + (1,) * len(steps)
         n = x[0, 0].numel()
         dtype = _compute_dtype(x)
-        x_hat = (x.to(dtype) - mean.view(per_channel)).mul_(rstd.view(per_channel))  # new tensor
+        x_hat = (x.to(dtype) - mean.view(per_channel)).mul_(rstd.view(per_channel))  # x kept
         g = grad.to(dtype)
         g_sum = g.sum(steps)                                          # [B, C]
         g_x_hat_sum = (g * x_hat).sum(steps)                          # [B, C]

@@ -156,28 +156,32 @@ class ConvBlock(nn.Module):
     def output_lengths(self, lengths: Tensor) -> Tensor:
         return (torch.div(lengths - self.kernel, self.stride, rounding_mode="floor") + 1).clamp(min=0)
 
+    def _conv(self, x: Tensor) -> Tensor:
+        """The convolution, in ``x``'s form. On ``[B, C_in, 1, S]`` channels-last tensors:
+        one input channel is a matmul over strided windows, whose ``[B, T, C]`` result is
+        already channels-last (a conv2d there would return the plain layout); fp32 with
+        gradients is :func:`row_conv`; anything else is oneDNN's channels-last conv2d."""
+        if x.dim() == 3:
+            return self.conv(x)
+        if x.shape[1] == 1:
+            windows = x.flatten(1).unfold(-1, self.kernel, self.stride)         # [B, T, k]
+            return F.linear(windows, self.conv.weight.flatten(1),
+                            self.conv.bias).transpose(1, 2).unsqueeze(2)
+        needs_grad = torch.is_grad_enabled() and (x.requires_grad or
+                                                  self.conv.weight.requires_grad)
+        if computes_in_bf16(x) or not needs_grad:
+            weight = self.conv.weight.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+            return F.conv2d(x, weight, self.conv.bias, stride=(1, self.stride))
+        rows = row_conv(x.squeeze(2).transpose(1, 2), self.conv.weight, self.stride)
+        if self.conv.bias is not None:
+            rows = rows + self.conv.bias
+        return rows.transpose(1, 2).unsqueeze(2)
+
     def forward(self, x: Tensor, valid: Tensor | None = None) -> Tensor:
         """``x`` ``[B, C_in, S]``, or ``[B, C_in, 1, S]`` in channels-last memory (the CPU
         path, see :func:`runs_channels_last`); the output keeps the input's form.
         ``valid`` ``[B, T_out]`` (only used by a GroupNorm that excludes padding)."""
-        if x.dim() == 3:
-            x = self.conv(x)
-        elif x.shape[1] == 1:
-            # one input channel: a matmul over strided windows, whose [B, T, C] result is
-            # already channels-last (a conv2d here would return the plain layout)
-            windows = x.flatten(1).unfold(-1, self.kernel, self.stride)         # [B, T, k]
-            x = F.linear(windows, self.conv.weight.flatten(1), self.conv.bias)
-            x = x.transpose(1, 2).unsqueeze(2)
-        elif computes_in_bf16(x) or not (torch.is_grad_enabled() and
-                                         (x.requires_grad or self.conv.weight.requires_grad)):
-            weight = self.conv.weight.unsqueeze(2).contiguous(memory_format=torch.channels_last)
-            x = F.conv2d(x, weight, self.conv.bias, stride=(1, self.stride))
-        else:
-            rows = row_conv(x.squeeze(2).transpose(1, 2), self.conv.weight, self.stride)
-            if self.conv.bias is not None:
-                rows = rows + self.conv.bias
-            x = rows.transpose(1, 2).unsqueeze(2)
-        x = self.dropout(x)
+        x = self.dropout(self._conv(x))
         if self.norm_kind == "group":
             if valid is not None:
                 x = masked_group_norm(x, valid, self.norm.weight, self.norm.bias, self.norm.eps)

@@ -555,8 +555,9 @@ def run_trajectory(args) -> None:
     inputs = make_inputs(args, sides.cfg, args.batch, args.seconds, args.seed)
     losses: dict[str, list[float]] = {}
     for name in ("hf", "hf-bf16", "w2v", "w2v-bf16"):
-        copy_ = Sides(cfg=sides.cfg, hf=copy.deepcopy(sides.hf),
-                      w2v=copy.deepcopy(sides.w2v), objective=copy.deepcopy(sides.objective))
+        copy_ = Sides(cfg=sides.cfg, hf=copy.deepcopy(sides.hf)) if name.startswith("hf") else \
+            Sides(cfg=sides.cfg, w2v=copy.deepcopy(sides.w2v),
+                  objective=copy.deepcopy(sides.objective))
         step = update_steps(copy_, inputs, [name])[name]
         losses[name] = []
         for i in range(args.trajectory):
