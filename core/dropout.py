@@ -1,11 +1,11 @@
-"""Dropout whose CPU masks cost half of torch's: 16 random bits per element, kept as bools.
+"""Dropout with cheaper CPU masks than torch's: 16 random bits per element, kept as bools.
 
 On CPU, ``F.dropout`` draws one Bernoulli sample per element and keeps a float mask for
 the backward. :func:`dropout` draws 64 bits per four elements (``random_``) and keeps a
-``bool`` mask: forward + backward take about half the time (5.8 against 11.4 ms on
-wav2vec 2.0 BASE's attention probabilities ``[2, 12, 249, 249]``, 1.6 against 2.5 ms on
-``[2, 249, 768]``; ``docs/benchmarks.md``), and the saved mask is a quarter of an fp32
-one.
+``bool`` mask: forward + backward take about two thirds of the time (7.9 against 12.4 ms
+on wav2vec 2.0 BASE's attention probabilities ``[2, 12, 249, 249]``, 2.2 against 3.2 ms on
+``[2, 249, 768]``, fp32: ``tests/benchmarks/bench_dropout.py``), and the saved mask is a
+quarter of an fp32 one.
 
 The drop probability is ``p`` rounded to a multiple of 2^-16 (0.1 becomes 0.1000061), and
 kept elements are scaled by ``1 / (1 - p_rounded)``, so the output stays unbiased. Masks

@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 
 def pin_threads(argv: list[str], default: int = 2) -> int:
@@ -46,6 +48,19 @@ class Job:
     def command(self) -> list[str]:
         return [sys.executable, "-m", "w2v.cli", self.recipe, "--out", str(self.out),
                 "--stages", ",".join(self.stages), "--force", *self.overrides]
+
+
+def median_seconds(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
+    """Median wall time of each function over ``repeats`` interleaved rounds (one warm-up),
+    for the kernel micro-benchmarks (``bench_conv_encoder.py``, ``bench_dropout.py``)."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for round_ in range(repeats + 1):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            if round_:
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def run_jobs(jobs: list[Job], parallel: int, logs: Path, threads: int = 1,
