@@ -39,7 +39,7 @@ from w2v.errors import DataError, FitError
 from w2v.interfaces import Encoder, EncoderOutput, Signal, lengths_to_padding_mask, waveform_signal
 from w2v.recompute import recomputed
 
-from .channel_norm import channel_norm
+from .channel_norm import channel_norm, channel_norm_gelu_
 from .row_conv import row_conv
 
 #: fairseq's ``conv_feature_layers``: stride 320 (20 ms at 16 kHz), receptive field 400 samples.
@@ -180,20 +180,25 @@ class ConvBlock(nn.Module):
     def forward(self, x: Tensor, valid: Tensor | None = None) -> Tensor:
         """``x`` ``[B, C_in, S]``, or ``[B, C_in, 1, S]`` in channels-last memory (the CPU
         path, see :func:`runs_channels_last`); the output keeps the input's form.
-        ``valid`` ``[B, T_out]`` (only used by a GroupNorm that excludes padding)."""
+        ``valid`` ``[B, T_out]`` (only used by a GroupNorm that excludes padding). Without
+        gradients the CPU path normalises and activates the convolution's output in place."""
         x = self.dropout(self._conv(x))
+        in_place = x.dim() == 4 and not x.requires_grad            # x is this block's own
         if self.norm_kind == "group":
+            norm = self.norm
             if valid is not None:
-                x = masked_group_norm(x, valid, self.norm.weight, self.norm.bias, self.norm.eps)
+                x = masked_group_norm(x, valid, norm.weight, norm.bias, norm.eps)
+            elif in_place and x.dtype == torch.float32:
+                return channel_norm_gelu_(x, norm.weight, norm.bias, norm.eps)
             elif x.dim() == 4:
-                x = channel_norm(x, self.norm.weight, self.norm.bias, self.norm.eps)
+                return channel_norm(x, norm.weight, norm.bias, norm.eps, gelu=True)
             else:
                 x = F.group_norm(x.float(), x.shape[1], self.norm.weight.float(),
                                  self.norm.bias.float(), self.norm.eps).type_as(x)
         elif self.norm_kind == "layer":
             x = F.layer_norm(x.movedim(1, -1).float(), x.shape[1:2], self.norm.weight.float(),
                              self.norm.bias.float(), self.norm.eps).type_as(x).movedim(-1, 1)
-        return F.gelu(x)
+        return torch.ops.aten.gelu_(x) if in_place else F.gelu(x)
 
 
 class Wav2Vec2FeatureEncoder(Encoder):
