@@ -51,21 +51,34 @@ class _ChannelNorm(torch.autograd.Function):
         dtype = _compute_dtype(x)
         x_hat = (x.to(dtype) - mean.view(shape)).mul_(rstd.view(shape))          # x kept
         g = grad.to(dtype)
-        if ctx.gelu:                       # through the GELU at the recomputed norm output
+        if ctx.gelu:            # through the GELU, at the recomputed norm output, in place
             ones = (1,) * len(steps)
             z = torch.addcmul(bias.to(dtype).view(-1, *ones), x_hat,
                               weight.to(dtype).view(-1, *ones))
-            g = torch.ops.aten.gelu_backward(g, z)
-            del z
-        g_sum = g.sum(steps)                                          # [B, C]
-        g_x_hat_sum = (g * x_hat).sum(steps)                          # [B, C]
-        scale = rstd * weight.to(dtype)                               # [B, C]
-        # d x = scale * (g - mean_t(g) - x_hat * mean_t(g * x_hat))
-        grad_x = (g * scale.view(shape)) \
-            .add_((-scale * g_sum / n).view(shape)) \
-            .addcmul_(x_hat, (-scale * g_x_hat_sum / n).view(shape))
+            g = torch.ops.aten.gelu_backward.grad_input(g, z, grad_input=z)
+        g_sum = g.sum(steps)                                                      # [B, C]
+        g_x_hat_sum = _column_dots(g, x_hat)                                      # [B, C]
+        scale = rstd * weight.to(dtype)                                           # [B, C]
+        # d x = scale * (g - mean_t(g) - x_hat * mean_t(g * x_hat)), written over x_hat
+        grad_x = x_hat.mul_((-scale * g_x_hat_sum / n).view(shape)) \
+            .addcmul_(g, scale.view(shape)).add_((-scale * g_sum / n).view(shape))
         return (grad_x.to(x.dtype), g_x_hat_sum.sum(0).to(weight.dtype),
                 g_sum.sum(0).to(bias.dtype), None, None)
+
+
+def _frames(x: Tensor) -> Tensor:
+    """``x`` ``[B, C, *]`` as a ``[B, T, C]`` view (rows in channels-last memory)."""
+    return x.movedim(1, -1).view(x.shape[0], -1, x.shape[1])
+
+
+def _column_dots(a: Tensor, b: Tensor, chunk: int = 256) -> Tensor:
+    """``(a * b).sum(frames)`` ``[B, C]`` of ``[B, C, *]`` tensors, ``chunk`` frames at a
+    time: no temporary the size of ``a``."""
+    a, b = (t.movedim(1, -1).reshape(t.shape[0], -1, t.shape[1]) for t in (a, b))
+    total = a.new_zeros(a.shape[0], a.shape[2])
+    for a_part, b_part in zip(a.split(chunk, 1), b.split(chunk, 1)):
+        total += (a_part * b_part).sum(1)
+    return total
 
 
 def channel_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float, *,
@@ -87,7 +100,7 @@ def channel_norm_gelu_(x: Tensor, weight: Tensor, bias: Tensor, eps: float,
     """
     if x.dtype != torch.float32:
         raise ValueError(f"channel_norm_gelu_ computes in place in fp32, found {x.dtype}")
-    rows = x.movedim(1, -1).view(x.shape[0], -1, x.shape[1])                 # [B, T, C]
+    rows = _frames(x)                                                         # [B, T, C]
     steps = rows.shape[1]
     mean = rows.sum(1, keepdim=True).div_(steps)                              # [B, 1, C]
     squares = torch.zeros_like(mean)
