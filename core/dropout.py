@@ -2,10 +2,9 @@
 
 On CPU, ``F.dropout`` draws one Bernoulli sample per element and keeps a float mask for
 the backward. :func:`dropout` draws 64 bits per four elements (``random_``) and keeps a
-``bool`` mask: forward + backward take about two thirds of the time (7.9 against 12.4 ms
-on wav2vec 2.0 BASE's attention probabilities ``[2, 12, 249, 249]``, 2.2 against 3.2 ms on
-``[2, 249, 768]``, fp32: ``tests/benchmarks/bench_dropout.py``), and the saved mask is a
-quarter of an fp32 one.
+``bool`` mask, applied in one pass (``x * keep * scale``, so a NaN stays NaN, as with
+``F.dropout``). The saved mask is a quarter of an fp32 one; forward + backward times
+against ``F.dropout`` are in ``tests/benchmarks/bench_dropout.py``.
 
 The drop probability is ``p`` rounded to a multiple of 2^-16 (0.1 becomes 0.1000061), and
 kept elements are scaled by ``1 / (1 - p_rounded)``, so the output stays unbiased. Masks
@@ -25,27 +24,32 @@ from torch import Tensor, nn
 LEVELS = 1 << 16
 
 
-def drop_mask(shape: torch.Size | tuple[int, ...], p: float,
+def keep_mask(shape: torch.Size | tuple[int, ...], p: float,
               device: torch.device | str = "cpu") -> Tensor:
-    """``bool`` tensor of ``shape``, True (drop) with probability ``round(p * 2^16) / 2^16``."""
+    """``bool`` tensor of ``shape``, False (drop) with probability ``round(p * 2^16) / 2^16``."""
     n = math.prod(shape)
     bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(-2 ** 63, None)
-    return bits.view(torch.int16)[:n].view(shape) < (round(p * LEVELS) - LEVELS // 2)
+    return bits.view(torch.int16)[:n].view(shape) >= (round(p * LEVELS) - LEVELS // 2)
 
 
-class _MaskedScale(torch.autograd.Function):
-    """``x`` with the ``drop`` elements zeroed and the rest multiplied by ``scale``."""
+def _kept_and_scaled(x: Tensor, keep: Tensor, scale: float) -> Tensor:
+    """``x * keep * scale`` in one pass (``keep`` bool)."""
+    return torch.addcmul(x.new_zeros(()), x, keep, value=scale)
+
+
+class _KeepScale(torch.autograd.Function):
+    """``x`` with the elements ``keep`` marks multiplied by ``scale``, the rest zeroed."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, drop: Tensor, scale: float) -> Tensor:
-        ctx.save_for_backward(drop)
+    def forward(ctx, x: Tensor, keep: Tensor, scale: float) -> Tensor:
+        ctx.save_for_backward(keep)
         ctx.scale = scale
-        return x.masked_fill(drop, 0).mul_(scale)
+        return _kept_and_scaled(x, keep, scale)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        drop, = ctx.saved_tensors
-        return grad.masked_fill(drop, 0).mul_(ctx.scale), None, None
+        keep, = ctx.saved_tensors
+        return _kept_and_scaled(grad, keep, ctx.scale), None, None
 
 
 def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
@@ -59,7 +63,7 @@ def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
         return x
     if levels >= LEVELS:
         return x * 0.0
-    return _MaskedScale.apply(x, drop_mask(x.shape, p, x.device), LEVELS / (LEVELS - levels))
+    return _KeepScale.apply(x, keep_mask(x.shape, p, x.device), LEVELS / (LEVELS - levels))
 
 
 class Dropout(nn.Dropout):

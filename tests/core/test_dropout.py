@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from w2v import dropout as dropout_module
-from w2v.dropout import Dropout, drop_mask, dropout
+from w2v.dropout import Dropout, dropout, keep_mask
 
 torch.set_num_threads(1)
 
@@ -15,7 +15,7 @@ torch.set_num_threads(1)
 @pytest.mark.parametrize("p", [0.1, 0.05, 0.5])
 def test_drop_rate_is_p_rounded_to_a_multiple_of_2_to_the_minus_16(p):
     torch.manual_seed(0)
-    mask = drop_mask((4_000_000,), p)
+    mask = ~keep_mask((4_000_000,), p)
     assert mask.dtype == torch.bool
     p_rounded = round(p * 65536) / 65536
     sigma = (p_rounded * (1 - p_rounded) / mask.numel()) ** 0.5
@@ -70,3 +70,13 @@ def test_other_devices_use_torchs_kernel(monkeypatch):
                         lambda x, p, training: calls.append(p) or torch_dropout(x, p, training))
     x = torch.randn(4, 4, device="meta")
     assert dropout(x, 0.5).shape == (4, 4) and calls == [0.5]
+
+
+def test_non_finite_values_propagate_as_in_f_dropout():
+    x = torch.tensor([float("nan"), float("inf"), 1.0] * 1000)
+    torch.manual_seed(0)
+    y = dropout(x, 0.5)
+    assert torch.isnan(y[0::3]).all()                            # NaN * 0 is NaN, as in torch
+    assert (torch.isinf(y[1::3]) | torch.isnan(y[1::3])).all()
+    torch.manual_seed(0)
+    assert torch.isnan(F.dropout(x, 0.5)[0::3]).all()

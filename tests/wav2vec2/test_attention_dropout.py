@@ -45,8 +45,8 @@ def test_with_nothing_dropped_it_equals_sdpa_rescaled(causal, monkeypatch):
     attn, x, mask = layer_and_input()
     mask = None if causal else mask
     expected = output_and_grads(lambda: sdpa_reference(attn, x, mask, causal), attn, x)
-    monkeypatch.setattr(dropout_module, "drop_mask",
-                        lambda shape, p, device: torch.zeros(shape, dtype=torch.bool))
+    monkeypatch.setattr(dropout_module, "keep_mask",
+                        lambda shape, p, device: torch.ones(shape, dtype=torch.bool))
     monkeypatch.setattr(attention_module.F, "scaled_dot_product_attention",
                         lambda *a, **k: pytest.fail("training on CPU must not call SDPA"))
     got = output_and_grads(lambda: attn.train()(x, mask, causal), attn, x)
@@ -57,7 +57,7 @@ def test_with_nothing_dropped_it_equals_sdpa_rescaled(causal, monkeypatch):
 def test_dropped_weights_are_zeroed_and_the_rest_rescaled(monkeypatch):
     attn, x, mask = layer_and_input()
     keep = torch.rand(3, 4, 11, 11, generator=torch.Generator().manual_seed(5)) >= 0.2
-    monkeypatch.setattr(dropout_module, "drop_mask", lambda shape, p, device: ~keep)
+    monkeypatch.setattr(dropout_module, "keep_mask", lambda shape, p, device: keep)
     y = attn.train()(x, mask)
     B, T, D = x.shape
     q, k, v = attn.qkv(x).view(B, T, 3, 4, D // 4).permute(2, 0, 3, 1, 4)
