@@ -674,7 +674,9 @@ def machine_lines() -> list[str]:
             f"transformers {transformers.__version__}, torchaudio {ta}, python {platform.python_version()}",
             f"threads: torch {torch.get_num_threads()} intra / {torch.get_num_interop_threads()} "
             f"interop, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, "
-            f"MKL_NUM_THREADS={os.environ.get('MKL_NUM_THREADS')}"]
+            f"MKL_NUM_THREADS={os.environ.get('MKL_NUM_THREADS')}",
+            "malloc: " + (" ".join(f"{k}={v}" for k, v in sorted(os.environ.items())
+                                   if k.startswith("MALLOC_")) or "glibc defaults")]
 
 
 def load() -> str:
