@@ -13,10 +13,11 @@ def attention_with_dropout(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None,
                            p: float) -> Tensor:
     """SDPA's arithmetic with :func:`w2v.dropout.dropout` on the attention weights.
 
-    ``q``, ``k``, ``v`` ``[B, H, T, d]``, ``mask`` ``[B, 1, 1, T]`` bool (True = attend) ->
-    ``[B, H, T, d]``. On CPU, SDPA trains with dropout on its unfused path, which draws a
-    Bernoulli sample per weight; this computes the same scores and softmax with the cheaper
-    mask (the weights' dropout is most of that path's random-number time).
+    ``q``, ``k``, ``v`` ``[B, H, T, d]``, ``mask`` bool (True = attend) or an additive float
+    bias, broadcast to ``[B, H, T, T]`` -> ``[B, H, T, d]``. On CPU, SDPA trains with
+    dropout on its unfused path, which draws a Bernoulli sample per weight; this computes
+    the same scores and softmax with the cheaper mask (the weights' dropout is most of that
+    path's random-number time).
     """
     scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)               # [B, H, T, T]
     if causal:
@@ -24,7 +25,8 @@ def attention_with_dropout(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None,
         future = torch.ones(T, T, dtype=torch.bool, device=q.device).triu_(1)
         scores = scores.masked_fill(future, float("-inf"))
     if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
+        scores = scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool \
+            else scores + mask
     return dropout(scores.softmax(-1), p) @ v
 
 
@@ -45,7 +47,8 @@ class SelfAttention(nn.Module):
     boolean key-padding mask keeps SDPA on a fused kernel (no ``[B, T, T]``
     float bias); with ``causal`` the mask is not needed for valid queries of
     right-padded sequences and must be None. Training on CPU with attention dropout runs
-    :func:`attention_with_dropout` instead, SDPA's unfused arithmetic with a cheaper mask.
+    :func:`attention_with_dropout` instead, SDPA's unfused arithmetic with a cheaper mask
+    (:meth:`attend`, which the relative and rotary variants share).
     """
 
     def __init__(self, dim: int, heads: int, dropout: float = 0.0, bias: bool = True) -> None:
@@ -60,9 +63,15 @@ class SelfAttention(nn.Module):
     def forward(self, x: Tensor, mask: Tensor | None = None, causal: bool = False) -> Tensor:
         B, T, D = x.shape
         q, k, v = self.qkv(x).view(B, T, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
-        if self.training and self.dropout > 0 and x.device.type == "cpu":
-            y = attention_with_dropout(q, k, v, mask, causal, self.dropout)
-        else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
-                                               dropout_p=self.dropout if self.training else 0.0)
+        y = self.attend(q, k, v, mask, causal)
         return self.out_proj(y.transpose(1, 2).reshape(B, T, D))
+
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None = None,
+               causal: bool = False) -> Tensor:
+        """Attention of ``q``, ``k``, ``v`` ``[B, H, T, d]`` with this layer's dropout: SDPA,
+        or :func:`attention_with_dropout` when training with dropout on CPU. ``mask`` as
+        SDPA's ``attn_mask`` (bool or additive float)."""
+        if self.training and self.dropout > 0 and q.device.type == "cpu":
+            return attention_with_dropout(q, k, v, mask, causal, self.dropout)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
+                                              dropout_p=self.dropout if self.training else 0.0)

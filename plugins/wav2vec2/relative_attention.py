@@ -9,8 +9,8 @@ width, the score of query ``i`` for key ``j`` is
 
 with learned per-head biases ``u`` (``pos_bias_u``) and ``v`` (``pos_bias_v``).
 The first term is ordinary attention on ``q + u``; the second does not depend
-on the key's content, so it is computed here and handed to
-``F.scaled_dot_product_attention`` as an additive float mask (the key-padding
+on the key's content, so it is computed here and handed to the attention
+(:meth:`SelfAttention.attend`: SDPA) as an additive float mask (the key-padding
 mask folded in as ``-inf``).
 """
 
@@ -19,7 +19,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .attention import SelfAttention
@@ -84,6 +83,5 @@ class RelPositionSelfAttention(SelfAttention):
         if causal:
             future = torch.ones(T, T, dtype=torch.bool, device=x.device).triu(1)
             bias = bias.masked_fill(future, float("-inf"))
-        y = F.scaled_dot_product_attention(q + self.pos_bias_u[:, None, :], k, v, attn_mask=bias,
-                                           dropout_p=self.dropout if self.training else 0.0)
+        y = self.attend(q + self.pos_bias_u[:, None, :], k, v, bias)
         return self.out_proj(y.transpose(1, 2).reshape(B, T, D))

@@ -6,8 +6,8 @@ RoFormer), the rotation is applied to the block's *input* ``x``, split into
 ``H`` heads of width ``d = D/H``, before the query and key projections; the
 value projection reads the unrotated ``x``. Frame ``t``'s head vector is
 rotated in the ``(c, c + d/2)`` planes by the angles ``t * base^(-2c/d)``
-(the "rotate half" layout). The attention itself is plain
-``F.scaled_dot_product_attention``.
+(the "rotate half" layout). The attention itself is plain SDPA
+(:meth:`SelfAttention.attend`).
 """
 
 from __future__ import annotations
@@ -52,6 +52,5 @@ class RotarySelfAttention(SelfAttention):
         v = F.linear(x, w[2 * D:], None if b is None else b[2 * D:])
         q, k = qk.view(B, T, 2, H, D // H).permute(2, 0, 3, 1, 4)
         v = v.view(B, T, H, D // H).transpose(1, 2)
-        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal,
-                                           dropout_p=self.dropout if self.training else 0.0)
+        y = self.attend(q, k, v, mask, causal)
         return self.out_proj(y.transpose(1, 2).reshape(B, T, D))

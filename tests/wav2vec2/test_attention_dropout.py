@@ -65,3 +65,28 @@ def test_dropped_weights_are_zeroed_and_the_rest_rescaled(monkeypatch):
     probs = scores.masked_fill(~mask, float("-inf")).softmax(-1)
     ref = attn.out_proj(((probs * keep * SCALE) @ v).transpose(1, 2).reshape(B, T, D))
     torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["rel_pos", "rope"])
+def test_conformer_attentions_train_on_the_same_path(kind, monkeypatch):
+    """Relative (additive float bias) and rotary attention: with nothing dropped, training on
+    CPU equals the eval-mode layer with its weights times the dropout's scale, and SDPA is
+    not called."""
+    from torch import nn
+
+    from w2v.plugins.wav2vec2.conformer import conformer_attention
+
+    torch.manual_seed(0)
+    attn = conformer_attention(32, 4, 0.2, kind)
+    attn.out_proj = nn.Identity()                     # the scale passes straight through
+    x = torch.randn(3, 11, 32, requires_grad=True)
+    padding = torch.arange(11)[None, :] >= torch.tensor([11, 7, 3])[:, None]
+    mask = key_padding_mask(padding)
+    expected = output_and_grads(lambda: attn.eval()(x, mask) * SCALE, attn, x)
+    monkeypatch.setattr(dropout_module, "keep_mask",
+                        lambda shape, p, device: torch.ones(shape, dtype=torch.bool))
+    monkeypatch.setattr(attention_module.F, "scaled_dot_product_attention",
+                        lambda *a, **k: pytest.fail("training on CPU must not call SDPA"))
+    got = output_and_grads(lambda: attn.train()(x, mask), attn, x)
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-5)
