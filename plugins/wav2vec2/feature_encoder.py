@@ -193,8 +193,8 @@ class ConvBlock(nn.Module):
             elif x.dim() == 4:
                 return channel_norm(x, norm.weight, norm.bias, norm.eps, gelu=True)
             else:
-                x = F.group_norm(x.float(), x.shape[1], self.norm.weight.float(),
-                                 self.norm.bias.float(), self.norm.eps).type_as(x)
+                x = F.group_norm(x.float(), x.shape[1], norm.weight.float(), norm.bias.float(),
+                                 norm.eps).type_as(x)
         elif self.norm_kind == "layer":
             x = F.layer_norm(x.movedim(1, -1).float(), x.shape[1:2], self.norm.weight.float(),
                              self.norm.bias.float(), self.norm.eps).type_as(x).movedim(-1, 1)
