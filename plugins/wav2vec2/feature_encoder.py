@@ -184,8 +184,8 @@ class ConvBlock(nn.Module):
         gradients the CPU path normalises and activates the convolution's output in place."""
         x = self.dropout(self._conv(x))
         in_place = x.dim() == 4 and not x.requires_grad            # x is this block's own
+        norm = self.norm
         if self.norm_kind == "group":
-            norm = self.norm
             if valid is not None:
                 x = masked_group_norm(x, valid, norm.weight, norm.bias, norm.eps)
             elif in_place and x.dtype == torch.float32:
@@ -196,8 +196,8 @@ class ConvBlock(nn.Module):
                 x = F.group_norm(x.float(), x.shape[1], norm.weight.float(), norm.bias.float(),
                                  norm.eps).type_as(x)
         elif self.norm_kind == "layer":
-            x = F.layer_norm(x.movedim(1, -1).float(), x.shape[1:2], self.norm.weight.float(),
-                             self.norm.bias.float(), self.norm.eps).type_as(x).movedim(-1, 1)
+            x = F.layer_norm(x.movedim(1, -1).float(), x.shape[1:2], norm.weight.float(),
+                             norm.bias.float(), norm.eps).type_as(x).movedim(-1, 1)
         return torch.ops.aten.gelu_(x) if in_place else F.gelu(x)
 
 
