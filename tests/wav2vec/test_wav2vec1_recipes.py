@@ -104,10 +104,11 @@ def test_wav2vec_ctc_on_frozen_features(tmp_path, demo_env, monkeypatch):
             feats = load_features(out / name, split)
             assert feats.dim == width and len(feats) == len(feats.entries)
     feats = load_features(out / "featurize", "test")               # the pretrained model's c
-    wave, _ = read_audio(str(Path(feats.root) / feats.entries[1][0]), sample_rate=16000)
+    last = len(feats.entries) - 1                                  # the shard's last utterance
+    wave, _ = read_audio(str(Path(feats.root) / feats.entries[last][0]), sample_rate=16000)
     with torch.no_grad():
         c = pre.extract_features(wave[None]).output[0]
-    assert torch.allclose(torch.from_numpy(np.asarray(feats.frames(1), np.float32)), c,
+    assert torch.allclose(torch.from_numpy(np.asarray(feats.frames(last), np.float32)), c,
                           atol=2e-2, rtol=1e-2)
     for sid, width in (("ctc", 64), ("ctc_logmel", 80)):
         model = w2v.load_pretrained(out / sid)
