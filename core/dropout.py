@@ -10,6 +10,12 @@ The drop probability is ``p`` rounded to a multiple of 2^-16 (0.1 becomes 0.1000
 kept elements are scaled by ``1 / (1 - p_rounded)``, so the output stays unbiased. Masks
 come from torch's generator, so ``torch.manual_seed`` and activation checkpointing's
 replay reproduce them. Other devices use ``F.dropout``, whose GPU kernel is already fused.
+
+:func:`dropout_matmul` is ``dropout(x) @ other`` for a matrix product that follows the
+dropout (attention weights times values): it keeps ``x`` and the mask for backward and
+recomputes the dropped copy there, so the copy (as large as ``x``) is not held between
+forward and backward. Attention's ``x`` is the softmax output, which the softmax keeps
+anyway.
 """
 
 from __future__ import annotations
@@ -52,18 +58,58 @@ class _KeepScale(torch.autograd.Function):
         return _kept_and_scaled(grad, keep, ctx.scale), None, None
 
 
+class _KeepScaleMatmul(torch.autograd.Function):
+    """``(x * keep * scale) @ other``, keeping ``x``, ``keep`` and ``other`` for backward
+    (not the product ``x * keep * scale``). The arithmetic is the unfused pair's, also
+    under CPU autocast (whose state backward replays)."""
+
+    @staticmethod
+    @torch.amp.custom_fwd(device_type="cpu")
+    def forward(ctx, x: Tensor, keep: Tensor, scale: float, other: Tensor) -> Tensor:
+        ctx.save_for_backward(x, keep, other)
+        ctx.scale = scale
+        return _kept_and_scaled(x, keep, scale) @ other
+
+    @staticmethod
+    @torch.amp.custom_bwd(device_type="cpu")
+    def backward(ctx, grad: Tensor):
+        x, keep, other = ctx.saved_tensors
+        grad_x = grad_other = None
+        if ctx.needs_input_grad[3]:
+            grad_other = _kept_and_scaled(x, keep, ctx.scale).mT @ grad
+        if ctx.needs_input_grad[0]:
+            grad_x = _kept_and_scaled((grad @ other.mT).to(x.dtype), keep, ctx.scale)
+        return grad_x, None, None, grad_other
+
+
+def _levels(p: float) -> int:
+    """``p`` in units of ``1 / LEVELS``, the mask's resolution."""
+    return round(p * LEVELS)
+
+
 def dropout(x: Tensor, p: float, training: bool = True) -> Tensor:
     """Inverted dropout of ``x`` (any shape), as ``F.dropout(x, p, training)``."""
     if not training or p == 0.0:
         return x
     if x.device.type != "cpu":
         return F.dropout(x, p, training=True)
-    levels = round(p * LEVELS)
+    levels = _levels(p)
     if levels == 0:
         return x
     if levels >= LEVELS:
         return x * 0.0
     return _KeepScale.apply(x, keep_mask(x.shape, p, x.device), LEVELS / (LEVELS - levels))
+
+
+def dropout_matmul(x: Tensor, other: Tensor, p: float, training: bool = True) -> Tensor:
+    """``dropout(x, p, training) @ other`` (the same mask and result) for ``x`` ``[*, n, m]``
+    and ``other`` ``[*, m, k]`` with equal batch dimensions; on CPU the dropped copy of
+    ``x`` is recomputed in backward instead of kept."""
+    levels = _levels(p)
+    if not training or levels == 0 or levels >= LEVELS or x.device.type != "cpu":
+        return dropout(x, p, training) @ other
+    return _KeepScaleMatmul.apply(x, keep_mask(x.shape, p, x.device),
+                                  LEVELS / (LEVELS - levels), other)
 
 
 class Dropout(nn.Dropout):

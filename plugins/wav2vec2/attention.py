@@ -6,12 +6,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from w2v.dropout import dropout
+from w2v.dropout import dropout_matmul
 
 
 def attention_with_dropout(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, causal: bool,
                            p: float) -> Tensor:
-    """SDPA's arithmetic with :func:`w2v.dropout.dropout` on the attention weights.
+    """SDPA's arithmetic with :func:`w2v.dropout.dropout` on the attention weights, through
+    :func:`w2v.dropout.dropout_matmul` (the dropped weights are not kept for backward).
 
     ``q``, ``k``, ``v`` ``[B, H, T, d]``, ``mask`` bool (True = attend) or an additive float
     bias, broadcast to ``[B, H, T, T]`` -> ``[B, H, T, d]``. On CPU, SDPA trains with
@@ -27,7 +28,7 @@ def attention_with_dropout(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None,
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool \
             else scores + mask
-    return dropout(scores.softmax(-1), p) @ v
+    return dropout_matmul(scores.softmax(-1), v, p)
 
 
 def key_padding_mask(padding: Tensor | None) -> Tensor | None:

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from w2v import dropout as dropout_module
-from w2v.dropout import Dropout, dropout, keep_mask
+from w2v.dropout import Dropout, dropout, dropout_matmul, keep_mask
 
 torch.set_num_threads(1)
 
@@ -80,3 +80,59 @@ def test_non_finite_values_propagate_as_in_f_dropout():
     assert (torch.isinf(y[1::3]) | torch.isnan(y[1::3])).all()
     torch.manual_seed(0)
     assert torch.isnan(F.dropout(x, 0.5)[0::3]).all()
+
+
+def _saved_bytes(fn) -> int:
+    """Bytes of the distinct storages autograd keeps for the backward of ``fn()``."""
+    storages = {}
+
+    def pack(t):
+        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = fn()
+    return out, sum(storages.values())
+
+
+@pytest.mark.parametrize("autocast", [False, True])
+def test_dropout_matmul_equals_dropout_then_matmul_with_the_same_mask(autocast):
+    x = torch.rand(2, 3, 40, 40).softmax(-1).requires_grad_()
+    v = torch.randn(2, 3, 40, 8, requires_grad=True)
+    g = torch.randn(2, 3, 40, 8)
+    results = []
+    for fused in (False, True):
+        torch.manual_seed(5)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            y = dropout_matmul(x, v, 0.1) if fused else dropout(x, 0.1) @ v
+        y.backward(g)
+        results.append((y.detach(), x.grad, v.grad))
+        x.grad = v.grad = None
+    for plain, fused in zip(*results):
+        assert fused.dtype == plain.dtype and torch.equal(fused, plain)   # the same arithmetic
+
+
+def test_dropout_matmul_gradients_are_exact_for_a_fixed_mask(monkeypatch):
+    keep = torch.rand(2, 5, 6) > 0.3
+    monkeypatch.setattr(dropout_module, "keep_mask", lambda shape, p, device: keep)
+    x = torch.randn(2, 5, 6, dtype=torch.float64, requires_grad=True)
+    v = torch.randn(2, 6, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: dropout_matmul(a, b, 0.3), (x, v))
+
+
+def test_dropout_matmul_after_a_softmax_keeps_the_mask_not_the_dropped_copy():
+    scores = torch.randn(2, 4, 64, 64, requires_grad=True)
+    v = torch.randn(2, 4, 64, 16, requires_grad=True)
+    _, fused = _saved_bytes(lambda: dropout_matmul(scores.softmax(-1), v, 0.1))
+    _, plain = _saved_bytes(lambda: dropout(scores.softmax(-1), 0.1) @ v)
+    # the softmax output (which the softmax keeps anyway), v and the bool mask; the plain
+    # pair also keeps the dropped fp32 copy
+    assert fused == scores.numel() * 4 + v.numel() * 4 + scores.numel()
+    assert plain - fused == scores.numel() * 4
+
+
+def test_dropout_matmul_outside_training_or_without_dropout_is_the_plain_product():
+    x, v = torch.rand(3, 7, 7), torch.randn(3, 7, 2)
+    assert torch.equal(dropout_matmul(x, v, 0.1, training=False), x @ v)
+    assert torch.equal(dropout_matmul(x, v, 0.0), x @ v)
+    assert torch.equal(dropout_matmul(x, v, 1.0), torch.zeros(3, 7, 2))
