@@ -45,6 +45,7 @@ from w2v.recompute import recomputed
 
 from .attention import SelfAttention, key_padding_mask
 from .conformer import ConformerLayer
+from .gelu_linear import gelu_linear
 from .positional import positional_embedding
 
 
@@ -117,7 +118,16 @@ class TransformerLayer(nn.Module):
         self.activation_dropout = Dropout(activation_dropout)
 
     def feed_forward(self, x: Tensor) -> Tensor:
-        return self.dropout(self.fc2(self.activation_dropout(F.gelu(self.fc1(x)))))
+        """``fc1 -> GELU -> activation dropout -> fc2 -> dropout``. Without activation
+        dropout, GELU and ``fc2`` run as :func:`gelu_linear`, which keeps ``fc1``'s output
+        instead of the GELU's for backward, unless ``fc2`` was replaced (an adapter) or has
+        hooks, which must see their call."""
+        hidden = self.fc1(x)
+        fc2 = self.fc2
+        if (self.activation_dropout.p == 0 or not self.training) and type(fc2) is nn.Linear \
+                and not (fc2._forward_hooks or fc2._forward_pre_hooks):
+            return self.dropout(gelu_linear(hidden, fc2.weight, fc2.bias))
+        return self.dropout(fc2(self.activation_dropout(F.gelu(hidden))))
 
     def forward(self, x: Tensor, mask: Tensor | None = None, causal: bool = False,
                 padding: Tensor | None = None) -> Tensor:
