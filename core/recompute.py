@@ -36,7 +36,9 @@ def _running_stats_kept(block: Callable[..., Any]) -> Iterator[None]:
             buf.copy_(value)
 
 
-def recomputed(block: Callable[..., Tensor], *args: Any) -> Tensor:
-    """``block(*args)``, its activations recomputed in backward (see the module docstring)."""
+def recomputed(block: Callable[..., Tensor], *args: Any, **kwargs: Any) -> Tensor:
+    """``block(*args, **kwargs)``, its activations recomputed in backward (see the module
+    docstring)."""
     return checkpoint(block, *args, use_reentrant=False,
-                      context_fn=lambda: (contextlib.nullcontext(), _running_stats_kept(block)))
+                      context_fn=lambda: (contextlib.nullcontext(), _running_stats_kept(block)),
+                      **kwargs)

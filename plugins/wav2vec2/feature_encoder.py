@@ -156,33 +156,46 @@ class ConvBlock(nn.Module):
     def output_lengths(self, lengths: Tensor) -> Tensor:
         return (torch.div(lengths - self.kernel, self.stride, rounding_mode="floor") + 1).clamp(min=0)
 
-    def _conv(self, x: Tensor) -> Tensor:
+    def _conv(self, x: Tensor, gelu_input: bool = False) -> Tensor:
         """The convolution, in ``x``'s form. On ``[B, C_in, 1, S]`` channels-last tensors:
         one input channel is a matmul over strided windows, whose ``[B, T, C]`` result is
         already channels-last (a conv2d there would return the plain layout); fp32 with
-        gradients is :func:`row_conv`; anything else is oneDNN's channels-last conv2d."""
+        gradients is :func:`row_conv`; anything else is oneDNN's channels-last conv2d.
+        With ``gelu_input`` it convolves ``F.gelu(x)``: inside :func:`row_conv`, which then
+        keeps only ``x`` for backward, or applied first on the other paths."""
+        if x.dim() == 4 and x.shape[1] > 1 and self.convolves_rows(x):
+            rows = row_conv(x.squeeze(2).transpose(1, 2), self.conv.weight, self.stride,
+                            gelu=gelu_input)
+            if self.conv.bias is not None:
+                rows = rows + self.conv.bias
+            return rows.transpose(1, 2).unsqueeze(2)
+        if gelu_input:
+            x = F.gelu(x)
         if x.dim() == 3:
             return self.conv(x)
         if x.shape[1] == 1:
             windows = x.flatten(1).unfold(-1, self.kernel, self.stride)         # [B, T, k]
             return F.linear(windows, self.conv.weight.flatten(1),
                             self.conv.bias).transpose(1, 2).unsqueeze(2)
-        needs_grad = torch.is_grad_enabled() and (x.requires_grad or
-                                                  self.conv.weight.requires_grad)
-        if computes_in_bf16(x) or not needs_grad:
-            weight = self.conv.weight.unsqueeze(2).contiguous(memory_format=torch.channels_last)
-            return F.conv2d(x, weight, self.conv.bias, stride=(1, self.stride))
-        rows = row_conv(x.squeeze(2).transpose(1, 2), self.conv.weight, self.stride)
-        if self.conv.bias is not None:
-            rows = rows + self.conv.bias
-        return rows.transpose(1, 2).unsqueeze(2)
+        weight = self.conv.weight.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+        return F.conv2d(x, weight, self.conv.bias, stride=(1, self.stride))
 
-    def forward(self, x: Tensor, valid: Tensor | None = None) -> Tensor:
+    def convolves_rows(self, x: Tensor) -> bool:
+        """Whether the channels-last convolution of ``x`` is :func:`row_conv`: fp32 with
+        gradients, where oneDNN's channels-last backward is slow."""
+        return not computes_in_bf16(x) and torch.is_grad_enabled() and (
+            x.requires_grad or self.conv.weight.requires_grad)
+
+    def forward(self, x: Tensor, valid: Tensor | None = None, *, gelu_input: bool = False,
+                activate: bool = True) -> Tensor:
         """``x`` ``[B, C_in, S]``, or ``[B, C_in, 1, S]`` in channels-last memory (the CPU
         path, see :func:`runs_channels_last`); the output keeps the input's form.
         ``valid`` ``[B, T_out]`` (only used by a GroupNorm that excludes padding). Without
-        gradients the CPU path normalises and activates the convolution's output in place."""
-        x = self.dropout(self._conv(x))
+        gradients the CPU path normalises and activates the convolution's output in place.
+        ``gelu_input``: ``x`` is the previous block's output before its GELU, which this
+        block applies; ``activate=False`` (blocks without a norm) leaves this block's GELU
+        to the next one in the same way."""
+        x = self.dropout(self._conv(x, gelu_input))
         in_place = x.dim() == 4 and not x.requires_grad            # x is this block's own
         norm = self.norm
         if self.norm_kind == "group":
@@ -198,6 +211,8 @@ class ConvBlock(nn.Module):
         elif self.norm_kind == "layer":
             x = F.layer_norm(x.movedim(1, -1).float(), x.shape[1:2], norm.weight.float(),
                              norm.bias.float(), norm.eps).type_as(x).movedim(-1, 1)
+        elif not activate:
+            return x
         return torch.ops.aten.gelu_(x) if in_place else F.gelu(x)
 
 
@@ -282,6 +297,10 @@ class Wav2Vec2FeatureEncoder(Encoder):
         channels_last = runs_channels_last(x)
         if channels_last:
             x = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)   # [B, 1, 1, S]
+        # in fp32 training, a block without a norm leaves its GELU to the next block's
+        # row_conv, so that only its pre-activation output is kept for backward
+        defer = channels_last and any(block.convolves_rows(x) for block in self.conv_layers)
+        pending = False
         for i, block in enumerate(self.conv_layers):
             valid = None
             if exclude and i == 0:
@@ -289,7 +308,10 @@ class Wav2Vec2FeatureEncoder(Encoder):
                 steps = torch.arange((x.shape[-1] - block.kernel) // block.stride + 1,
                                      device=x.device)
                 valid = steps[None, :] < out_len[:, None]
-            x = recomputed(block, x, valid) if recompute else block(x, valid)
+            leave = defer and block.norm is None and i + 1 < len(self.conv_layers)
+            gelu = {"gelu_input": pending, "activate": not leave}
+            x = recomputed(block, x, valid, **gelu) if recompute else block(x, valid, **gelu)
+            pending = leave
         return x.squeeze(2) if channels_last else x
 
     def forward(self, source: Tensor, lengths: Tensor | None = None) -> EncoderOutput:

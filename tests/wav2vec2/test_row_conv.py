@@ -43,3 +43,40 @@ def test_non_contiguous_input_is_read_as_its_values():
     torch.testing.assert_close(row_conv(x, w, 2),
                                F.conv1d(x.transpose(1, 2), w, stride=2).transpose(1, 2),
                                rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kernel,stride", [(3, 2), (2, 2)])
+def test_gelu_input_gradients_are_exact_in_float64(kernel, stride):
+    g = torch.Generator().manual_seed(kernel * 10 + stride)
+    x = torch.randn(2, 23, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 3, kernel, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, w: row_conv(x, w, stride, gelu=True), (x, w))
+
+
+@pytest.mark.parametrize("steps,kernel,stride", [(41, 3, 2), (40, 2, 2), (41, 2, 2)])
+def test_gelu_input_equals_the_convolution_of_the_gelu_and_keeps_only_the_input(
+        steps, kernel, stride):
+    # (40, 2, 2): windows that tile the input exactly are a view of it, which stays unchanged
+    g = torch.Generator().manual_seed(1)
+    z = torch.randn(2, steps, 16, generator=g, requires_grad=True)
+    z_before = z.detach().clone()
+    w = torch.randn(8, 16, kernel, generator=g, requires_grad=True)
+    grad = torch.randn(2, (steps - kernel) // stride + 1, 8, generator=g)
+    saved = []
+
+    def pack(t):
+        saved.append(t.untyped_storage().data_ptr())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        ours = row_conv(z, w, stride, gelu=True)
+    assert torch.equal(z.detach(), z_before)
+    assert set(saved) == {z.untyped_storage().data_ptr(), w.untyped_storage().data_ptr()}
+    ours.backward(grad)
+    got = (ours.detach(), z.grad.clone(), w.grad.clone())
+    z.grad = w.grad = None
+    ref = row_conv(F.gelu(z), w, stride)
+    ref.backward(grad)
+    assert torch.equal(z.detach(), z_before)
+    for a, b in zip(got, (ref.detach(), z.grad, w.grad)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
