@@ -676,7 +676,8 @@ def machine_lines() -> list[str]:
             f"interop, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}, "
             f"MKL_NUM_THREADS={os.environ.get('MKL_NUM_THREADS')}",
             "malloc: " + (" ".join(f"{k}={v}" for k, v in sorted(os.environ.items())
-                                   if k.startswith("MALLOC_")) or "glibc defaults")]
+                                   if k.startswith("MALLOC_") or k == "LD_PRELOAD")
+                          or "glibc defaults")]
 
 
 def load() -> str:

@@ -80,3 +80,23 @@ def test_gelu_input_equals_the_convolution_of_the_gelu_and_keeps_only_the_input(
     assert torch.equal(z.detach(), z_before)
     for a, b in zip(got, (ref.detach(), z.grad, w.grad)):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("gelu", [False, True])
+def test_chunked_window_matrices_give_the_whole_matrix_result(monkeypatch, gelu):
+    from w2v.plugins.wav2vec2 import row_conv as module
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 103, 8, generator=g, requires_grad=True)
+    w = torch.randn(6, 8, 3, generator=g, requires_grad=True)
+    grad = torch.randn(2, 51, 6, generator=g)
+    results = []
+    for chunk_bytes in (module.CHUNK_BYTES, 2 * 3 * 8 * 4 * 7):        # whole; 7 steps a chunk
+        monkeypatch.setattr(module, "CHUNK_BYTES", chunk_bytes)
+        y = row_conv(x, w, 2, gelu=gelu)
+        y.backward(grad)
+        results.append((y.detach(), x.grad, w.grad))
+        x.grad = w.grad = None
+    assert len(module._chunks(x, 3, 51)) == 8
+    for whole, chunked in zip(*results):
+        torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-5)
