@@ -10,8 +10,9 @@ input's gradient (a window-gradient matrix would be as large as the window matri
 run over the output frames in chunks of at most 16 MiB of windows (93 MiB whole at BASE's
 second block, 2 x 5 s): a chunk that size is served again from the process's heap, while a
 larger tensor is fresh memory from the kernel whose pages fault in on first touch. At
-wav2vec 2.0 BASE's encoder (2 x 5 s, 2 threads) forward + backward takes about 0.82x the time
-of the plain-layout encoder on ``F.conv1d`` (``tests/benchmarks/bench_conv_encoder.py``).
+wav2vec 2.0 BASE's encoder (2 x 5 s, 2 threads) forward + backward takes 0.78-0.82x the time
+of the plain-layout encoder on ``F.conv1d`` on the two CPUs measured
+(``tests/benchmarks/bench_conv_encoder.py``, docs/benchmarks.md).
 
 With ``gelu=True`` it convolves ``GELU(x)``: the GELU is applied to the window matrix, and
 the backward recomputes it there, so only ``x`` is kept (the previous conv block's output
