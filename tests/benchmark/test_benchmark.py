@@ -126,7 +126,13 @@ def test_logmel_benchmark_and_docs_merge_keep_every_model(random_run, tiny_corpu
     assert cli.main(["benchmark", "logmel:frame_shift_ms=20", "--out", str(fifty),
                      "--tasks", "pnmi", *TINY]) == 0     # front-end options: half the frames
     frames = (record["tasks"]["pnmi"]["frames"], _record(fifty)["tasks"]["pnmi"]["frames"])
-    assert abs(frames[0] - 2 * frames[1]) <= 8
+    # PNMI scores the valid + test frames; per utterance, the 10 ms count is twice the 20 ms
+    # count or one less
+    from w2v.plugins.demo import resolve_demo
+
+    held_out = sum(len(Path(resolve_demo(split)).read_text().splitlines()) - 1
+                   for split in ("valid", "test"))                  # a tsv's first line: root
+    assert 0 <= 2 * frames[1] - frames[0] <= held_out
     letters = record["tasks"]["letters"]
     assert letters["layer"] == letters["weighted"]     # one layer: one probe
     assert set(record["tasks"]) == {"letters", "pnmi"}
