@@ -298,8 +298,10 @@ class Wav2Vec2FeatureEncoder(Encoder):
         if channels_last:
             x = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)   # [B, 1, 1, S]
         # in fp32 training, a block without a norm leaves its GELU to the next block's
-        # row_conv, so that only its pre-activation output is kept for backward
-        defer = channels_last and any(block.convolves_rows(x) for block in self.conv_layers)
+        # row_conv, so that only its pre-activation output is kept for backward; compiled
+        # blocks (trainer.compile) leave what to keep to the compiler
+        defer = channels_last and any(block.convolves_rows(x) for block in self.conv_layers) \
+            and all(block._compiled_call_impl is None for block in self.conv_layers)
         pending = False
         for i, block in enumerate(self.conv_layers):
             valid = None

@@ -46,8 +46,12 @@ CHUNK_BYTES = 16 << 20
 
 
 def _chunks(x: Tensor, kernel: int, steps: int) -> list[tuple[int, int]]:
-    """``(start, stop)`` ranges of output steps whose window matrices fit ``CHUNK_BYTES``."""
+    """``(start, stop)`` ranges of output steps whose window matrices fit ``CHUNK_BYTES``;
+    one range under ``torch.compile``, whose graphs would otherwise specialise on the
+    length (the compiler plans the memory itself)."""
     B, _, C = x.shape
+    if torch.compiler.is_compiling():
+        return [(0, steps)]
     size = max(1, CHUNK_BYTES // (B * kernel * C * x.element_size()))
     return [(start, min(start + size, steps)) for start in range(0, steps, size)]
 
