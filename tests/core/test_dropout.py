@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from saved_storages import saved_storage_bytes
 from w2v import dropout as dropout_module
 from w2v.dropout import Dropout, dropout, dropout_matmul, keep_mask
 
@@ -82,19 +83,6 @@ def test_non_finite_values_propagate_as_in_f_dropout():
     assert torch.isnan(F.dropout(x, 0.5)[0::3]).all()
 
 
-def _saved_bytes(fn) -> int:
-    """Bytes of the distinct storages autograd keeps for the backward of ``fn()``."""
-    storages = {}
-
-    def pack(t):
-        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = fn()
-    return out, sum(storages.values())
-
-
 @pytest.mark.parametrize("autocast", [False, True])
 def test_dropout_matmul_equals_dropout_then_matmul_with_the_same_mask(autocast):
     x = torch.rand(2, 3, 40, 40).softmax(-1).requires_grad_()
@@ -123,8 +111,8 @@ def test_dropout_matmul_gradients_are_exact_for_a_fixed_mask(monkeypatch):
 def test_dropout_matmul_after_a_softmax_keeps_the_mask_not_the_dropped_copy():
     scores = torch.randn(2, 4, 64, 64, requires_grad=True)
     v = torch.randn(2, 4, 64, 16, requires_grad=True)
-    _, fused = _saved_bytes(lambda: dropout_matmul(scores.softmax(-1), v, 0.1))
-    _, plain = _saved_bytes(lambda: dropout(scores.softmax(-1), 0.1) @ v)
+    _, fused = saved_storage_bytes(lambda: dropout_matmul(scores.softmax(-1), v, 0.1))
+    _, plain = saved_storage_bytes(lambda: dropout(scores.softmax(-1), 0.1) @ v)
     # the softmax output (which the softmax keeps anyway), v and the bool mask; the plain
     # pair also keeps the dropped fp32 copy
     assert fused == scores.numel() * 4 + v.numel() * 4 + scores.numel()

@@ -7,22 +7,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from saved_storages import saved_storage_bytes
 from w2v.plugins.wav2vec2.gelu_linear import gelu_linear
 from w2v.plugins.wav2vec2.transformer import TransformerLayer
 
 torch.set_num_threads(1)
-
-
-def _saved_bytes(fn):
-    storages = {}
-
-    def pack(t):
-        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
-        return t
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = fn()
-    return out, sum(storages.values())
 
 
 def test_gradients_are_exact():
@@ -55,8 +44,8 @@ def test_keeps_the_input_not_the_gelu_output():
     x = torch.randn(50, 64, requires_grad=True)
     w = torch.randn(16, 64, requires_grad=True)
     h = x * 1.0                                    # a non-leaf input, like fc1's output
-    _, fused = _saved_bytes(lambda: gelu_linear(h, w))
-    _, plain = _saved_bytes(lambda: F.linear(F.gelu(h), w))
+    _, fused = saved_storage_bytes(lambda: gelu_linear(h, w))
+    _, plain = saved_storage_bytes(lambda: F.linear(F.gelu(h), w))
     assert plain - fused == h.numel() * 4
 
 
@@ -65,14 +54,14 @@ def test_transformer_layer_fuses_only_a_plain_hook_free_fc2():
     layer = TransformerLayer(16, 32, 2, dropout=0.0, attention_dropout=0.0,
                              activation_dropout=0.0, layer_norm_first=False, eps=1e-5).train()
     x = torch.randn(2, 5, 16)
-    _, fused = _saved_bytes(lambda: layer(x))
+    _, fused = saved_storage_bytes(lambda: layer(x))
     seen = []
     handle = layer.fc2.register_forward_hook(lambda m, a, o: seen.append(a[0].shape))
-    y_hooked, hooked = _saved_bytes(lambda: layer(x))
+    y_hooked, hooked = saved_storage_bytes(lambda: layer(x))
     handle.remove()
     assert seen == [(2, 5, 32)]                    # the hook saw fc2's call
     assert hooked - fused == 2 * 5 * 32 * 4        # and the GELU output was kept for it
     assert torch.equal(y_hooked, layer(x))
     layer.activation_dropout.p = 0.1               # activation dropout: the unfused path
-    _, dropped = _saved_bytes(lambda: layer(x))
+    _, dropped = saved_storage_bytes(lambda: layer(x))
     assert dropped > hooked
