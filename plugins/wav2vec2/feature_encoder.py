@@ -118,10 +118,10 @@ def masked_group_norm(x: Tensor, valid: Tensor, weight: Tensor, bias: Tensor, ep
 def runs_channels_last(x: Tensor) -> bool:
     """Whether the conv stack runs on ``[B, C, 1, T]`` tensors in channels-last memory, which
     is ``[B, T, C]`` rows: on CPU. There oneDNN's convolutions, fed ``[B, C, T]``, reorder
-    every activation and gradient in and out. In that layout the convolutions are oneDNN's
-    channels-last ones, except in fp32 with gradients, where oneDNN's backward is slow and
-    :func:`row_conv`'s matrix products are faster (docs/benchmarks.md). GPUs keep the plain
-    layout."""
+    every activation and gradient in and out. In that layout fp32 convolutions are
+    :func:`row_conv`'s matrix products (oneDNN's channels-last backward is slow, and its
+    forward was 16 % slower on the CPU measured) and bf16 ones oneDNN's channels-last
+    convolutions (docs/benchmarks.md). GPUs keep the plain layout."""
     return x.device.type == "cpu"
 
 
@@ -159,8 +159,8 @@ class ConvBlock(nn.Module):
     def _conv(self, x: Tensor, gelu_input: bool = False) -> Tensor:
         """The convolution, in ``x``'s form. On ``[B, C_in, 1, S]`` channels-last tensors:
         one input channel is a matmul over strided windows, whose ``[B, T, C]`` result is
-        already channels-last (a conv2d there would return the plain layout); fp32 with
-        gradients is :func:`row_conv`; anything else is oneDNN's channels-last conv2d.
+        already channels-last (a conv2d there would return the plain layout); fp32 is
+        :func:`row_conv`; bf16 is oneDNN's channels-last conv2d.
         With ``gelu_input`` it convolves ``F.gelu(x)``: inside :func:`row_conv`, which then
         keeps only ``x`` for backward, or applied first on the other paths."""
         if x.dim() == 4 and x.shape[1] > 1 and self.convolves_rows(x):
@@ -181,10 +181,8 @@ class ConvBlock(nn.Module):
         return F.conv2d(x, weight, self.conv.bias, stride=(1, self.stride))
 
     def convolves_rows(self, x: Tensor) -> bool:
-        """Whether the channels-last convolution of ``x`` is :func:`row_conv`: fp32 with
-        gradients, where oneDNN's channels-last backward is slow."""
-        return not computes_in_bf16(x) and torch.is_grad_enabled() and (
-            x.requires_grad or self.conv.weight.requires_grad)
+        """Whether the channels-last convolution of ``x`` is :func:`row_conv`: in fp32."""
+        return not computes_in_bf16(x)
 
     def forward(self, x: Tensor, valid: Tensor | None = None, *, gelu_input: bool = False,
                 activate: bool = True) -> Tensor:
@@ -300,7 +298,8 @@ class Wav2Vec2FeatureEncoder(Encoder):
         # in fp32 training, a block without a norm leaves its GELU to the next block's
         # row_conv, so that only its pre-activation output is kept for backward; compiled
         # blocks (trainer.compile) leave what to keep to the compiler
-        defer = channels_last and any(block.convolves_rows(x) for block in self.conv_layers) \
+        trains = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
+        defer = channels_last and trains and self.conv_layers[-1].convolves_rows(x) \
             and all(block._compiled_call_impl is None for block in self.conv_layers)
         pending = False
         for i, block in enumerate(self.conv_layers):
