@@ -163,7 +163,7 @@ class ConvBlock(nn.Module):
         :func:`row_conv`; bf16 is oneDNN's channels-last conv2d.
         With ``gelu_input`` it convolves ``F.gelu(x)``: inside :func:`row_conv`, which then
         keeps only ``x`` for backward, or applied first on the other paths."""
-        if x.dim() == 4 and x.shape[1] > 1 and self.convolves_rows(x):
+        if x.dim() == 4 and x.shape[1] > 1 and not computes_in_bf16(x):
             rows = row_conv(x.squeeze(2).transpose(1, 2), self.conv.weight, self.stride,
                             gelu=gelu_input)
             if self.conv.bias is not None:
@@ -179,10 +179,6 @@ class ConvBlock(nn.Module):
                             self.conv.bias).transpose(1, 2).unsqueeze(2)
         weight = self.conv.weight.unsqueeze(2).contiguous(memory_format=torch.channels_last)
         return F.conv2d(x, weight, self.conv.bias, stride=(1, self.stride))
-
-    def convolves_rows(self, x: Tensor) -> bool:
-        """Whether the channels-last convolution of ``x`` is :func:`row_conv`: in fp32."""
-        return not computes_in_bf16(x)
 
     def forward(self, x: Tensor, valid: Tensor | None = None, *, gelu_input: bool = False,
                 activate: bool = True) -> Tensor:
@@ -299,7 +295,7 @@ class Wav2Vec2FeatureEncoder(Encoder):
         # row_conv, so that only its pre-activation output is kept for backward; compiled
         # blocks (trainer.compile) leave what to keep to the compiler
         trains = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
-        defer = channels_last and trains and self.conv_layers[-1].convolves_rows(x) \
+        defer = channels_last and trains and not computes_in_bf16(x) \
             and all(block._compiled_call_impl is None for block in self.conv_layers)
         pending = False
         for i, block in enumerate(self.conv_layers):
