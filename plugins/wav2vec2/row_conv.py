@@ -1,59 +1,85 @@
-"""A strided 1-d convolution over ``[B, T, C]`` rows, as matrix products (im2col).
+"""A strided 1-d convolution over ``[B, T, C]`` rows, as matrix products.
 
 ``row_conv(x [B, T, C_in], weight [C_out, C_in, k], stride) -> [B, T_out, C_out]`` equals
 ``F.conv1d`` on the transposed input, transposed back, with ``T_out = (T - k) // stride + 1``.
 The conv feature encoder uses it for fp32 on CPU, where oneDNN's convolutions reorder
-every activation and gradient: the forward copies each output frame's window into a
-``[B * steps, k * C_in]`` matrix and multiplies it by the flattened weight; the backward
-rebuilds that matrix for the weight's gradient and adds one product per tap into the
-input's gradient (a window-gradient matrix would be as large as the window matrix). Both
-run over the output frames in chunks of at most 16 MiB of windows (93 MiB whole at BASE's
-second block, 2 x 5 s): a chunk that size is served again from the process's heap, while a
-larger tensor is fresh memory from the kernel whose pages fault in on first touch. At
-wav2vec 2.0 BASE's encoder (2 x 5 s, 2 threads) forward + backward takes 0.78-0.82x the time
-of the plain-layout encoder on ``F.conv1d`` on the two CPUs measured
-(``tests/benchmarks/bench_conv_encoder.py``, docs/benchmarks.md).
+every activation and gradient.
 
-With ``gelu=True`` it convolves ``GELU(x)``: the GELU is applied to the window matrix, and
-the backward recomputes it there, so only ``x`` is kept (the previous conv block's output
-before its activation), not the activation as well.
+Taps in groups of ``stride``: output step ``t`` reads input rows ``t * stride ...``, so the
+``stride`` taps of group ``j`` read ``stride * C_in`` consecutive values from row
+``(t + j) * stride`` on, and over all ``t`` these form a strided ``[T_out, stride * C_in]``
+view of ``x``: no copy. The output is one matrix product per group, accumulated in place
+(two for BASE's kernel 3, stride 2; one for kernel 2, stride 2), the weight's gradient
+likewise, and the input's gradient is written through the same views. Narrow inputs
+(``stride * C_in`` under ``SPLIT_MIN``) and compiled graphs use one ``[B * T_out, k * C_in]``
+window matrix (im2col) instead.
+
+With ``gelu=True`` it convolves ``GELU(x)`` and keeps only ``x`` for backward (the previous
+conv block's output before its activation), not the activation as well; the GELU is
+computed, in forward and again for the weight's gradient, in pieces of at most 16 MiB,
+which the process's heap serves again (a larger tensor is fresh memory from the kernel
+whose pages fault in on first touch).
 """
 
 from __future__ import annotations
+
+import math
+from typing import Iterator
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+#: below this many input values per stride (``stride * C_in``) one window matrix is built
+SPLIT_MIN = 64
 
-def _window_matrix(x: Tensor, kernel: int, stride: int, start: int, stop: int,
-                   gelu: bool) -> Tensor:
-    """``[B * (stop - start), kernel * C]``: the windows of output steps ``start:stop`` of
-    ``x`` ``[B, T, C]`` (contiguous), taps in order, or of ``F.gelu(x)``. The reshape copies
-    overlapping windows, so the GELU then runs in place on the copy; windows that tile
-    ``x`` exactly are a view of ``x``, which is left unchanged."""
+#: the largest GELU piece computed at once (below glibc's largest mmap threshold, 32 MiB)
+CHUNK_BYTES = 16 << 20
+
+
+def _window_matrix(x: Tensor, kernel: int, stride: int, gelu: bool) -> Tensor:
+    """``[B * T_out, kernel * C]``: each output step's window of ``x`` ``[B, T, C]``
+    (contiguous), taps in order, or of ``F.gelu(x)``. The reshape copies overlapping
+    windows, so the GELU then runs in place on the copy; windows that tile ``x`` exactly
+    are a view of ``x``, which is left unchanged."""
     B, T, C = x.shape
-    steps = stop - start
-    windows = x[:, start * stride:].as_strided((B, steps, kernel * C), (T * C, stride * C, 1))
+    steps = (T - kernel) // stride + 1
+    windows = x.as_strided((B, steps, kernel * C), (T * C, stride * C, 1))
     cols = windows.reshape(B * steps, kernel * C)
     if not gelu:
         return cols
     return F.gelu(cols) if cols._base is not None else torch.ops.aten.gelu_(cols)
 
 
-#: the largest window matrix built at once (below glibc's largest mmap threshold, 32 MiB)
-CHUNK_BYTES = 16 << 20
+def _splits_taps(x: Tensor, stride: int) -> bool:
+    return stride * x.shape[-1] >= SPLIT_MIN and not torch.compiler.is_compiling()
 
 
-def _chunks(x: Tensor, kernel: int, steps: int) -> list[tuple[int, int]]:
-    """``(start, stop)`` ranges of output steps whose window matrices fit ``CHUNK_BYTES``;
-    one range under ``torch.compile``, whose graphs would otherwise specialise on the
-    length (the compiler plans the memory itself)."""
+def _tap_groups(kernel: int, stride: int, channels: int) -> list[tuple[int, int]]:
+    """Column ranges ``(lo, hi)`` of the taps-last weight ``[C_out, k * C]``, one per group
+    of ``stride`` consecutive taps (the last one may hold fewer)."""
+    return [(j * stride * channels, min((j + 1) * stride, kernel) * channels)
+            for j in range(math.ceil(kernel / stride))]
+
+
+def _group_view(rows: Tensor, j: int, stride: int, steps: int, width: int) -> Tensor:
+    """``[steps, width]`` view of ``rows`` ``[n, C]`` (contiguous): row ``t`` holds the
+    ``width`` values from row ``(t + j) * stride`` on."""
+    return rows[j * stride:].as_strided((steps, width), (stride * rows.shape[-1], 1))
+
+
+def _pieces(x: Tensor, kernel: int, stride: int, steps: int,
+            gelu: bool) -> Iterator[tuple[int, int, int, Tensor]]:
+    """``(b, start, stop, rows)``: the input rows ``[n, C]`` that utterance ``b``'s output
+    steps ``start:stop`` read; a view of ``x``, one piece per utterance, or with ``gelu``
+    their GELU, in pieces of at most ``CHUNK_BYTES``."""
     B, _, C = x.shape
-    if torch.compiler.is_compiling():
-        return [(0, steps)]
-    size = max(1, CHUNK_BYTES // (B * kernel * C * x.element_size()))
-    return [(start, min(start + size, steps)) for start in range(0, steps, size)]
+    size = max(1, CHUNK_BYTES // (stride * C * x.element_size())) if gelu else steps
+    for b in range(B):
+        for start in range(0, steps, size):
+            stop = min(start + size, steps)
+            rows = x[b, start * stride:(stop - 1) * stride + kernel]
+            yield b, start, stop, F.gelu(rows) if gelu else rows
 
 
 def _taps_last(weight: Tensor) -> Tensor:
@@ -71,13 +97,14 @@ class _RowConv(torch.autograd.Function):
         ctx.save_for_backward(x, weight)
         ctx.stride, ctx.gelu = stride, gelu
         flat = _taps_last(weight).to(x.dtype).t()                          # [k * C, C_out]
-        chunks = _chunks(x, kernel, steps)
-        if len(chunks) == 1:
-            return (_window_matrix(x, kernel, stride, 0, steps, gelu) @ flat).view(B, steps, -1)
+        if not _splits_taps(x, stride):
+            return (_window_matrix(x, kernel, stride, gelu) @ flat).view(B, steps, c_out)
         out = x.new_empty(B, steps, c_out)
-        for start, stop in chunks:
-            cols = _window_matrix(x, kernel, stride, start, stop, gelu)
-            out[:, start:stop] = (cols @ flat).view(B, stop - start, c_out)
+        groups = _tap_groups(kernel, stride, C)
+        for b, start, stop, rows in _pieces(x, kernel, stride, steps, gelu):
+            for j, (lo, hi) in enumerate(groups):
+                out[b, start:stop].addmm_(_group_view(rows, j, stride, stop - start, hi - lo),
+                                          flat[lo:hi], beta=0 if j == 0 else 1)
         return out
 
     @staticmethod
@@ -88,26 +115,41 @@ class _RowConv(torch.autograd.Function):
         B, T, C = x.shape
         c_out, _, kernel = weight.shape
         steps = grad.shape[1]
-        chunks = _chunks(x, kernel, steps)
+        grad = grad.contiguous()
+        flat = _taps_last(weight).to(grad.dtype)                           # [C_out, k * C]
         grad_x = grad_w = None
-        if ctx.needs_input_grad[1]:
-            grad_w = grad.new_zeros(c_out, kernel * C)
-            for start, stop in chunks:
-                cols = _window_matrix(x, kernel, stride, start, stop, gelu)
-                rows = grad[:, start:stop].reshape(-1, c_out)
-                grad_w.addmm_(rows.t(), cols.to(grad.dtype))
-            grad_w = grad_w.view(c_out, kernel, C).permute(0, 2, 1).to(weight.dtype)
-        if ctx.needs_input_grad[0]:                   # overlap-add, one product per tap
-            grad_x = x.new_zeros(B, T, C)
-            weight = weight.to(grad.dtype)
-            for start, stop in chunks:
-                part = grad[:, start:stop]
+        if not _splits_taps(x, stride):
+            if ctx.needs_input_grad[1]:
+                grad_w = grad.reshape(-1, c_out).t() @ \
+                    _window_matrix(x, kernel, stride, gelu).to(grad.dtype)
+            if ctx.needs_input_grad[0]:               # overlap-add, one product per tap
+                grad_x = x.new_zeros(B, T, C)
                 for j in range(kernel):
-                    first = start * stride + j
-                    grad_x[:, first:first + stride * (stop - start - 1) + 1:stride] += \
-                        part @ weight[:, :, j]
-            if gelu:                                  # through the GELU, in place
-                grad_x = torch.ops.aten.gelu_backward.grad_input(grad_x, x, grad_input=grad_x)
+                    grad_x[:, j:j + stride * (steps - 1) + 1:stride] += \
+                        grad @ flat[:, j * C:(j + 1) * C]
+        else:
+            groups = _tap_groups(kernel, stride, C)
+            if ctx.needs_input_grad[1]:
+                grad_w = grad.new_zeros(c_out, kernel * C)
+                for b, start, stop, rows in _pieces(x, kernel, stride, steps, gelu):
+                    part = grad[b, start:stop].t()
+                    for j, (lo, hi) in enumerate(groups):
+                        grad_w[:, lo:hi].addmm_(
+                            part, _group_view(rows, j, stride, stop - start, hi - lo))
+            if ctx.needs_input_grad[0]:
+                # group 0 covers rows [0, steps * stride) whole, unless the kernel is
+                # shorter than the stride, and overwrites them; the other groups add
+                covers = kernel >= stride
+                grad_x = x.new_empty(B, T, C)
+                (grad_x[:, steps * stride:] if covers else grad_x).zero_()
+                for b in range(B):
+                    for j, (lo, hi) in enumerate(groups):
+                        _group_view(grad_x[b], j, stride, steps, hi - lo).addmm_(
+                            grad[b], flat[:, lo:hi], beta=0 if j == 0 and covers else 1)
+        if grad_w is not None:
+            grad_w = grad_w.view(c_out, kernel, C).permute(0, 2, 1).to(weight.dtype)
+        if grad_x is not None and gelu:                # through the GELU, in place
+            grad_x = torch.ops.aten.gelu_backward.grad_input(grad_x, x, grad_input=grad_x)
         return grad_x, grad_w, None, None
 
 

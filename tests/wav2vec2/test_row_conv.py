@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -10,7 +12,16 @@ from w2v.plugins.wav2vec2.row_conv import row_conv
 
 torch.set_num_threads(1)
 
-SHAPES = [(3, 2), (2, 2), (1, 3), (10, 5), (4, 1)]          # (kernel, stride)
+SHAPES = [(3, 2), (2, 2), (1, 3), (10, 5), (4, 1), (2, 3)]  # (kernel, stride)
+
+
+@pytest.fixture(params=["tap groups", "window matrix"], autouse=True)
+def path(request, monkeypatch):
+    """Every test runs both ways: taps in strided views of the input, and one im2col matrix."""
+    from w2v.plugins.wav2vec2 import row_conv as module
+
+    monkeypatch.setattr(module, "SPLIT_MIN", 0 if request.param == "tap groups" else 1 << 30)
+    return request.param
 
 
 @pytest.mark.parametrize("kernel,stride", SHAPES)
@@ -83,7 +94,7 @@ def test_gelu_input_equals_the_convolution_of_the_gelu_and_keeps_only_the_input(
 
 
 @pytest.mark.parametrize("gelu", [False, True])
-def test_chunked_window_matrices_give_the_whole_matrix_result(monkeypatch, gelu):
+def test_gelu_pieces_give_the_whole_result(monkeypatch, gelu):
     from w2v.plugins.wav2vec2 import row_conv as module
 
     g = torch.Generator().manual_seed(3)
@@ -91,12 +102,24 @@ def test_chunked_window_matrices_give_the_whole_matrix_result(monkeypatch, gelu)
     w = torch.randn(6, 8, 3, generator=g, requires_grad=True)
     grad = torch.randn(2, 51, 6, generator=g)
     results = []
-    for chunk_bytes in (module.CHUNK_BYTES, 2 * 3 * 8 * 4 * 7):        # whole; 7 steps a chunk
+    for chunk_bytes in (module.CHUNK_BYTES, 2 * 8 * 4 * 7):            # whole; 7 steps a piece
         monkeypatch.setattr(module, "CHUNK_BYTES", chunk_bytes)
         y = row_conv(x, w, 2, gelu=gelu)
         y.backward(grad)
         results.append((y.detach(), x.grad, w.grad))
         x.grad = w.grad = None
-    assert len(module._chunks(x, 3, 51)) == 8
-    for whole, chunked in zip(*results):
-        torch.testing.assert_close(chunked, whole, rtol=1e-5, atol=1e-5)
+    assert len(list(module._pieces(x.detach(), 3, 2, 51, True))) == 2 * 8
+    for whole, pieces in zip(*results):
+        torch.testing.assert_close(pieces, whole, rtol=1e-5, atol=1e-5)
+
+
+def test_tap_groups_read_the_input_in_place_and_copy_only_the_weight(path):
+    if path != "tap groups":
+        pytest.skip("the window matrix is a copy by design")
+    x = torch.randn(2, 41, 16, requires_grad=True)
+    w = torch.randn(8, 16, 3, requires_grad=True)
+    with torch.profiler.profile(record_shapes=True) as prof:
+        row_conv(x, w, 2).sum().backward()
+    copied = [math.prod(e.input_shapes[0]) for e in prof.events()
+              if e.name in ("aten::copy_", "aten::clone") and e.input_shapes]
+    assert copied and max(copied) <= w.numel()          # the taps-last weight, nothing larger
