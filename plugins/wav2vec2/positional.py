@@ -8,6 +8,9 @@ even K the last output frame is dropped, i.e. padding ``K//2`` left and
 data2vec style) it is ``depth`` blocks of ``Conv1d(k) -> LayerNorm (no affine) ->
 GELU`` with ``k = max(3, K // depth)`` and no weight norm.
 
+On CPU in fp32, once the batch is long enough, the weight-normed conv runs through the FFT
+(:func:`~w2v.plugins.wav2vec2.fft_conv.fft_conv`, equal up to rounding).
+
 ``causal=True`` pads ``K - 1`` frames on the left only, so frame ``t`` sees
 frames ``t-K+1 .. t``. The caller zeroes padded frames before this module
 (``forward(x [B, T, D], padding [B, T] | None)``).
@@ -20,6 +23,8 @@ import math
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import weight_norm
+
+from .fft_conv import fft_conv, pays_off
 
 
 def _pad(x: Tensor, kernel: int, causal: bool) -> Tensor:
@@ -44,7 +49,11 @@ class ConvPositionalEmbedding(nn.Module):
         self.conv = weight_norm(conv, name="weight", dim=2)
 
     def forward(self, x: Tensor, padding: Tensor | None = None) -> Tensor:
-        y = self.conv(_pad(x.transpose(1, 2), self.kernel, self.causal))
+        z = _pad(x.transpose(1, 2), self.kernel, self.causal)                  # [B, D, L]
+        if pays_off(z, self.kernel):
+            y = fft_conv(z, self.conv.weight, self.conv.groups) + self.conv.bias[:, None]
+        else:
+            y = self.conv(z)
         return F.gelu(y).transpose(1, 2)
 
 
