@@ -74,7 +74,7 @@ def _pieces(x: Tensor, kernel: int, stride: int, steps: int,
     steps ``start:stop`` read; a view of ``x``, one piece per utterance, or with ``gelu``
     their GELU, in pieces of at most ``CHUNK_BYTES``."""
     B, _, C = x.shape
-    size = max(1, CHUNK_BYTES // (stride * C * x.element_size())) if gelu else steps
+    size = max(1, (CHUNK_BYTES // (C * x.element_size()) - kernel) // stride + 1) if gelu else steps
     for b in range(B):
         for start in range(0, steps, size):
             stop = min(start + size, steps)
