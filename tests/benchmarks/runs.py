@@ -52,7 +52,8 @@ class Job:
 
 def median_seconds(fns: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
     """Median wall time of each function over ``repeats`` interleaved rounds (one warm-up),
-    for the kernel micro-benchmarks (``bench_conv_encoder.py``, ``bench_dropout.py``)."""
+    for the kernel micro-benchmarks (``bench_conv_encoder.py``, ``bench_dropout.py``,
+    ``bench_positional_conv.py``)."""
     times: dict[str, list[float]] = {name: [] for name in fns}
     for round_ in range(repeats + 1):
         for name, fn in fns.items():
