@@ -1,12 +1,13 @@
 """wav2vec 2.0's positional conv on CPU: oneDNN's grouped ``F.conv1d`` against ``fft_conv``.
 
-BASE's shape (D = 768, K = 128, 16 groups), fp32, at several batch shapes, the two
+BASE's shape (D = 768, K = 128, 16 groups; others by option), fp32, at several batch shapes, the two
 interleaved in one process: inference (``inference_mode``) and forward + backward. Each line
 says which one :func:`w2v.plugins.wav2vec2.fft_conv.pays_off` picks for that shape, so the
 threshold can be checked against the timings on any machine.
 
     python tests/benchmarks/bench_positional_conv.py
     python tests/benchmarks/bench_positional_conv.py --shapes 2x249 8x499 --repeats 9
+    python tests/benchmarks/bench_positional_conv.py --dim 192 --kernel 32 --groups 8   # the demo
 """
 
 from __future__ import annotations
@@ -25,16 +26,17 @@ import torch.nn.functional as F  # noqa: E402
 
 from w2v.plugins.wav2vec2.fft_conv import fft_conv, fft_length, pays_off  # noqa: E402
 
-DIM, KERNEL, GROUPS = 768, 128, 16
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--shapes", nargs="+", default=["1x249", "2x249", "1x499", "2x499", "8x499"],
                     help="BxT: utterances x frames (49.9 frames per second of audio)")
     ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--dim", type=int, default=768, help="channels (BASE: 768)")
+    ap.add_argument("--kernel", type=int, default=128, help="taps (BASE: 128)")
+    ap.add_argument("--groups", type=int, default=16, help="groups (BASE: 16)")
     args = ap.parse_args()
+    DIM, KERNEL, GROUPS = args.dim, args.kernel, args.groups
     torch.manual_seed(0)
     weight = torch.randn(DIM, DIM // GROUPS, KERNEL) * 0.01
     print(f"{torch.get_num_threads()} threads, torch {torch.__version__}; times in ms, "
