@@ -15,17 +15,26 @@ torch.set_num_threads(1)
 SHAPES = [(3, 2), (2, 2), (1, 3), (10, 5), (4, 1), (2, 3)]  # (kernel, stride)
 
 
-@pytest.fixture(params=["tap groups", "window matrix"], autouse=True)
-def path(request, monkeypatch):
-    """Every test runs both ways: taps in strided views of the input, and one im2col matrix."""
+def _take(path: str, monkeypatch) -> None:
     from w2v.plugins.wav2vec2 import row_conv as module
 
-    monkeypatch.setattr(module, "SPLIT_MIN", 0 if request.param == "tap groups" else 1 << 30)
+    monkeypatch.setattr(module, "SPLIT_MIN", 0 if path == "tap groups" else 1 << 30)
+
+
+@pytest.fixture(params=["tap groups", "window matrix"])
+def path(request, monkeypatch):
+    """Both ways: taps in strided views of the input, and one im2col window matrix."""
+    _take(request.param, monkeypatch)
     return request.param
 
 
+@pytest.fixture
+def tap_groups(monkeypatch):
+    _take("tap groups", monkeypatch)
+
+
 @pytest.mark.parametrize("kernel,stride", SHAPES)
-def test_gradients_are_exact_in_float64(kernel, stride):
+def test_gradients_are_exact_in_float64(kernel, stride, path):
     g = torch.Generator().manual_seed(kernel * 10 + stride)
     x = torch.randn(2, 23, 3, generator=g, dtype=torch.float64, requires_grad=True)
     w = torch.randn(4, 3, kernel, generator=g, dtype=torch.float64, requires_grad=True)
@@ -33,7 +42,7 @@ def test_gradients_are_exact_in_float64(kernel, stride):
 
 
 @pytest.mark.parametrize("kernel,stride", SHAPES)
-def test_equals_conv1d_on_the_transposed_input(kernel, stride):
+def test_equals_conv1d_on_the_transposed_input(kernel, stride, path):
     g = torch.Generator().manual_seed(0)
     x = torch.randn(3, 101, 16, generator=g, requires_grad=True)
     w = torch.randn(8, 16, kernel, generator=g, requires_grad=True)
@@ -48,7 +57,7 @@ def test_equals_conv1d_on_the_transposed_input(kernel, stride):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
-def test_non_contiguous_input_is_read_as_its_values():
+def test_non_contiguous_input_is_read_as_its_values(path):
     x = torch.randn(2, 16, 30).transpose(1, 2)                  # [B, T, C], strided
     w = torch.randn(5, 16, 3)
     torch.testing.assert_close(row_conv(x, w, 2),
@@ -57,7 +66,7 @@ def test_non_contiguous_input_is_read_as_its_values():
 
 
 @pytest.mark.parametrize("kernel,stride", [(3, 2), (2, 2)])
-def test_gelu_input_gradients_are_exact_in_float64(kernel, stride):
+def test_gelu_input_gradients_are_exact_in_float64(kernel, stride, path):
     g = torch.Generator().manual_seed(kernel * 10 + stride)
     x = torch.randn(2, 23, 3, generator=g, dtype=torch.float64, requires_grad=True)
     w = torch.randn(4, 3, kernel, generator=g, dtype=torch.float64, requires_grad=True)
@@ -66,7 +75,7 @@ def test_gelu_input_gradients_are_exact_in_float64(kernel, stride):
 
 @pytest.mark.parametrize("steps,kernel,stride", [(41, 3, 2), (40, 2, 2), (41, 2, 2)])
 def test_gelu_input_equals_the_convolution_of_the_gelu_and_keeps_only_the_input(
-        steps, kernel, stride):
+        steps, kernel, stride, path):
     # (40, 2, 2): windows that tile the input exactly are a view of it, which stays unchanged
     g = torch.Generator().manual_seed(1)
     z = torch.randn(2, steps, 16, generator=g, requires_grad=True)
@@ -94,7 +103,7 @@ def test_gelu_input_equals_the_convolution_of_the_gelu_and_keeps_only_the_input(
 
 
 @pytest.mark.parametrize("gelu", [False, True])
-def test_gelu_pieces_give_the_whole_result(monkeypatch, gelu):
+def test_gelu_pieces_give_the_whole_result(monkeypatch, tap_groups, gelu):
     from w2v.plugins.wav2vec2 import row_conv as module
 
     g = torch.Generator().manual_seed(3)
@@ -113,9 +122,7 @@ def test_gelu_pieces_give_the_whole_result(monkeypatch, gelu):
         torch.testing.assert_close(pieces, whole, rtol=1e-5, atol=1e-5)
 
 
-def test_tap_groups_read_the_input_in_place_and_copy_only_the_weight(path):
-    if path != "tap groups":
-        pytest.skip("the window matrix is a copy by design")
+def test_tap_groups_read_the_input_in_place_and_copy_only_the_weight(tap_groups):
     x = torch.randn(2, 41, 16, requires_grad=True)
     w = torch.randn(8, 16, 3, requires_grad=True)
     with torch.profiler.profile(record_shapes=True) as prof:
