@@ -10,7 +10,9 @@ Taps in groups of ``stride``: output step ``t`` reads input rows ``t * stride ..
 ``(t + j) * stride`` on, and over all ``t`` these form a strided ``[T_out, stride * C_in]``
 view of ``x``: no copy. The output is one matrix product per group, accumulated in place
 (two for BASE's kernel 3, stride 2; one for kernel 2, stride 2), the weight's gradient
-likewise, and the input's gradient is written through the same views. Narrow inputs
+likewise, and the input's gradient is written through the same views. The products run
+per utterance (each thousands of rows at BASE): across an utterance boundary the rows are
+not evenly spaced, so one view cannot span the batch. Narrow inputs
 (``stride * C_in`` under ``SPLIT_MIN``) and compiled graphs use one ``[B * T_out, k * C_in]``
 window matrix (im2col) instead.
 
