@@ -172,6 +172,9 @@ def save(obj, f, *args, **kwargs):
     return real_save(obj, f, *args, **kwargs)
 
 torch.save = save
+# a process started in the background inherits SIGINT ignored, and Python then leaves it
+# so; a terminal's Ctrl-C reaches a foreground process, which this restores
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.exit(main(sys.argv[1:]))
 """
 
