@@ -1,0 +1,41 @@
+"""The benchmark scripts under tests/benchmarks/ still run and still count what they claim.
+
+These check what the scripts print, not how fast anything is: speed is the scripts' own
+business, on a quiet machine.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPTS = Path(__file__).parent / "benchmarks"
+
+
+def _run(script: str, *args: str) -> str:
+    proc = subprocess.run([sys.executable, str(SCRIPTS / script), "--threads", "1", *args],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_flops_count_the_same_model_work_on_both_sides():
+    # w2v's CPU paths (row_conv's in-place products, the FFT positional conv) must not hide
+    # FLOPs from the counter: both sides run the same model, so the counts agree
+    out = _run("bench_wav2vec2.py", "--flops", "--small")
+    counts = dict(re.findall(r"^(hf|w2v)\s+([\d.]+) GFLOP per update", out, re.M))
+    assert set(counts) == {"hf", "w2v"}, out
+    hf, w2v = float(counts["hf"]), float(counts["w2v"])
+    assert hf > 0 and abs(w2v / hf - 1) < 0.02, out
+
+
+def test_positional_conv_benchmark_compares_equal_outputs():
+    out = _run("bench_positional_conv.py", "--dim", "32", "--kernel", "32", "--groups", "4",
+               "--shapes", "1x40", "4x80", "--repeats", "1")
+    rows = re.findall(r"^\s*(\d+x\d+)\s+N=\s*(\d+).*pays_off: (conv|fft)\s+rel\. error ([\d.e+-]+)",
+                      out, re.M)
+    assert [r[0] for r in rows] == ["1x40", "4x80"], out
+    assert all(float(r[3]) < 1e-5 for r in rows), out
+    assert [r[2] for r in rows] == ["conv", "fft"], out     # 40 frames < N = 72; 320 >= 120
