@@ -11,6 +11,9 @@ is written once and the normalised activation is not kept for backward, which re
 it from the input (BASE's first conv output is 64 MB at 2 x 5 s). :func:`channel_norm_gelu_`
 is the inference form: it overwrites its input, so the block allocates nothing more than
 its convolution's output (a fresh large tensor costs a page fault per 4 KB on first touch).
+:class:`NormedGelu` is the training form that :func:`row_conv` applies to its input piece
+by piece: the block then keeps only the convolution's output and ``[B, C]`` statistics, and
+its backward runs in place on the gradient that ``row_conv`` hands it.
 """
 
 from __future__ import annotations
@@ -89,24 +92,77 @@ def channel_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float, *,
     return _ChannelNorm.apply(x, weight, bias, eps, gelu)
 
 
-@torch.no_grad()
-def channel_norm_gelu_(x: Tensor, weight: Tensor, bias: Tensor, eps: float,
-                       chunk: int = 256) -> Tensor:
-    """``channel_norm(x, ..., gelu=True)`` written into ``x`` itself, without autograd.
-
-    ``x`` ``[B, C, *]`` fp32, fastest in channels-last memory (``[B, T, C]`` rows). Two-pass
-    statistics: the mean, then the centred squares summed ``chunk`` frames at a time, so
-    that no temporary the size of ``x`` is made. Returns ``x``.
-    """
-    if x.dtype != torch.float32:
-        raise ValueError(f"channel_norm_gelu_ computes in place in fp32, found {x.dtype}")
-    rows = _frames(x)                                                         # [B, T, C]
+def channel_stats(rows: Tensor, eps: float, chunk: int = 256) -> tuple[Tensor, Tensor]:
+    """Mean and ``1 / sqrt(var + eps)`` over time, ``[B, 1, C]`` each, of ``rows``
+    ``[B, T, C]``, in ``rows``' dtype. Two passes: the mean, then the centred squares summed
+    ``chunk`` frames at a time, so that no temporary the size of ``rows`` is made."""
     steps = rows.shape[1]
     mean = rows.sum(1, keepdim=True).div_(steps)                              # [B, 1, C]
     squares = torch.zeros_like(mean)
     for part in rows.split(chunk, 1):
         centred = part - mean
         squares += centred.mul_(centred).sum(1, keepdim=True)
-    scale = squares.div_(steps).add_(eps).rsqrt_().mul_(weight)              # [B, 1, C]
+    return mean, squares.div_(steps).add_(eps).rsqrt_()
+
+
+@torch.no_grad()
+def channel_norm_gelu_(x: Tensor, weight: Tensor, bias: Tensor, eps: float,
+                       chunk: int = 256) -> Tensor:
+    """``channel_norm(x, ..., gelu=True)`` written into ``x`` itself, without autograd.
+
+    ``x`` ``[B, C, *]`` fp32, fastest in channels-last memory (``[B, T, C]`` rows);
+    statistics from :func:`channel_stats`. Returns ``x``.
+    """
+    if x.dtype != torch.float32:
+        raise ValueError(f"channel_norm_gelu_ computes in place in fp32, found {x.dtype}")
+    rows = _frames(x)                                                         # [B, T, C]
+    mean, rstd = channel_stats(rows, eps, chunk)
+    scale = rstd.mul_(weight)                                                 # [B, 1, C]
     torch.addcmul(bias - mean * scale, rows, scale, out=rows)
     return torch.ops.aten.gelu_(x)
+
+
+class NormedGelu:
+    """``GELU(GroupNorm(C, C)(x))`` of ``[B, T, C]`` rows, as :func:`row_conv`'s input
+    activation: computed per piece of an utterance's rows, never for the whole input.
+
+    Built inside an autograd function's forward from the rows ``x`` (statistics over each
+    utterance's T, as :func:`channel_stats`) and the norm's ``weight`` and ``bias`` ``[C]``.
+    Its arithmetic is torch's GroupNorm kernel's: ``x * scale + shift`` per utterance and
+    channel, and a backward from the sums of ``g`` and ``g * x`` over time.
+    """
+
+    def __init__(self, x: Tensor, weight: Tensor, bias: Tensor, eps: float) -> None:
+        self.mean, self.rstd = channel_stats(x, eps)                         # [B, 1, C]
+        self.weight = weight.to(x.dtype)
+        self.scale = self.rstd * self.weight
+        self.shift = bias.to(x.dtype) - self.mean * self.scale
+
+    def __call__(self, b: int | slice, rows: Tensor) -> Tensor:
+        """The activation of utterance ``b``'s rows ``[n, C]`` (or of ``x`` whole, for
+        ``b = slice(None)``), as a new tensor."""
+        return torch.ops.aten.gelu_(torch.addcmul(self.shift[b], rows, self.scale[b]))
+
+    def backward_(self, grad: Tensor, x: Tensor, chunk: int = 1024) -> tuple[Tensor, Tensor, Tensor]:
+        """``grad`` ``[B, T, C]``, the gradient at the activation, overwritten with the
+        gradient at ``x``; returns it and the gradients of the norm's weight and bias
+        ``[C]``. Works ``chunk`` frames at a time: no temporary the size of ``x``."""
+        batch, steps, _ = x.shape
+        g_sum = x.new_zeros(batch, x.shape[-1])                                 # [B, C]
+        gx_sum = torch.zeros_like(g_sum)
+        for b in range(batch):
+            for lo in range(0, steps, chunk):
+                xs, gs = x[b, lo:lo + chunk], grad[b, lo:lo + chunk]
+                z = torch.addcmul(self.shift[b], xs, self.scale[b])
+                torch.ops.aten.gelu_backward.grad_input(gs, z, grad_input=gs)   # at the norm
+                g_sum[b] += gs.sum(0)
+                gx_sum[b] += torch.mul(gs, xs, out=z).sum(0)
+        mean, rstd = self.mean[:, 0], self.rstd[:, 0]                          # [B, C]
+        # d x = c1 * g + c2 * x + c3, with c1 = rstd * weight (torch's GroupNorm backward)
+        c2 = (g_sum * mean - gx_sum) * self.weight * rstd.pow(3) / steps
+        c3 = -c2 * mean - g_sum * self.weight * rstd / steps
+        for b in range(batch):
+            for lo in range(0, steps, chunk):
+                grad[b, lo:lo + chunk].mul_(self.scale[b]).addcmul_(
+                    x[b, lo:lo + chunk], c2[b]).add_(c3[b])
+        return grad, ((gx_sum - g_sum * mean) * rstd).sum(0), g_sum.sum(0)

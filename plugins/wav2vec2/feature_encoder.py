@@ -156,20 +156,26 @@ class ConvBlock(nn.Module):
     def output_lengths(self, lengths: Tensor) -> Tensor:
         return (torch.div(lengths - self.kernel, self.stride, rounding_mode="floor") + 1).clamp(min=0)
 
-    def _conv(self, x: Tensor, gelu_input: bool = False) -> Tensor:
+    def _conv(self, x: Tensor, gelu_input: bool = False,
+              norm_input: nn.GroupNorm | None = None) -> Tensor:
         """The convolution, in ``x``'s form. On ``[B, C_in, 1, S]`` channels-last tensors:
         one input channel is a matmul over strided windows, whose ``[B, T, C]`` result is
         already channels-last (a conv2d there would return the plain layout); fp32 is
         :func:`row_conv`; bf16 is oneDNN's channels-last conv2d.
-        With ``gelu_input`` it convolves ``F.gelu(x)``: inside :func:`row_conv`, which then
-        keeps only ``x`` for backward, or applied first on the other paths."""
+        With ``gelu_input`` it convolves ``F.gelu(x)``, with ``norm_input`` the GELU of that
+        GroupNorm of ``x``: inside :func:`row_conv`, which then keeps only ``x`` (and the
+        norm's statistics) for backward, or applied first on the other paths."""
         if x.dim() == 4 and x.shape[1] > 1 and not computes_in_bf16(x):
+            norm = None if norm_input is None else \
+                (norm_input.weight, norm_input.bias, norm_input.eps)
             rows = row_conv(x.squeeze(2).transpose(1, 2), self.conv.weight, self.stride,
-                            gelu=gelu_input)
+                            gelu=gelu_input, norm=norm)
             if self.conv.bias is not None:
                 rows = rows + self.conv.bias
             return rows.transpose(1, 2).unsqueeze(2)
-        if gelu_input:
+        if norm_input is not None:
+            x = channel_norm(x, norm_input.weight, norm_input.bias, norm_input.eps, gelu=True)
+        elif gelu_input:
             x = F.gelu(x)
         if x.dim() == 3:
             return self.conv(x)
@@ -181,18 +187,21 @@ class ConvBlock(nn.Module):
         return F.conv2d(x, weight, self.conv.bias, stride=(1, self.stride))
 
     def forward(self, x: Tensor, valid: Tensor | None = None, *, gelu_input: bool = False,
-                activate: bool = True) -> Tensor:
+                norm_input: nn.GroupNorm | None = None, activate: bool = True) -> Tensor:
         """``x`` ``[B, C_in, S]``, or ``[B, C_in, 1, S]`` in channels-last memory (the CPU
         path, see :func:`runs_channels_last`); the output keeps the input's form.
         ``valid`` ``[B, T_out]`` (only used by a GroupNorm that excludes padding). Without
         gradients the CPU path normalises and activates the convolution's output in place.
         ``gelu_input``: ``x`` is the previous block's output before its GELU, which this
-        block applies; ``activate=False`` (blocks without a norm) leaves this block's GELU
-        to the next one in the same way."""
-        x = self.dropout(self._conv(x, gelu_input))
+        block applies (``norm_input``: before the GroupNorm and GELU of the block that
+        ``norm_input`` belongs to); ``activate=False`` leaves this block's GELU, and its
+        GroupNorm if it has one, to the next block in the same way."""
+        x = self.dropout(self._conv(x, gelu_input, norm_input))
         in_place = x.dim() == 4 and not x.requires_grad            # x is this block's own
         norm = self.norm
         if self.norm_kind == "group":
+            if not activate and valid is None:
+                return x
             if valid is not None:
                 x = masked_group_norm(x, valid, norm.weight, norm.bias, norm.eps)
             elif in_place and x.dtype == torch.float32:
@@ -291,13 +300,13 @@ class Wav2Vec2FeatureEncoder(Encoder):
         channels_last = runs_channels_last(x)
         if channels_last:
             x = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)   # [B, 1, 1, S]
-        # in fp32 training, a block without a norm leaves its GELU to the next block's
-        # row_conv, so that only its pre-activation output is kept for backward; compiled
-        # blocks (trainer.compile) leave what to keep to the compiler
+        # in fp32 training, a block leaves its GELU (and a GroupNorm over time before it) to
+        # the next block's row_conv, so that only its convolution's output is kept for
+        # backward; compiled blocks (trainer.compile) leave what to keep to the compiler
         trains = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
         defer = channels_last and trains and not computes_in_bf16(x) \
             and all(block._compiled_call_impl is None for block in self.conv_layers)
-        pending = False
+        pending: dict = {}                            # what the next block applies to x
         for i, block in enumerate(self.conv_layers):
             valid = None
             if exclude and i == 0:
@@ -305,10 +314,11 @@ class Wav2Vec2FeatureEncoder(Encoder):
                 steps = torch.arange((x.shape[-1] - block.kernel) // block.stride + 1,
                                      device=x.device)
                 valid = steps[None, :] < out_len[:, None]
-            leave = defer and block.norm is None and i + 1 < len(self.conv_layers)
-            gelu = {"gelu_input": pending, "activate": not leave}
-            x = recomputed(block, x, valid, **gelu) if recompute else block(x, valid, **gelu)
-            pending = leave
+            leave = defer and i + 1 < len(self.conv_layers) and (
+                block.norm is None or (block.norm_kind == "group" and valid is None))
+            kw = {**pending, "activate": not leave}
+            x = recomputed(block, x, valid, **kw) if recompute else block(x, valid, **kw)
+            pending = {"gelu_input": True, "norm_input": block.norm} if leave else {}
         return x.squeeze(2) if channels_last else x
 
     def forward(self, source: Tensor, lengths: Tensor | None = None) -> EncoderOutput:

@@ -19,10 +19,12 @@ window matrix (im2col) instead. At wav2vec 2.0 BASE's encoder (2 x 5 s, 2 thread
 window matrices (``tests/benchmarks/bench_conv_encoder.py``, docs/benchmarks.md).
 
 With ``gelu=True`` it convolves ``GELU(x)`` and keeps only ``x`` for backward (the previous
-conv block's output before its activation), not the activation as well; the GELU is
-computed, in forward and again for the weight's gradient, in pieces of at most 16 MiB,
-which the process's heap serves again (a larger tensor is fresh memory from the kernel
-whose pages fault in on first touch).
+conv block's output before its activation), not the activation as well; with ``norm`` it
+convolves ``GELU(GroupNorm(C, C)(x))`` (:class:`~.channel_norm.NormedGelu`) and keeps ``x``
+and ``[B, C]`` statistics. The activation is computed, in forward and again for the
+weight's gradient, in pieces of at most 16 MiB, which the process's heap serves again (a
+larger tensor is fresh memory from the kernel whose pages fault in on first touch), and
+its backward runs in place on the input's gradient.
 """
 
 from __future__ import annotations
@@ -34,11 +36,27 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .channel_norm import NormedGelu
+
 #: below this many input values per stride (``stride * C_in``) one window matrix is built
 SPLIT_MIN = 64
 
 #: the largest GELU piece computed at once (below glibc's largest mmap threshold, 32 MiB)
 CHUNK_BYTES = 16 << 20
+
+
+class _Gelu:
+    """``GELU(x)`` as :func:`row_conv`'s input activation (the interface of
+    :class:`~.channel_norm.NormedGelu`)."""
+
+    def __call__(self, b: int | slice, rows: Tensor) -> Tensor:
+        return F.gelu(rows)
+
+    def backward_(self, grad: Tensor, x: Tensor) -> tuple[Tensor]:
+        return (torch.ops.aten.gelu_backward.grad_input(grad, x, grad_input=grad),)
+
+
+Activation = _Gelu | NormedGelu
 
 
 def _window_matrix(x: Tensor, kernel: int, stride: int, gelu: bool) -> Tensor:
@@ -53,6 +71,14 @@ def _window_matrix(x: Tensor, kernel: int, stride: int, gelu: bool) -> Tensor:
     if not gelu:
         return cols
     return F.gelu(cols) if cols._base is not None else torch.ops.aten.gelu_(cols)
+
+
+def _windows(x: Tensor, kernel: int, stride: int, act: Activation | None) -> Tensor:
+    """:func:`_window_matrix` of ``act(x)``: a GELU runs on the window copy, another
+    activation on the whole input first."""
+    if isinstance(act, NormedGelu):
+        return _window_matrix(act(slice(None), x), kernel, stride, False)
+    return _window_matrix(x, kernel, stride, act is not None)
 
 
 def _splits_taps(x: Tensor, stride: int) -> bool:
@@ -73,17 +99,17 @@ def _group_view(rows: Tensor, j: int, stride: int, steps: int, width: int) -> Te
 
 
 def _pieces(x: Tensor, kernel: int, stride: int, steps: int,
-            gelu: bool) -> Iterator[tuple[int, int, int, Tensor]]:
+            act: Activation | None) -> Iterator[tuple[int, int, int, Tensor]]:
     """``(b, start, stop, rows)``: the input rows ``[n, C]`` that utterance ``b``'s output
-    steps ``start:stop`` read; a view of ``x``, one piece per utterance, or with ``gelu``
-    their GELU, in pieces of at most ``CHUNK_BYTES``."""
+    steps ``start:stop`` read; a view of ``x``, one piece per utterance, or with ``act``
+    their activation, in pieces of at most ``CHUNK_BYTES``."""
     B, _, C = x.shape
-    size = max(1, (CHUNK_BYTES // (C * x.element_size()) - kernel) // stride + 1) if gelu else steps
+    size = max(1, (CHUNK_BYTES // (C * x.element_size()) - kernel) // stride + 1) if act else steps
     for b in range(B):
         for start in range(0, steps, size):
             stop = min(start + size, steps)
             rows = x[b, start * stride:(stop - 1) * stride + kernel]
-            yield b, start, stop, F.gelu(rows) if gelu else rows
+            yield b, start, stop, act(b, rows) if act else rows
 
 
 def _taps_last(weight: Tensor) -> Tensor:
@@ -94,18 +120,21 @@ def _taps_last(weight: Tensor) -> Tensor:
 class _RowConv(torch.autograd.Function):
     @staticmethod
     @torch.amp.custom_fwd(device_type="cpu")
-    def forward(ctx, x: Tensor, weight: Tensor, stride: int, gelu: bool) -> Tensor:
+    def forward(ctx, x: Tensor, weight: Tensor, stride: int, gelu: bool,
+                norm_weight: Tensor | None, norm_bias: Tensor | None, eps: float) -> Tensor:
         B, T, C = x.shape
         c_out, _, kernel = weight.shape
         steps = (T - kernel) // stride + 1
         ctx.save_for_backward(x, weight)
-        ctx.stride, ctx.gelu = stride, gelu
+        act = NormedGelu(x, norm_weight, norm_bias, eps) if norm_weight is not None \
+            else _Gelu() if gelu else None
+        ctx.stride, ctx.act = stride, act
         flat = _taps_last(weight).to(x.dtype).t()                          # [k * C, C_out]
         if not _splits_taps(x, stride):
-            return (_window_matrix(x, kernel, stride, gelu) @ flat).view(B, steps, c_out)
+            return (_windows(x, kernel, stride, act) @ flat).view(B, steps, c_out)
         out = x.new_empty(B, steps, c_out)
         groups = _tap_groups(kernel, stride, C)
-        for b, start, stop, rows in _pieces(x, kernel, stride, steps, gelu):
+        for b, start, stop, rows in _pieces(x, kernel, stride, steps, act):
             for j, (lo, hi) in enumerate(groups):
                 out[b, start:stop].addmm_(_group_view(rows, j, stride, stop - start, hi - lo),
                                           flat[lo:hi], beta=0 if j == 0 else 1)
@@ -115,7 +144,8 @@ class _RowConv(torch.autograd.Function):
     @torch.amp.custom_bwd(device_type="cpu")
     def backward(ctx, grad: Tensor):
         x, weight = ctx.saved_tensors
-        stride, gelu = ctx.stride, ctx.gelu
+        stride, act = ctx.stride, ctx.act
+        needs_x = any(ctx.needs_input_grad[i] for i in (0, 4, 5))   # x, or the norm's params
         B, T, C = x.shape
         c_out, _, kernel = weight.shape
         steps = grad.shape[1]
@@ -125,8 +155,8 @@ class _RowConv(torch.autograd.Function):
         if not _splits_taps(x, stride):
             if ctx.needs_input_grad[1]:
                 grad_w = grad.reshape(-1, c_out).t() @ \
-                    _window_matrix(x, kernel, stride, gelu).to(grad.dtype)
-            if ctx.needs_input_grad[0]:               # overlap-add, one product per tap
+                    _windows(x, kernel, stride, act).to(grad.dtype)
+            if needs_x:               # overlap-add, one product per tap
                 grad_x = x.new_zeros(B, T, C)
                 for j in range(kernel):
                     grad_x[:, j:j + stride * (steps - 1) + 1:stride] += \
@@ -135,12 +165,12 @@ class _RowConv(torch.autograd.Function):
             groups = _tap_groups(kernel, stride, C)
             if ctx.needs_input_grad[1]:
                 grad_w = grad.new_zeros(c_out, kernel * C)
-                for b, start, stop, rows in _pieces(x, kernel, stride, steps, gelu):
+                for b, start, stop, rows in _pieces(x, kernel, stride, steps, act):
                     part = grad[b, start:stop].t()
                     for j, (lo, hi) in enumerate(groups):
                         grad_w[:, lo:hi].addmm_(
                             part, _group_view(rows, j, stride, stop - start, hi - lo))
-            if ctx.needs_input_grad[0]:
+            if needs_x:
                 # group 0 covers rows [0, steps * stride) whole, unless the kernel is
                 # shorter than the stride, and overwrites them; the other groups add
                 covers = kernel >= stride
@@ -152,13 +182,20 @@ class _RowConv(torch.autograd.Function):
                             grad[b], flat[:, lo:hi], beta=0 if j == 0 and covers else 1)
         if grad_w is not None:
             grad_w = grad_w.view(c_out, kernel, C).permute(0, 2, 1).to(weight.dtype)
-        if grad_x is not None and gelu:                # through the GELU, in place
-            grad_x = torch.ops.aten.gelu_backward.grad_input(grad_x, x, grad_input=grad_x)
-        return grad_x, grad_w, None, None
+        act_grads = ()
+        if grad_x is not None and act is not None:     # through the activation, in place
+            grad_x, *act_grads = act.backward_(grad_x, x)
+        grad_norm = tuple(act_grads) if isinstance(act, NormedGelu) else (None, None)
+        grad_x = grad_x if ctx.needs_input_grad[0] else None
+        return grad_x, grad_w, None, None, *grad_norm, None
 
 
-def row_conv(x: Tensor, weight: Tensor, stride: int, *, gelu: bool = False) -> Tensor:
+def row_conv(x: Tensor, weight: Tensor, stride: int, *, gelu: bool = False,
+             norm: tuple[Tensor, Tensor, float] | None = None) -> Tensor:
     """``x`` ``[B, T, C_in]`` (made contiguous), ``weight`` ``[C_out, C_in, k]`` ->
     ``[B, (T - k) // stride + 1, C_out]``, without bias; with ``gelu`` the convolution of
-    ``F.gelu(x)``, keeping only ``x`` for backward."""
-    return _RowConv.apply(x.contiguous(), weight, stride, gelu)
+    ``F.gelu(x)``, keeping only ``x`` for backward; with ``norm`` ``(weight [C_in], bias
+    [C_in], eps)`` that of ``F.gelu(F.group_norm(x, C_in, weight, bias, eps))`` over each
+    utterance's ``T``, keeping ``x`` and its ``[B, C_in]`` statistics."""
+    norm_weight, norm_bias, eps = norm if norm is not None else (None, None, 0.0)
+    return _RowConv.apply(x.contiguous(), weight, stride, gelu, norm_weight, norm_bias, eps)

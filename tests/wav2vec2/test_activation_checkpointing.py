@@ -132,8 +132,8 @@ def test_the_conv_encoder_recomputes_block_by_block_keeping_block_inputs(lengths
     for name in g0:
         torch.testing.assert_close(g1[name], g0[name], rtol=1e-5, atol=1e-6, msg=name)
     first_block = 2 * 32 * 639 * 4                   # one [B, C, T0] fp32 tensor of block 0
-    # block 0's conv output (its fused norm + GELU keeps only that) and dropout mask, and
-    # block 1's activations
-    assert saved[0] - saved[1] >= 2 * first_block, saved
+    # block 0's window matrix and the three blocks' dropout masks (block 0's conv output,
+    # which block 1's row_conv normalises and activates, is a block input: kept by both)
+    assert saved[0] - saved[1] >= first_block / 2, saved
     block_inputs = 4 * 2 * (3200 + 32 * 639 + 32 * 319)  # the waveform, blocks 0 and 1 outputs
     assert saved[1] <= 1.5 * block_inputs, saved

@@ -100,3 +100,28 @@ def test_fp32_without_gradients_uses_row_conv_and_equals_the_plain_path(monkeypa
     # every block after the first, each applying its own GELU in place (nothing deferred)
     assert calls == [False] * (len(enc.conv_layers) - 1)
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_fp32_training_hands_the_first_blocks_norm_and_gelu_to_the_next_row_conv(monkeypatch):
+    """Block 0's GroupNorm and GELU run inside block 1's row_conv, so that of block 0 only
+    its convolution's output is kept for backward (not the activation as well)."""
+    enc = encoder(mode="group_norm")
+    wave = torch.randn(2, 1600)
+    calls, real = [], feature_encoder.row_conv
+    monkeypatch.setattr(feature_encoder, "row_conv",
+                        lambda *a, **kw: calls.append(kw) or real(*a, **kw))
+    first = []
+
+    def pack(t):
+        if t.numel() == 2 * SMALL[0][0] * 319 and t.is_floating_point():    # [B, C0, T0]
+            first.append(t)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = enc(wave)
+    norm = enc.conv_layers[0].norm
+    assert calls[0]["norm"] == (norm.weight, norm.bias, norm.eps)
+    assert [kw["norm"] for kw in calls[1:]] == [None] * (len(calls) - 1)
+    assert len(first) == 1
+    out.features.sum().backward()
+    assert norm.weight.grad is not None and norm.weight.grad.abs().sum() > 0

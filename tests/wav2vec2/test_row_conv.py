@@ -102,24 +102,85 @@ def test_gelu_input_equals_the_convolution_of_the_gelu_and_keeps_only_the_input(
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("gelu", [False, True])
-def test_gelu_pieces_give_the_whole_result(monkeypatch, tap_groups, gelu):
+def _group_norm_gelu(x, w, b):
+    """The reference for ``norm=(w, b, eps)``: GELU of GroupNorm(C, C) over each utterance's T."""
+    return F.gelu(F.group_norm(x.transpose(1, 2), x.shape[-1], w, b, 1e-5)).transpose(1, 2)
+
+
+@pytest.mark.parametrize("kernel,stride", [(3, 2), (2, 2)])
+def test_norm_input_gradients_are_exact_in_float64(kernel, stride, path):
+    g = torch.Generator().manual_seed(kernel * 10 + stride)
+    x = torch.randn(2, 23, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 3, kernel, generator=g, dtype=torch.float64, requires_grad=True)
+    nw, nb = (torch.randn(3, generator=g, dtype=torch.float64, requires_grad=True)
+              for _ in range(2))
+    assert torch.autograd.gradcheck(
+        lambda x, w, nw, nb: row_conv(x, w, stride, norm=(nw, nb, 1e-5)), (x, w, nw, nb))
+
+
+@pytest.mark.parametrize("steps,kernel,stride", [(41, 3, 2), (40, 2, 2), (41, 2, 2)])
+def test_norm_input_equals_the_convolution_of_the_normed_gelu_and_keeps_only_the_input(
+        steps, kernel, stride, path):
+    g = torch.Generator().manual_seed(2)
+    x = (torch.randn(2, steps, 16, generator=g) * 3 + 1).requires_grad_()   # mean, scale != 0, 1
+    x_before = x.detach().clone()
+    w = torch.randn(8, 16, kernel, generator=g, requires_grad=True)
+    nw, nb = (torch.randn(16, generator=g, requires_grad=True) for _ in range(2))
+    grad = torch.randn(2, (steps - kernel) // stride + 1, 8, generator=g)
+    saved = []
+
+    def pack(t):
+        saved.append(t.numel())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        ours = row_conv(x, w, stride, norm=(nw, nb, 1e-5))
+    assert sum(saved) == x.numel() + w.numel()            # no activation kept beside x
+    ours.backward(grad)
+    assert torch.equal(x.detach(), x_before)
+    got = (ours.detach(), x.grad.clone(), w.grad.clone(), nw.grad.clone(), nb.grad.clone())
+    x.grad = w.grad = nw.grad = nb.grad = None
+    ref = row_conv(_group_norm_gelu(x, nw, nb), w, stride)
+    ref.backward(grad)
+    for a, b in zip(got, (ref.detach(), x.grad, w.grad, nw.grad, nb.grad)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_norm_input_without_the_inputs_gradient_still_trains_the_norm():
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 41, 16, generator=g)
+    w = torch.randn(8, 16, 3, generator=g)
+    nw, nb = (torch.randn(16, generator=g, requires_grad=True) for _ in range(2))
+    row_conv(x, w, 2, norm=(nw, nb, 1e-5)).square().sum().backward()
+    got = nw.grad.clone(), nb.grad.clone()
+    nw.grad = nb.grad = None
+    row_conv(_group_norm_gelu(x, nw, nb), w, 2).square().sum().backward()
+    for a, b in zip(got, (nw.grad, nb.grad)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("activation", [None, "gelu", "norm"])
+def test_activation_pieces_give_the_whole_result(monkeypatch, tap_groups, activation):
     from w2v.plugins.wav2vec2 import row_conv as module
 
     g = torch.Generator().manual_seed(3)
     x = torch.randn(2, 103, 8, generator=g, requires_grad=True)
     w = torch.randn(6, 8, 3, generator=g, requires_grad=True)
+    nw, nb = (torch.randn(8, generator=g, requires_grad=True) for _ in range(2))
     grad = torch.randn(2, 51, 6, generator=g)
+    kwargs = {"gelu": activation == "gelu",
+              "norm": (nw, nb, 1e-5) if activation == "norm" else None}
     results = []
     for chunk_bytes in (module.CHUNK_BYTES, 13 * 8 * 4):     # whole; 13 rows, 6 steps a piece
         monkeypatch.setattr(module, "CHUNK_BYTES", chunk_bytes)
-        y = row_conv(x, w, 2, gelu=gelu)
+        y = row_conv(x, w, 2, **kwargs)
         y.backward(grad)
-        results.append((y.detach(), x.grad, w.grad))
-        x.grad = w.grad = None
-    assert len(list(module._pieces(x.detach(), 3, 2, 51, True))) == 2 * 9      # 51 = 8 * 6 + 3
+        results.append((y.detach(), x.grad, w.grad, nw.grad, nb.grad))
+        x.grad = w.grad = nw.grad = nb.grad = None
+    assert len(list(module._pieces(x.detach(), 3, 2, 51, module._Gelu()))) == 2 * 9  # 51 = 8 * 6 + 3
     for whole, pieces in zip(*results):
-        torch.testing.assert_close(pieces, whole, rtol=1e-5, atol=1e-5)
+        if whole is not None or pieces is not None:
+            torch.testing.assert_close(pieces, whole, rtol=1e-5, atol=1e-5)
 
 
 def test_tap_groups_read_the_input_in_place_and_copy_only_the_weight(tap_groups):
