@@ -2,7 +2,7 @@
 
 On CPU, ``F.dropout`` draws one Bernoulli sample per element and keeps a float mask for
 the backward. :func:`dropout` draws 64 bits per four elements (``random_``) and keeps a
-``bool`` mask, applied in one pass (``x * keep * scale``, so a NaN stays NaN, as with
+``bool`` mask, applied as ``(x * keep) * scale`` (a dropped NaN stays NaN, as with
 ``F.dropout``). The saved mask is a quarter of an fp32 one; forward + backward times
 against ``F.dropout`` are in ``tests/benchmarks/bench_dropout.py``.
 
@@ -38,9 +38,12 @@ def keep_mask(shape: torch.Size | tuple[int, ...], p: float,
     return bits.view(torch.int16)[:n].view(shape) >= (round(p * LEVELS) - LEVELS // 2)
 
 
-def _kept_and_scaled(x: Tensor, keep: Tensor, scale: float) -> Tensor:
-    """``x * keep * scale`` in one pass (``keep`` bool)."""
-    return torch.addcmul(x.new_zeros(()), x, keep, value=scale)
+def _kept_and_scaled(x: Tensor, keep: Tensor, scale: float, in_place: bool = False) -> Tensor:
+    """``(x * keep) * scale`` (``keep`` bool), into ``x`` itself with ``in_place``. The mask
+    is read as ``uint8``: torch's CPU product casts that on the fly, where a bool operand
+    (or ``addcmul`` with a scalar first term) costs 2-6 x as long on an attention map."""
+    keep = keep.view(torch.uint8)
+    return (x.mul_(keep) if in_place else x * keep).mul_(scale)
 
 
 class _KeepScale(torch.autograd.Function):
@@ -78,7 +81,8 @@ class _KeepScaleMatmul(torch.autograd.Function):
         if ctx.needs_input_grad[3]:
             grad_other = _kept_and_scaled(x, keep, ctx.scale).mT @ grad
         if ctx.needs_input_grad[0]:
-            grad_x = _kept_and_scaled((grad @ other.mT).to(x.dtype), keep, ctx.scale)
+            grad_x = _kept_and_scaled((grad @ other.mT).to(x.dtype), keep, ctx.scale,
+                                      in_place=True)
         return grad_x, None, None, grad_other
 
 
