@@ -15,8 +15,9 @@ per utterance (each thousands of rows at BASE): across an utterance boundary the
 in general not evenly spaced, so one view cannot span the batch. Narrow inputs
 (``stride * C_in`` under ``SPLIT_MIN``) and compiled graphs use one ``[B * T_out, k * C_in]``
 window matrix (im2col) instead. At wav2vec 2.0 BASE's encoder (2 x 5 s, 2 threads) forward
-+ backward takes 0.68x the time of the plain layout on ``F.conv1d``, and 0.90x that of the
-window matrices (``tests/benchmarks/bench_conv_encoder.py``, docs/benchmarks.md).
++ backward takes 0.64x the time of the plain layout on ``F.conv1d``, and the tap groups
+0.90x that of the window matrices (``tests/benchmarks/bench_conv_encoder.py``,
+docs/benchmarks.md).
 
 With ``gelu=True`` it convolves ``GELU(x)`` and keeps only ``x`` for backward (the previous
 conv block's output before its activation), not the activation as well; with ``norm`` it
