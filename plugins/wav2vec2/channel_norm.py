@@ -143,7 +143,8 @@ class NormedGelu:
         ``b = slice(None)``), as a new tensor."""
         return torch.ops.aten.gelu_(torch.addcmul(self.shift[b], rows, self.scale[b]))
 
-    def backward_(self, grad: Tensor, x: Tensor, chunk: int = 1024) -> tuple[Tensor, Tensor, Tensor]:
+    def backward_(self, grad: Tensor, x: Tensor,
+                  chunk: int = 1024) -> tuple[Tensor, Tensor, Tensor]:
         """``grad`` ``[B, T, C]``, the gradient at the activation, overwritten with the
         gradient at ``x``; returns it and the gradients of the norm's weight and bias
         ``[C]``. Works ``chunk`` frames at a time: no temporary the size of ``x``."""

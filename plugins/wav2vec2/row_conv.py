@@ -126,7 +126,8 @@ class _RowConv(torch.autograd.Function):
         B, T, C = x.shape
         c_out, _, kernel = weight.shape
         steps = (T - kernel) // stride + 1
-        ctx.save_for_backward(x, weight)
+        norm_params = () if norm_weight is None else (norm_weight, norm_bias)
+        ctx.save_for_backward(x, weight, *norm_params)        # (the params: version checks)
         act = NormedGelu(x, norm_weight, norm_bias, eps) if norm_weight is not None \
             else _Gelu() if gelu else None
         ctx.stride, ctx.act = stride, act
@@ -144,7 +145,7 @@ class _RowConv(torch.autograd.Function):
     @staticmethod
     @torch.amp.custom_bwd(device_type="cpu")
     def backward(ctx, grad: Tensor):
-        x, weight = ctx.saved_tensors
+        x, weight = ctx.saved_tensors[:2]
         stride, act = ctx.stride, ctx.act
         needs_x = any(ctx.needs_input_grad[i] for i in (0, 4, 5))   # x, or the norm's params
         B, T, C = x.shape
@@ -183,10 +184,10 @@ class _RowConv(torch.autograd.Function):
                             grad[b], flat[:, lo:hi], beta=0 if j == 0 and covers else 1)
         if grad_w is not None:
             grad_w = grad_w.view(c_out, kernel, C).permute(0, 2, 1).to(weight.dtype)
-        act_grads = ()
+        grad_norm = (None, None)
         if grad_x is not None and act is not None:     # through the activation, in place
             grad_x, *act_grads = act.backward_(grad_x, x)
-        grad_norm = tuple(act_grads) if isinstance(act, NormedGelu) else (None, None)
+            grad_norm = tuple(act_grads) if act_grads else grad_norm
         grad_x = grad_x if ctx.needs_input_grad[0] else None
         return grad_x, grad_w, None, None, *grad_norm, None
 

@@ -135,7 +135,7 @@ def test_norm_input_equals_the_convolution_of_the_normed_gelu_and_keeps_only_the
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         ours = row_conv(x, w, stride, norm=(nw, nb, 1e-5))
-    assert sum(saved) == x.numel() + w.numel()            # no activation kept beside x
+    assert sum(saved) == x.numel() + w.numel() + 2 * 16   # no activation kept beside x
     ours.backward(grad)
     assert torch.equal(x.detach(), x_before)
     got = (ours.detach(), x.grad.clone(), w.grad.clone(), nw.grad.clone(), nb.grad.clone())
@@ -146,17 +146,21 @@ def test_norm_input_equals_the_convolution_of_the_normed_gelu_and_keeps_only_the
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
-def test_norm_input_without_the_inputs_gradient_still_trains_the_norm():
+@pytest.mark.parametrize("trained", ["norm", "conv"])
+def test_norm_input_trains_what_needs_gradients_without_the_inputs(trained):
+    """The input needs no gradient: the norm's params alone train, or the conv's weight."""
     g = torch.Generator().manual_seed(4)
     x = torch.randn(2, 41, 16, generator=g)
-    w = torch.randn(8, 16, 3, generator=g)
-    nw, nb = (torch.randn(16, generator=g, requires_grad=True) for _ in range(2))
+    w = torch.randn(8, 16, 3, generator=g, requires_grad=trained == "conv")
+    nw, nb = (torch.randn(16, generator=g, requires_grad=trained == "norm") for _ in range(2))
+    params = (nw, nb) if trained == "norm" else (w,)
     row_conv(x, w, 2, norm=(nw, nb, 1e-5)).square().sum().backward()
-    got = nw.grad.clone(), nb.grad.clone()
-    nw.grad = nb.grad = None
+    got = [p.grad.clone() for p in params]
+    for p in params:
+        p.grad = None
     row_conv(_group_norm_gelu(x, nw, nb), w, 2).square().sum().backward()
-    for a, b in zip(got, (nw.grad, nb.grad)):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-4)
+    for a, p in zip(got, params):
+        torch.testing.assert_close(a, p.grad, rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize("activation", [None, "gelu", "norm"])
@@ -177,7 +181,8 @@ def test_activation_pieces_give_the_whole_result(monkeypatch, tap_groups, activa
         y.backward(grad)
         results.append((y.detach(), x.grad, w.grad, nw.grad, nb.grad))
         x.grad = w.grad = nw.grad = nb.grad = None
-    assert len(list(module._pieces(x.detach(), 3, 2, 51, module._Gelu()))) == 2 * 9  # 51 = 8 * 6 + 3
+    pieces = module._pieces(x.detach(), 3, 2, 51, module._Gelu())
+    assert len(list(pieces)) == 2 * 9                           # 51 = 8 * 6 + 3
     for whole, pieces in zip(*results):
         if whole is not None or pieces is not None:
             torch.testing.assert_close(pieces, whole, rtol=1e-5, atol=1e-5)
