@@ -9,6 +9,44 @@ from torch import Tensor, nn
 from w2v.dropout import dropout_matmul
 
 
+def _batched(t: Tensor) -> Tensor:
+    """``[B, H, T, d]`` -> ``[B * H, T, d]``: a view where the strides allow, else a copy."""
+    return t.reshape(-1, *t.shape[-2:])
+
+
+def _scaled_product(a: Tensor, b: Tensor, scale: float) -> Tensor:
+    """``scale * a @ b`` of ``[N, n, m]`` and ``[N, m, k]``, the scale inside the product."""
+    out = torch.empty(a.shape[0], a.shape[1], b.shape[2], dtype=torch.promote_types(
+        a.dtype, b.dtype), device=a.device)
+    return torch.baddbmm(out, a, b, beta=0, alpha=scale)
+
+
+class _ScaledScores(torch.autograd.Function):
+    """``scale * q @ kᵀ`` ``[B, H, T, T]`` of ``q``, ``k`` ``[B, H, T, d]``. It keeps ``q``
+    and ``k`` as given: views of the layer's fused projection, which the layer keeps for
+    ``v`` anyway. A plain product would keep the contiguous copies it makes of them (and of
+    ``q * scale``): 2 x ``[B, H, T, d]`` per layer; backward makes them again."""
+
+    @staticmethod
+    @torch.amp.custom_fwd(device_type="cpu")
+    def forward(ctx, q: Tensor, k: Tensor, scale: float) -> Tensor:
+        ctx.save_for_backward(q, k)
+        ctx.scale = scale
+        scores = _scaled_product(_batched(q), _batched(k).mT, scale)
+        return scores.view(*q.shape[:-1], k.shape[-2])
+
+    @staticmethod
+    @torch.amp.custom_bwd(device_type="cpu")
+    def backward(ctx, grad: Tensor):
+        q, k = ctx.saved_tensors
+        g = _batched(grad)
+        grad_q = _scaled_product(g, _batched(k), ctx.scale).view(q.shape) \
+            if ctx.needs_input_grad[0] else None
+        grad_k = _scaled_product(g.mT, _batched(q), ctx.scale).view(k.shape) \
+            if ctx.needs_input_grad[1] else None
+        return grad_q, grad_k, None
+
+
 def attention_with_dropout(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, causal: bool,
                            p: float) -> Tensor:
     """SDPA's arithmetic with :func:`w2v.dropout.dropout` on the attention weights, through
@@ -20,7 +58,7 @@ def attention_with_dropout(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None,
     the same scores and softmax with the cheaper mask (the weights' dropout is most of that
     path's random-number time).
     """
-    scores = (q * q.shape[-1] ** -0.5) @ k.transpose(-2, -1)               # [B, H, T, T]
+    scores = _ScaledScores.apply(q, k, q.shape[-1] ** -0.5)                 # [B, H, T, T]
     if causal:
         T = scores.shape[-1]
         future = torch.ones(T, T, dtype=torch.bool, device=q.device).triu_(1)

@@ -90,3 +90,49 @@ def test_conformer_attentions_train_on_the_same_path(kind, monkeypatch):
     got = output_and_grads(lambda: attn.train()(x, mask), attn, x)
     for g, e in zip(got, expected):
         torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-5)
+
+
+def _qk_views(dtype=torch.float32):
+    """q and k as the layer makes them: strided views of one fused projection."""
+    qkv = torch.randn(2, 7, 3, 3, 4, dtype=dtype, generator=torch.Generator().manual_seed(3))
+    qkv.requires_grad_()
+    q, k, _ = qkv.permute(2, 0, 3, 1, 4)                                  # [B, H, T, d]
+    return qkv, q, k
+
+
+def test_scaled_scores_gradients_are_exact_in_float64():
+    _, q, k = _qk_views(torch.float64)
+    assert torch.autograd.gradcheck(lambda q, k: attention_module._ScaledScores.apply(q, k, 0.5),
+                                    (q, k))
+
+
+def test_scaled_scores_equal_the_product_and_keep_only_the_projection():
+    qkv, q, k = _qk_views()
+    storages = []
+
+    def pack(t):
+        storages.append(t.untyped_storage().data_ptr())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        ours = attention_module._ScaledScores.apply(q, k, 0.5)
+    assert set(storages) == {qkv.untyped_storage().data_ptr()}        # no copy kept
+    grad = torch.randn(ours.shape)
+    ours.backward(grad)
+    got = ours.detach(), qkv.grad.clone()
+    qkv.grad = None
+    ref = (q * 0.5) @ k.transpose(-2, -1)
+    ref.backward(grad)
+    for a, b in zip(got, (ref.detach(), qkv.grad)):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_scaled_scores_under_bf16_autocast_match_the_autocast_product():
+    qkv, q, k = _qk_views()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours = attention_module._ScaledScores.apply(q, k, 0.5)
+        ref = (q * 0.5) @ k.transpose(-2, -1)
+    assert ours.dtype == ref.dtype == torch.bfloat16
+    torch.testing.assert_close(ours.float(), ref.float(), rtol=2e-2, atol=2e-2)
+    ours.float().sum().backward()
+    assert qkv.grad.dtype == torch.float32 and torch.isfinite(qkv.grad).all()
