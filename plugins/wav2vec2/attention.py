@@ -15,9 +15,12 @@ def _batched(t: Tensor) -> Tensor:
 
 
 def _scaled_product(a: Tensor, b: Tensor, scale: float) -> Tensor:
-    """``scale * a @ b`` of ``[N, n, m]`` and ``[N, m, k]``, the scale inside the product."""
-    out = torch.empty(a.shape[0], a.shape[1], b.shape[2], dtype=torch.promote_types(
-        a.dtype, b.dtype), device=a.device)
+    """``scale * a @ b`` of ``[N, n, m]`` and ``[N, m, k]``, the scale inside the product
+    (``baddbmm``'s ``alpha``; its ignored first term is made in the dtype that the product
+    runs in, under CPU autocast too, so that autocast does not cast it)."""
+    dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") \
+        else torch.promote_types(a.dtype, b.dtype)
+    out = torch.empty(a.shape[0], a.shape[1], b.shape[2], dtype=dtype, device=a.device)
     return torch.baddbmm(out, a, b, beta=0, alpha=scale)
 
 
