@@ -39,3 +39,13 @@ def test_positional_conv_benchmark_compares_equal_outputs():
     assert [r[0] for r in rows] == ["1x40", "4x80"], out
     assert all(float(r[3]) < 1e-5 for r in rows), out
     assert [r[2] for r in rows] == ["conv", "fft"], out     # 40 frames < N = 72; 320 >= 120
+
+
+def test_memory_lines_come_from_runs_of_each_side_alone():
+    out = _run("bench_wav2vec2.py", "--small", "--no-train", "--no-fx", "--no-bf16",
+               "--memory-runs", "1", "--wait-quiet", "0", "--seconds", "1")
+    runs = re.findall(r"^\s+(hf|w2v)\s+peak\s+[\d.]+ MB .*step memory (\d+) MB", out, re.M)
+    assert [side for side, _ in runs] == ["hf", "w2v"], out
+    assert all(int(mb) > 0 for _, mb in runs), out
+    assert re.search(r"peak RSS w2v / hf: [\d.]+ \(step memory alone [\d.]+, medians; "
+                     r"per round [\d.]+\.\.[\d.]+\)", out), out

@@ -27,7 +27,9 @@ Peak RSS per side comes from separate runs of this script (``--only SIDE``, spaw
 the main run). Each builds its own side alone: w2v from the same architecture, with no HF
 model in the process. Each reads ``VmHWM`` after resetting it once the build is done, so
 the number is the training steps' own peak. ``ru_maxrss`` cannot be used here, because it
-carries the parent's peak across ``exec``. Nothing is written to disk.
+carries the parent's peak across ``exec``. The sides take turns, ``--memory-runs`` runs
+each (3 by default), and the run with each side's median step memory is reported. Nothing
+is written to disk.
 
     python tests/benchmarks/bench_wav2vec2.py                 # BASE, 2 x 5 s, 2 threads
     python tests/benchmarks/bench_wav2vec2.py --small         # quick check, narrow model
@@ -513,6 +515,17 @@ def run_only(args) -> None:
     print("ONLY_JSON " + json.dumps(report), flush=True)
 
 
+def step_memory_mb(run: dict) -> float:
+    """A ``--only`` run's step memory: its peak RSS over the RSS of the built model."""
+    return run["peak_rss_mb"] - run["rss_after_build_mb"]
+
+
+def median_run(runs: list[dict]) -> dict:
+    """The run with the median step memory (the upper one of an even count). glibc's heap
+    makes one run's peak vary by about +-50 MB at BASE, so the main run takes several."""
+    return sorted(runs, key=step_memory_mb)[len(runs) // 2]
+
+
 def spawn_only(args, side: str) -> dict:
     argv = [sys.executable, os.path.abspath(__file__), "--only", side,
             "--threads", str(args.threads), "--batch", str(args.batch),
@@ -775,6 +788,9 @@ def main() -> None:
     ap.add_argument("--no-train", action="store_true", help="skip the training updates")
     ap.add_argument("--no-memory", action="store_true",
                     help="skip the per-side peak RSS subprocess runs")
+    ap.add_argument("--memory-runs", type=int, default=3,
+                    help="--only runs per side for the peak RSS lines, interleaved; the median "
+                         "run is reported (default 3)")
     ap.add_argument("--only", choices=SIDES, help="run one side alone and print its peak RSS "
                     "(used by the main run for the memory line)")
     ap.add_argument("--profile", choices=SIDES, help="profile one update of a side and exit")
@@ -859,20 +875,29 @@ def main() -> None:
     gc.collect()
     mem = {}
     if not args.no_memory:
-        print("\nPeak RSS, one side per process (--only):", flush=True)
+        print(f"\nPeak RSS, one side per process (--only), {args.memory_runs} run(s) per side, "
+              f"interleaved:", flush=True)
         extra = [n for n in ("w2v-bf16", "hf-bf16", "w2v-compile", "w2v-ckpt") if n in names]
-        for side in ["hf", "w2v"] + extra:
-            mem[side] = spawn_only(args, side)
-            r = mem[side]
-            print(f"  {side:9s} peak {r['peak_rss_mb']:8.1f} MB  (after build {r['rss_after_build_mb']:.1f} MB, "
-                  f"build peak {r['peak_rss_build_mb']:.1f} MB; steps {r['step_s']})", flush=True)
+        runs: dict[str, list[dict]] = {side: [] for side in ["hf", "w2v"] + extra}
+        for _ in range(args.memory_runs):
+            for side, done in runs.items():
+                done.append(spawn_only(args, side))
+                r = done[-1]
+                print(f"  {side:9s} peak {r['peak_rss_mb']:8.1f} MB  (after build "
+                      f"{r['rss_after_build_mb']:.1f} MB, step memory {step_memory_mb(r):.0f} MB; "
+                      f"steps {r['step_s']})", flush=True)
+        for side, done in runs.items():
+            mem[side] = r = median_run(done)
             rows.append((f"peak RSS {side}", f"{r['peak_rss_mb']:.0f} MB "
-                         f"(+{r['peak_rss_mb'] - r['rss_after_build_mb']:.0f} MB over the built model)"))
+                         f"(+{step_memory_mb(r):.0f} MB over the built model; runs "
+                         f"{', '.join(f'{step_memory_mb(x):.0f}' for x in done)})"))
         for side in [n for n in mem if n != "hf"]:
             a, b = mem[side], mem["hf"]
-            r = (a["peak_rss_mb"] - a["rss_after_build_mb"]) / max(
-                b["peak_rss_mb"] - b["rss_after_build_mb"], 1e-9)
-            text = f"{a['peak_rss_mb'] / b['peak_rss_mb']:.3f} (step memory alone {r:.3f})"
+            rounds = [step_memory_mb(x) / max(step_memory_mb(y), 1e-9)
+                      for x, y in zip(runs[side], runs["hf"])]
+            text = (f"{a['peak_rss_mb'] / b['peak_rss_mb']:.3f} (step memory alone "
+                    f"{step_memory_mb(a) / max(step_memory_mb(b), 1e-9):.3f}, medians; per round "
+                    f"{min(rounds):.3f}..{max(rounds):.3f})")
             print(f"  peak RSS {side} / hf: {text}")
             rows.append((f"ratio peak RSS {side} / hf", text))
     print(f"  (this process, all sides together: peak {peak_main:.0f} MB)")
