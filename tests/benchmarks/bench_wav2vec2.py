@@ -801,6 +801,9 @@ def main() -> None:
     ap.add_argument("--flops", action="store_true", help="count each side's FLOPs per update "
                     "and the time they take at this machine's fp32 GEMM rate, then exit")
     args = ap.parse_args()
+    if args.memory_runs < 1:
+        ap.error(f"--memory-runs must be at least 1 (or skip memory with --no-memory), "
+                 f"found {args.memory_runs}")
     if args.only:
         return run_only(args)
     if args.profile:
