@@ -35,6 +35,7 @@ from torch import Tensor
 #: the largest slice of the weight's spectrum computed at once
 CHUNK_BYTES = 16 << 20
 
+
 def _smooth(m: int) -> bool:
     """Whether ``m`` has no prime factor above 5."""
     for p in (2, 3, 5):
