@@ -6,6 +6,8 @@ business, on a quiet machine.
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import subprocess
 import sys
@@ -49,3 +51,25 @@ def test_memory_lines_come_from_runs_of_each_side_alone():
     assert all(int(mb) > 0 for _, mb in runs), out
     assert re.search(r"peak RSS w2v / hf: [\d.]+ \(step memory alone [\d.]+, medians; "
                      r"per round [\d.]+\.\.[\d.]+\)", out), out
+
+
+def _gpu_pretrain_cpu(side: str, precision: str) -> dict:
+    proc = subprocess.run([sys.executable, str(SCRIPTS / "bench_gpu_pretrain.py"), "--device", "cpu",
+                           "--side", side, "--precision", precision, "--batch", "1",
+                           "--seconds", "1", "--warmup", "1", "--updates", "2"],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout[proc.stdout.index("{"):])
+
+
+def test_gpu_pretraining_benchmark_runs_both_sides_on_the_same_work():
+    # the GPU session is rare and short: the script must work before it gets there. On CPU
+    # it runs the same code (autocast, fused AdamW, clipping, FLOP counting) on a small batch
+    w2v, hf = _gpu_pretrain_cpu("w2v", "fp32"), _gpu_pretrain_cpu("hf", "bf16")
+    assert (w2v["side"], hf["side"]) == ("w2v", "hf")
+    for r in (w2v, hf):
+        assert r["all_finite"] and r["parameters"] > 90e6 and r["step_ms_median"] > 0, r
+    # both sides count the model's work alike, so their MFUs compare the same FLOPs (in
+    # fp32 on CPU, w2v's CPU-only paths run unless the script switches them off)
+    assert abs(w2v["model_tflop_per_update"] / hf["model_tflop_per_update"] - 1) < 0.02

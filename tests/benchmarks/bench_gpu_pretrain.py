@@ -11,19 +11,26 @@ MFU divides the achieved rate by the chip's dense bf16 peak (``--peak-tflops``).
     python tests/benchmarks/bench_gpu_pretrain.py --precision fp32 --updates 10
     python tests/benchmarks/bench_gpu_pretrain.py --side hf             # Hugging Face, same work
     python tests/benchmarks/bench_gpu_pretrain.py --compile             # trainer.compile's regions
+    python tests/benchmarks/bench_gpu_pretrain.py --device cpu --batch 1 --seconds 1   # smoke run
 
 ``--side hf`` times Hugging Face ``Wav2Vec2ForPreTraining`` with the same architecture,
 dropouts, LayerDrop, batch, optimizer and clipping (SDPA attention); its span mask and
 negatives are drawn once before timing (HF draws them in the data collator, on the CPU).
+
+``--device cpu`` runs the same code on the CPU (w2v's CPU-only paths kept out of the FLOP
+count, as on a GPU), so that CI can check the script before a rare GPU session depends on
+it; its timings and MFU mean nothing.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
 import time
+from unittest import mock
 
 import torch
 
@@ -69,6 +76,40 @@ def hf_mask_and_negatives(model, batch: int, samples: int, device: torch.device)
             "sampled_negative_indices": torch.from_numpy(neg).long().to(device)}
 
 
+def gpu_paths(device: torch.device):
+    """On CPU, w2v's CPU-only paths switched off (``row_conv``'s in-place products and the
+    FFT positional conv, which the FLOP counter does not see): the model runs what it runs on
+    a GPU. Nothing to switch on a GPU."""
+    if device.type != "cpu":
+        return contextlib.nullcontext()
+    import w2v.plugins.wav2vec2.feature_encoder as fe
+    import w2v.plugins.wav2vec2.positional as positional
+
+    stack = contextlib.ExitStack()
+    stack.enter_context(mock.patch.object(fe, "runs_channels_last", lambda x: False))
+    stack.enter_context(mock.patch.object(positional, "pays_off", lambda x, kernel: False))
+    return stack
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def timed(device: torch.device, fn):
+    """``(seconds, fn())``: CUDA events on a GPU, the wall clock elsewhere."""
+    if device.type != "cuda":
+        start = time.perf_counter()
+        value = fn()
+        return time.perf_counter() - start, value
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    value = fn()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end) / 1000.0, value
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--recipe", default="recipes/wav2vec2_base.yaml")
@@ -84,11 +125,14 @@ def main(argv=None) -> int:
                     help="w2v: activation checkpointing of the context-network blocks")
     ap.add_argument("--peak-tflops", type=float, default=989.0,
                     help="dense bf16 peak of the chip (H100/H200 SXM: 989)")
+    ap.add_argument("--device", choices=["cuda", "cpu"], default="cuda",
+                    help="cpu: a smoke run of this script (its timings and MFU mean nothing)")
     args = ap.parse_args(argv)
-    if not torch.cuda.is_available():
+    if args.device == "cuda" and not torch.cuda.is_available():
         print("no CUDA device: this benchmark measures GPU throughput")
         return 0
-    device = torch.device("cuda")
+    device = torch.device(args.device)
+    cuda = device.type == "cuda"
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     torch.manual_seed(0)
@@ -115,7 +159,7 @@ def main(argv=None) -> int:
 
     def update(step: int) -> float:
         if hf_inputs is not None:
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 out = model(wave, **hf_inputs)
             (out.loss / hf_inputs["mask_time_indices"].sum()).backward()
             torch.nn.utils.clip_grad_norm_(params, 10.0)
@@ -123,7 +167,7 @@ def main(argv=None) -> int:
             opt.zero_grad(set_to_none=True)
             return out.contrastive_loss.detach() / hf_inputs["mask_time_indices"].sum()
         model.set_num_updates(step)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
             out = objective(batch, model, step)
         (out.loss / max(out.sample_size, 1)).backward()
         torch.nn.utils.clip_grad_norm_(params, 10.0)
@@ -133,7 +177,8 @@ def main(argv=None) -> int:
 
     from torch.utils.flop_counter import FlopCounterMode
 
-    with FlopCounterMode(display=False) as counter:     # counted eagerly, before compiling
+    counter = FlopCounterMode(display=False)
+    with counter, gpu_paths(device):                    # counted eagerly, before compiling
         update(0)
     flops = counter.get_total_flops()
     if args.compile and args.side == "w2v":
@@ -141,23 +186,22 @@ def main(argv=None) -> int:
         print("compiled:", compile_model(model, print).names, flush=True)
     first = time.perf_counter()
     update(0)                      # with --compile: the compilation
-    torch.cuda.synchronize()
+    synchronize(device)
     first = time.perf_counter() - first
     losses = [float(update(i)) for i in range(1, args.warmup + 1)]
-    torch.cuda.synchronize()
-    torch.cuda.reset_peak_memory_stats()
+    synchronize(device)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
     times = []
     for i in range(args.updates):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        losses.append(float(update(args.warmup + 1 + i)))
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) / 1000.0)
+        seconds, loss = timed(device, lambda: float(update(args.warmup + 1 + i)))
+        times.append(seconds)
+        losses.append(loss)
     step = statistics.median(times)
     audio = args.batch * args.seconds
     result = {
-        "device": torch.cuda.get_device_name(0), "torch": torch.__version__,
+        "device": torch.cuda.get_device_name(0) if cuda else "cpu (smoke run)",
+        "torch": torch.__version__,
         "side": args.side, "compile": args.compile, "checkpointing": args.checkpointing,
         "first_update_s": first, "compile_s_estimate": first - step,
         "precision": args.precision, "batch": f"{args.batch} x {args.seconds} s",
@@ -166,7 +210,7 @@ def main(argv=None) -> int:
         "step_ms_max": 1000 * max(times), "audio_seconds_per_second": audio / step,
         "model_tflop_per_update": flops / 1e12, "achieved_tflops": flops / step / 1e12,
         "mfu": flops / step / (args.peak_tflops * 1e12),
-        "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30,
+        "peak_memory_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
         "contrastive_first_last": [losses[0], losses[-1]],
         "all_finite": all(map(lambda x: x == x and abs(x) != float("inf"), losses)),
     }
