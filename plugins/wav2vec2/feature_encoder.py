@@ -289,7 +289,9 @@ class Wav2Vec2FeatureEncoder(Encoder):
 
     def compile_regions(self) -> list[nn.Module]:
         """The conv blocks, for regional ``torch.compile`` (``trainer.compile``): each block's
-        norm and GELU fuse into one pass over its output; the convolutions stay library calls."""
+        norm and GELU fuse into one pass over its output; the convolutions stay library calls.
+        They run compiled in bf16 and on GPUs; fp32 on CPU keeps its faster eager row path
+        (:meth:`_convolve`), so they are never compiled there."""
         return list(self.conv_layers)
 
     def _convolve(self, x: Tensor, lengths: Tensor | None, recompute: bool = False) -> Tensor:
@@ -300,12 +302,14 @@ class Wav2Vec2FeatureEncoder(Encoder):
         channels_last = runs_channels_last(x)
         if channels_last:
             x = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)   # [B, 1, 1, S]
-        # in fp32 training, a block leaves its GELU (and a GroupNorm over time before it) to
-        # the next block's row_conv, so that only its convolution's output is kept for
-        # backward; compiled blocks (trainer.compile) leave what to keep to the compiler
+        # fp32 on CPU is the row path (row_conv). In training a block leaves its GELU (and a
+        # GroupNorm over time before it) to the next block's row_conv, so that only its
+        # convolution's output is kept for backward. The row path runs eagerly even where
+        # trainer.compile compiled the blocks: compiled, the stack's forward + backward took
+        # 1.7 x as long (docs/benchmarks.md). Compiled blocks run in bf16 and on GPUs.
+        rows = channels_last and not computes_in_bf16(x)
         trains = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
-        defer = channels_last and trains and not computes_in_bf16(x) \
-            and all(block._compiled_call_impl is None for block in self.conv_layers)
+        defer = rows and trains
         pending: dict = {}                            # what the next block applies to x
         for i, block in enumerate(self.conv_layers):
             valid = None
@@ -317,7 +321,8 @@ class Wav2Vec2FeatureEncoder(Encoder):
             leave = defer and i + 1 < len(self.conv_layers) and (
                 block.norm is None or (block.norm_kind == "group" and valid is None))
             kw = {**pending, "activate": not leave}
-            x = recomputed(block, x, valid, **kw) if recompute else block(x, valid, **kw)
+            call = block._call_impl if rows else block      # _call_impl: never the compiled
+            x = recomputed(call, x, valid, **kw) if recompute else call(x, valid, **kw)
             pending = {"gelu_input": True, "norm_input": block.norm} if leave else {}
         return x.squeeze(2) if channels_last else x
 

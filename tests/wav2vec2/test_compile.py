@@ -58,3 +58,41 @@ def test_a_failing_compiler_falls_back_to_eager_with_one_warning():
         assert len(warnings) == 1 and "trainer.compile" in warnings[0] and regions.failed
         assert all(m._compiled_call_impl is None for m in regions.modules)
     torch._dynamo.reset()
+
+
+def _counting_compiled_calls(blocks) -> list:
+    """Wraps each compiled block's compiled call to record that it ran; returns the record."""
+    calls: list = []
+    for block in blocks:
+        def counted(*args, _compiled=block._compiled_call_impl, **kwargs):
+            calls.append(1)
+            return _compiled(*args, **kwargs)
+        block._compiled_call_impl = counted
+    return calls
+
+
+def test_conv_blocks_run_compiled_in_bf16_but_fp32_on_cpu_keeps_the_eager_row_path():
+    # on CPU in fp32 the conv stack runs row_conv, each block's GELU (and GroupNorm) handed
+    # to the next block: compiled, BASE's stack took 1.7 x as long (docs/benchmarks.md)
+    torch._dynamo.reset()
+    model, obj = tiny_pretraining(layers=1)
+    model.train(), obj.train()
+    want = loss_and_grads(model, obj, waves())
+    source = waves().source
+
+    def bf16_features():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return model.encoder(source).features.float()
+
+    eager_bf16 = bf16_features()
+    warnings: list[str] = []
+    regions = compile_model(model, warnings.append, names=("encoder",))
+    assert regions.names == ["encoder (3 blocks)"]
+    calls = _counting_compiled_calls(model.encoder.conv_layers)
+    assert_same_step(loss_and_grads(model, obj, waves()), want, rtol=0.0)   # the eager path
+    assert calls == []
+    compiled_bf16 = bf16_features()
+    assert len(calls) == 3 and warnings == [] and regions.failed is None
+    torch.testing.assert_close(compiled_bf16, eager_bf16, rtol=0.0, atol=2e-2)   # bf16 ulps
+    compiled_bf16.sum().backward()
+    assert all(p.grad.isfinite().all() for p in model.encoder.parameters())
