@@ -39,10 +39,13 @@ def keep_mask(shape: torch.Size | tuple[int, ...], p: float,
 
 
 def _kept_and_scaled(x: Tensor, keep: Tensor, scale: float, in_place: bool = False) -> Tensor:
-    """``(x * keep) * scale`` (``keep`` bool), into ``x`` itself with ``in_place``. The mask
-    is read as ``uint8``: torch's CPU product casts that on the fly, where a bool operand
-    (or ``addcmul`` with a scalar first term) costs 2-6 x as long on an attention map."""
-    keep = keep.view(torch.uint8)
+    """``(x * keep) * scale`` (``keep`` bool), into ``x`` itself with ``in_place``. Eagerly
+    the mask is read as ``uint8``: torch's CPU product casts that on the fly, where a bool
+    operand (or ``addcmul`` with a scalar first term) costs 2-6 x as long on an attention
+    map. Compiled (``trainer.compile``), the product stays bool: inductor fuses the cast,
+    and it cannot lower a bool tensor's ``uint8`` view."""
+    if not torch.compiler.is_compiling():
+        keep = keep.view(torch.uint8)
     return (x.mul_(keep) if in_place else x * keep).mul_(scale)
 
 

@@ -41,6 +41,24 @@ def test_compiled_blocks_give_eager_loss_and_gradients_with_bounded_graphs():
     assert counters["stats"]["unique_graphs"] <= 2 * 3
 
 
+def test_compiled_blocks_train_with_dropout_and_draw_eager_masks_with_torch_generator():
+    # w2v's CPU dropout reads its bool mask as uint8 eagerly; compiled, inductor could not
+    # lower that view and every recipe with dropout fell back to eager mode
+    import torch._inductor.config as inductor_config
+
+    torch._dynamo.reset()
+    model, obj = tiny_pretraining(layers=2, dropout=0.1)
+    model.train(), obj.train()
+    want = loss_and_grads(model, obj, waves())
+    warnings: list[str] = []
+    with inductor_config.patch({"fallback_random": True}):     # torch's generator: eager's masks
+        regions = compile_model(model, warnings.append)
+        got = loss_and_grads(model, obj, waves())
+    assert warnings == [] and regions.failed is None
+    assert_same_step(got, want, rtol=1e-4)
+    torch._dynamo.reset()
+
+
 def test_a_failing_compiler_falls_back_to_eager_with_one_warning():
     import torch._inductor.config as inductor_config
 
