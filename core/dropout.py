@@ -32,7 +32,15 @@ LEVELS = 1 << 16
 
 def keep_mask(shape: torch.Size | tuple[int, ...], p: float,
               device: torch.device | str = "cpu") -> Tensor:
-    """``bool`` tensor of ``shape``, False (drop) with probability ``round(p * 2^16) / 2^16``."""
+    """``bool`` tensor of ``shape``, False (drop) with probability ``round(p * 2^16) / 2^16``.
+
+    Compiled (``trainer.compile``), one ``randint`` below 2^16 per element, the same
+    probability: dynamo cannot trace ``random_``, and each graph break it made split a
+    Transformer block and recompiled on every call. Compiled masks come from inductor's
+    generator, so they differ from eager ones anyway."""
+    if torch.compiler.is_compiling():
+        return torch.randint(LEVELS, tuple(shape), device=device, dtype=torch.int32) \
+            >= round(p * LEVELS)
     n = math.prod(shape)
     bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(-2 ** 63, None)
     return bits.view(torch.int16)[:n].view(shape) >= (round(p * LEVELS) - LEVELS // 2)

@@ -181,9 +181,11 @@ def main(argv=None) -> int:
     with counter, gpu_paths(device):                    # counted eagerly, before compiling
         update(0)
     flops = counter.get_total_flops()
+    regions = None
     if args.compile and args.side == "w2v":
         from w2v.train.compiling import compile_model
-        print("compiled:", compile_model(model, print).names, flush=True)
+        regions = compile_model(model, print)
+        print("compiled:", regions.names, flush=True)
     first = time.perf_counter()
     update(0)                      # with --compile: the compilation
     synchronize(device)
@@ -202,7 +204,10 @@ def main(argv=None) -> int:
     result = {
         "device": torch.cuda.get_device_name(0) if cuda else "cpu (smoke run)",
         "torch": torch.__version__,
-        "side": args.side, "compile": args.compile, "checkpointing": args.checkpointing,
+        "side": args.side, "checkpointing": args.checkpointing,
+        # False where compilation fell back to eager mode (the error is kept): eager timings
+        "compile": regions is not None and regions.failed is None,
+        "compile_error": regions.failed if regions is not None else None,
         "first_update_s": first, "compile_s_estimate": first - step,
         "precision": args.precision, "batch": f"{args.batch} x {args.seconds} s",
         "parameters": sum(p.numel() for p in model.parameters()),

@@ -44,7 +44,7 @@ B=tests/benchmarks/bench_gpu_pretrain.py
   timeout 100 python3 $B --compile --updates 15
   timeout 45 python3 $B --precision fp32 --updates 5 --warmup 2; } \
   > "$OUT/base_throughput.txt" 2>&1
-grep -E '"(side|compile|precision|step_ms_median|audio_seconds_per_second|achieved_tflops|mfu|peak_memory_gib|compile_s_estimate)"|skipped|Error' \
+grep -E '"(side|compile|compile_error|precision|step_ms_median|audio_seconds_per_second|achieved_tflops|mfu|peak_memory_gib|compile_s_estimate)"|skipped|Error' \
   "$OUT/base_throughput.txt"
 
 if [ ! -d .gpudata/demo ] || [ "$(left)" -lt 150 ]; then
