@@ -54,9 +54,9 @@ def test_memory_lines_come_from_runs_of_each_side_alone():
 
 
 def _gpu_pretrain_cpu(side: str, precision: str) -> dict:
-    proc = subprocess.run([sys.executable, str(SCRIPTS / "bench_gpu_pretrain.py"), "--device", "cpu",
-                           "--side", side, "--precision", precision, "--batch", "1",
-                           "--seconds", "1", "--warmup", "1", "--updates", "2"],
+    proc = subprocess.run([sys.executable, str(SCRIPTS / "bench_gpu_pretrain.py"),
+                           "--device", "cpu", "--side", side, "--precision", precision,
+                           "--batch", "1", "--seconds", "1", "--warmup", "1", "--updates", "2"],
                           capture_output=True, text=True, timeout=300,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert proc.returncode == 0, proc.stderr[-3000:]

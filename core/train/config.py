@@ -175,10 +175,10 @@ class TrainerConfig:
                                                  "many updates (0: off)")
     compile: bool = field(False, "torch.compile the encoder's and context network's blocks "
                                  "(regional: one graph shared by identical blocks; parts "
-                                 "without blocks whole), dynamic shapes; the first update pays the compile "
-                                 "time; falls back to eager with a warning where unsupported; "
-                                 "meant for GPUs: on CPU the eager paths were faster "
-                                 "(docs/benchmarks.md)")
+                                 "without blocks whole), dynamic shapes; the first update "
+                                 "pays the compile time; falls back to eager with a warning "
+                                 "where unsupported; meant for GPUs: on CPU the eager paths "
+                                 "were faster (docs/benchmarks.md)")
     activation_checkpointing: bool = field(
         False, "recompute activations in backward instead of keeping them: each "
                "context-network block's and each conv feature encoder block's; about one "

@@ -1,5 +1,6 @@
 """trainer.compile: regional torch.compile gives the eager loss and gradients, with a bounded
-number of graphs, and falls back to eager with a warning when compilation fails."""
+number of graphs, also with dropout (whole graphs); the conv stack's fp32 CPU path stays
+eager; a failing compiler falls back to eager with a warning."""
 
 from __future__ import annotations
 
