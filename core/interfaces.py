@@ -154,7 +154,9 @@ class AggregatorOutput:
     """
 
     output: Tensor
-    layers: list[Tensor] = attrs.field(factory=list)
+    # a plain default, not a factory: torch.compile cannot trace the __init__ that attrs
+    # writes for a factory (trainer.compile compiles whole aggregators, which return this)
+    layers: Sequence[Tensor] = ()
     lengths: Tensor | None = None
 
 

@@ -275,6 +275,37 @@ def test_component_smoke(reg):
     EXERCISERS.get(reg.kind, exercise_other)(reg, spec)
 
 
+COMPILED_PARTS = [r for r in SMOKE if r.kind in ("encoder", "aggregator")]
+
+
+@pytest.mark.slow       # inductor compiles C++ on the CPU: about 3 s per component
+@pytest.mark.parametrize("reg", COMPILED_PARTS, ids=reg_id)
+def test_component_compiles_under_trainer_compile(reg):
+    """``trainer.compile`` compiles a model's encoder and aggregator (their blocks, or the
+    whole part): each registered one must train compiled without falling back to eager
+    mode, and compute eager mode's output in evaluation."""
+    from w2v.train.compiling import compile_model
+
+    torch._dynamo.reset()
+    part = smoke_spec(reg).build(waveform_signal(16000) if reg.kind == "encoder" else FRAMES)
+    if reg.kind == "encoder":
+        inputs, output = (torch.randn(B, WAVE), WAVE_LENGTHS), (lambda out: out.features)
+    else:
+        inputs, output = (torch.randn(B, T, part.input_dim), FRAME_LENGTHS), \
+            (lambda out: out.output)
+    with torch.no_grad():
+        eager = output(part.eval()(*inputs))
+    warnings: list[str] = []
+    regions = compile_model(nn.ModuleDict({reg.kind: part}), warnings.append, names=(reg.kind,))
+    part.train()
+    assert_backward(output(part(*inputs)).float().pow(2).mean(), part)
+    with torch.no_grad():
+        compiled = output(part.eval()(*inputs))
+    assert warnings == [] and regions.failed is None, warnings
+    torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)
+    torch._dynamo.reset()
+
+
 @pytest.mark.parametrize("reg", NO_SMOKE or [None], ids=reg_id)
 def test_component_without_smoke_says_why(reg):
     if reg is None:
