@@ -28,6 +28,9 @@ other kinds   (plugin-declared, e.g. ``contrastive_loss``) same frames; built, c
               the declaring plugin, which tests them.
 ============  ===========================================================================
 
+Encoders and aggregators are also compiled as ``trainer.compile`` compiles them, trained
+once and compared with eager mode in evaluation.
+
 Smoke configs stay pure config (no test-only keys); upstream widths are
 chosen by kind as above. Components registered without smoke must say why
 (``no_smoke_reason``), and stages are exercised by the stage tests instead.
