@@ -108,6 +108,13 @@ class Wav2VecConvEncoder(Encoder):
                            f"{upstream.describe()}.")
         return cls(config, upstream)
 
+    def compile_regions(self) -> list[nn.Module]:
+        """The conv blocks, for regional ``torch.compile`` (``trainer.compile``). The log
+        compression after them stays eager: compiled into one graph with the last block,
+        ``log1p`` gave NaN gradients under bf16 autocast on CPU (inductor, torch 2.9.1),
+        where eager mode and ``aot_eager`` gave finite ones."""
+        return list(self.blocks)
+
     def produces(self) -> Signal:
         sig = self.upstream
         for dim, kernel, stride in self.layer_spec:

@@ -259,3 +259,35 @@ def test_encoder_rejects_non_waveform_input():
     with pytest.raises(FitError, match="raw audio"):
         structure_component("encoder", {"name": "wav2vec_conv"}).build(
             Signal(kind="frames", dim=80))
+
+
+@pytest.mark.slow       # inductor compiles C++ on the CPU
+def test_compiled_encoder_trains_in_bf16_with_finite_gradients():
+    # trainer.compile with the wav2vec_base recipe (bf16 on CPU) diverged at its first update:
+    # inductor's code for a conv block and the log compression in one graph gave NaN
+    # gradients. The blocks are the compile regions; the log compression stays eager
+    from torch import nn
+
+    from w2v.train.compiling import compile_model
+
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    enc = Wav2VecConvEncoder(Wav2VecConvEncoder.Config(layers=[(64, 10, 5), (64, 8, 4)],
+                                                      norm="group", log_compression=True))
+    wave = torch.randn(2, 32000) * 0.3
+
+    def grads():
+        enc.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            z = enc(wave).features.float()
+        (z * torch.linspace(-1, 1, z.numel()).view(z.shape)).sum().backward()
+        return [p.grad.clone() for p in enc.parameters()]
+
+    eager = grads()
+    warnings: list[str] = []
+    regions = compile_model(nn.ModuleDict({"encoder": enc}), warnings.append, names=("encoder",))
+    assert regions.names == ["encoder (2 blocks)"] and warnings == []
+    for got, want in zip(grads(), eager):
+        assert got.isfinite().all()
+        torch.testing.assert_close(got, want, rtol=0.05, atol=0.05 * float(want.abs().max()))
+    torch._dynamo.reset()
