@@ -617,12 +617,9 @@ def run_flops(args) -> None:
     and whose other operations took no time. w2v's FLOPs are counted with its CPU paths
     off (``row_conv``'s in-place products and the FFT positional conv are not what the
     counter knows), so both sides count the model's convolutions alike."""
-    from unittest import mock
-
     from torch.utils.flop_counter import FlopCounterMode
 
-    import w2v.plugins.wav2vec2.feature_encoder as fe
-    import w2v.plugins.wav2vec2.positional as positional
+    from bench_gpu_pretrain import gpu_paths  # (the scripts' folder is on sys.path)
 
     sides = build_sides(args)
     inputs = make_inputs(args, sides.cfg, args.batch, args.seconds, args.seed)
@@ -633,8 +630,7 @@ def run_flops(args) -> None:
     for side in ("hf", "w2v"):
         steps[side]()                                                    # warm-up
         counter = FlopCounterMode(display=False)
-        with counter, mock.patch.object(fe, "runs_channels_last", lambda x: False), \
-                mock.patch.object(positional, "pays_off", lambda x, kernel: False):
+        with counter, gpu_paths(torch.device("cpu")):
             steps[side]()
         flops = counter.get_total_flops()
         t = timed(steps[side]).wall
