@@ -40,7 +40,8 @@ from w2v.interfaces import Encoder, EncoderOutput, Signal, lengths_to_padding_ma
 from w2v.recompute import recomputed
 
 from .channel_norm import channel_norm, channel_norm_gelu_
-from .row_conv import row_conv
+from .row_conv import row_conv, row_conv_of
+from .wave_block import WaveBlock
 
 #: fairseq's ``conv_feature_layers``: stride 320 (20 ms at 16 kHz), receptive field 400 samples.
 DEFAULT_CONV_LAYERS: tuple[tuple[int, int, int], ...] = (
@@ -157,14 +158,25 @@ class ConvBlock(nn.Module):
         return (torch.div(lengths - self.kernel, self.stride, rounding_mode="floor") + 1).clamp(min=0)
 
     def _conv(self, x: Tensor, gelu_input: bool = False,
-              norm_input: nn.GroupNorm | None = None) -> Tensor:
+              norm_input: nn.GroupNorm | None = None,
+              first_block: ConvBlock | None = None) -> Tensor:
         """The convolution, in ``x``'s form. On ``[B, C_in, 1, S]`` channels-last tensors:
         one input channel is a matmul over strided windows, whose ``[B, T, C]`` result is
         already channels-last (a conv2d there would return the plain layout); fp32 is
         :func:`row_conv`; bf16 is oneDNN's channels-last conv2d.
         With ``gelu_input`` it convolves ``F.gelu(x)``, with ``norm_input`` the GELU of that
         GroupNorm of ``x``: inside :func:`row_conv`, which then keeps only ``x`` (and the
-        norm's statistics) for backward, or applied first on the other paths."""
+        norm's statistics) for backward, or applied first on the other paths.
+        With ``first_block`` (fp32 inference on CPU), ``x`` is the waveform ``[B, 1, 1, S]``
+        and this block convolves ``first_block``'s activation of it, computed piece by
+        piece (:class:`~.wave_block.WaveBlock`)."""
+        if first_block is not None:
+            first = WaveBlock(x.flatten(1), first_block.conv.weight, first_block.conv.bias,
+                              first_block.stride, first_block.norm)
+            rows = row_conv_of(first, self.conv.weight, self.stride)
+            if self.conv.bias is not None:
+                rows += self.conv.bias
+            return rows.transpose(1, 2).unsqueeze(2)
         if x.dim() == 4 and x.shape[1] > 1 and not computes_in_bf16(x):
             norm = None if norm_input is None else \
                 (norm_input.weight, norm_input.bias, norm_input.eps)
@@ -187,7 +199,8 @@ class ConvBlock(nn.Module):
         return F.conv2d(x, weight, self.conv.bias, stride=(1, self.stride))
 
     def forward(self, x: Tensor, valid: Tensor | None = None, *, gelu_input: bool = False,
-                norm_input: nn.GroupNorm | None = None, activate: bool = True) -> Tensor:
+                norm_input: nn.GroupNorm | None = None, first_block: ConvBlock | None = None,
+                activate: bool = True) -> Tensor:
         """``x`` ``[B, C_in, S]``, or ``[B, C_in, 1, S]`` in channels-last memory (the CPU
         path, see :func:`runs_channels_last`); the output keeps the input's form.
         ``valid`` ``[B, T_out]`` (only used by a GroupNorm that excludes padding). Without
@@ -195,8 +208,10 @@ class ConvBlock(nn.Module):
         ``gelu_input``: ``x`` is the previous block's output before its GELU, which this
         block applies (``norm_input``: before the GroupNorm and GELU of the block that
         ``norm_input`` belongs to); ``activate=False`` leaves this block's GELU, and its
-        GroupNorm if it has one, to the next block in the same way."""
-        x = self.dropout(self._conv(x, gelu_input, norm_input))
+        GroupNorm if it has one, to the next block in the same way. ``first_block``: ``x`` is
+        the waveform, and ``first_block`` the stack's first block, which this one computes
+        (see :meth:`_conv`)."""
+        x = self.dropout(self._conv(x, gelu_input, norm_input, first_block))
         in_place = x.dim() == 4 and not x.requires_grad            # x is this block's own
         norm = self.norm
         if self.norm_kind == "group":
@@ -307,11 +322,17 @@ class Wav2Vec2FeatureEncoder(Encoder):
         # convolution's output is kept for backward. The row path runs eagerly even where
         # trainer.compile compiled the blocks: compiled, the stack's forward + backward took
         # 1.7 x as long (docs/benchmarks.md). Compiled blocks run in bf16 and on GPUs.
+        # At fp32 inference on CPU the first block is handed to the second whole: it reads
+        # the first block's activation from the waveform piece by piece (WaveBlock).
         rows = channels_last and not computes_in_bf16(x)
         trains = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
         defer = rows and trains
         pending: dict = {}                            # what the next block applies to x
         for i, block in enumerate(self.conv_layers):
+            if i == 0 and rows and not trains and not exclude and len(self.conv_layers) > 1 \
+                    and not (block.training and block.dropout.p > 0):
+                pending = {"first_block": block}
+                continue
             valid = None
             if exclude and i == 0:
                 out_len = block.output_lengths(lengths)

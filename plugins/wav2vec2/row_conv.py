@@ -38,6 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .channel_norm import NormedGelu
+from .wave_block import WaveBlock
 
 #: below this many input values per stride (``stride * C_in``) one window matrix is built
 SPLIT_MIN = 64
@@ -82,8 +83,10 @@ def _windows(x: Tensor, kernel: int, stride: int, act: Activation | None) -> Ten
     return _window_matrix(x, kernel, stride, act is not None)
 
 
-def _splits_taps(x: Tensor, stride: int) -> bool:
-    return stride * x.shape[-1] >= SPLIT_MIN and not torch.compiler.is_compiling()
+def _splits_taps(width: int, stride: int) -> bool:
+    """Whether tap groups of ``width`` channels are products of their own (else one window
+    matrix holds every tap)."""
+    return stride * width >= SPLIT_MIN and not torch.compiler.is_compiling()
 
 
 def _tap_groups(kernel: int, stride: int, channels: int) -> list[tuple[int, int]]:
@@ -99,13 +102,15 @@ def _group_view(rows: Tensor, j: int, stride: int, steps: int, width: int) -> Te
     return rows[j * stride:].as_strided((steps, width), (stride * rows.shape[-1], 1))
 
 
-def _pieces(x: Tensor, kernel: int, stride: int, steps: int,
-            act: Activation | None) -> Iterator[tuple[int, int, int, Tensor]]:
+def _pieces(x: Tensor, kernel: int, stride: int, steps: int, act: Activation | None,
+            width: int | None = None) -> Iterator[tuple[int, int, int, Tensor]]:
     """``(b, start, stop, rows)``: the input rows ``[n, C]`` that utterance ``b``'s output
     steps ``start:stop`` read; a view of ``x``, one piece per utterance, or with ``act``
-    their activation, in pieces of at most ``CHUNK_BYTES``."""
+    their activation (``width`` channels wide, ``C`` unless given), in pieces of at most
+    ``CHUNK_BYTES``."""
     B, _, C = x.shape
-    size = max(1, (CHUNK_BYTES // (C * x.element_size()) - kernel) // stride + 1) if act else steps
+    row_bytes = (width or C) * x.element_size()
+    size = max(1, (CHUNK_BYTES // row_bytes - kernel) // stride + 1) if act else steps
     for b in range(B):
         for start in range(0, steps, size):
             stop = min(start + size, steps)
@@ -116,6 +121,22 @@ def _pieces(x: Tensor, kernel: int, stride: int, steps: int,
 def _taps_last(weight: Tensor) -> Tensor:
     """``[C_out, C_in, k]`` -> ``[C_out, k * C_in]``, matching :func:`_window_matrix`."""
     return weight.permute(0, 2, 1).reshape(weight.shape[0], -1)
+
+
+def _convolved(x: Tensor, flat: Tensor, kernel: int, stride: int, steps: int,
+               act: Activation | WaveBlock | None, width: int) -> Tensor:
+    """``[B, steps, C_out]``: the convolution with ``flat`` ``[k * width, C_out]`` of ``x``
+    ``[B, T, width]``, or of ``act``'s ``width``-channel activation of ``x``, piece by
+    piece (:func:`_pieces`); a product per tap group, one group of all taps where they are
+    too narrow to split (:func:`_splits_taps`)."""
+    out = x.new_empty(x.shape[0], steps, flat.shape[1])
+    groups = _tap_groups(kernel, stride, width) if _splits_taps(width, stride) \
+        else [(0, kernel * width)]
+    for b, start, stop, rows in _pieces(x, kernel, stride, steps, act, width):
+        for j, (lo, hi) in enumerate(groups):
+            out[b, start:stop].addmm_(_group_view(rows, j, stride, stop - start, hi - lo),
+                                      flat[lo:hi], beta=0 if j == 0 else 1)
+    return out
 
 
 class _RowConv(torch.autograd.Function):
@@ -132,15 +153,9 @@ class _RowConv(torch.autograd.Function):
             else _Gelu() if gelu else None
         ctx.stride, ctx.act = stride, act
         flat = _taps_last(weight).to(x.dtype).t()                          # [k * C, C_out]
-        if not _splits_taps(x, stride):
+        if not _splits_taps(C, stride):
             return (_windows(x, kernel, stride, act) @ flat).view(B, steps, c_out)
-        out = x.new_empty(B, steps, c_out)
-        groups = _tap_groups(kernel, stride, C)
-        for b, start, stop, rows in _pieces(x, kernel, stride, steps, act):
-            for j, (lo, hi) in enumerate(groups):
-                out[b, start:stop].addmm_(_group_view(rows, j, stride, stop - start, hi - lo),
-                                          flat[lo:hi], beta=0 if j == 0 else 1)
-        return out
+        return _convolved(x, flat, kernel, stride, steps, act, C)
 
     @staticmethod
     @torch.amp.custom_bwd(device_type="cpu")
@@ -154,7 +169,7 @@ class _RowConv(torch.autograd.Function):
         grad = grad.contiguous()
         flat = _taps_last(weight).to(grad.dtype)                           # [C_out, k * C]
         grad_x = grad_w = None
-        if not _splits_taps(x, stride):
+        if not _splits_taps(C, stride):
             if ctx.needs_input_grad[1]:
                 grad_w = grad.reshape(-1, c_out).t() @ \
                     _windows(x, kernel, stride, act).to(grad.dtype)
@@ -201,3 +216,16 @@ def row_conv(x: Tensor, weight: Tensor, stride: int, *, gelu: bool = False,
     utterance's ``T``, keeping ``x`` and its ``[B, C_in]`` statistics."""
     norm_weight, norm_bias, eps = norm if norm is not None else (None, None, 0.0)
     return _RowConv.apply(x.contiguous(), weight, stride, gelu, norm_weight, norm_bias, eps)
+
+
+@torch.no_grad()
+def row_conv_of(act: WaveBlock, weight: Tensor, stride: int) -> Tensor:
+    """:func:`row_conv` of ``act``'s activation ``[B, T, C_in]`` of ``act.windows``, without
+    gradients and without the activation whole: each piece of at most ``CHUNK_BYTES`` is
+    computed, convolved and dropped (:class:`~.wave_block.WaveBlock`: the conv stack's
+    first block at inference)."""
+    rows = act.windows
+    kernel = weight.shape[-1]
+    steps = (rows.shape[1] - kernel) // stride + 1
+    flat = _taps_last(weight).to(rows.dtype).t()                           # [k * C, C_out]
+    return _convolved(rows, flat, kernel, stride, steps, act, act.width)

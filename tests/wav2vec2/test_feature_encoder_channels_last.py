@@ -95,10 +95,15 @@ def test_fp32_without_gradients_uses_row_conv_and_equals_the_plain_path(monkeypa
     calls, real = [], feature_encoder.row_conv
     monkeypatch.setattr(feature_encoder, "row_conv",
                         lambda *a, **kw: calls.append(kw.get("gelu")) or real(*a, **kw))
+    firsts, real_of = [], feature_encoder.row_conv_of
+    monkeypatch.setattr(feature_encoder, "row_conv_of",
+                        lambda act, *a: firsts.append(act) or real_of(act, *a))
     with torch.inference_mode():
         out = enc(wave).features
-    # every block after the first, each applying its own GELU in place (nothing deferred)
-    assert calls == [False] * (len(enc.conv_layers) - 1)
+    # block 1 computes block 0 from the waveform (test_wave_block.py); every later block
+    # applies its own GELU in place (nothing deferred)
+    assert len(firsts) == 1
+    assert calls == [False] * (len(enc.conv_layers) - 2)
     torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
 
 
