@@ -167,9 +167,9 @@ class ConvBlock(nn.Module):
         With ``gelu_input`` it convolves ``F.gelu(x)``, with ``norm_input`` the GELU of that
         GroupNorm of ``x``: inside :func:`row_conv`, which then keeps only ``x`` (and the
         norm's statistics) for backward, or applied first on the other paths.
-        With ``first_block`` (fp32 inference on CPU), ``x`` is the waveform ``[B, 1, 1, S]``
-        and this block convolves ``first_block``'s activation of it, computed piece by
-        piece (:class:`~.wave_block.WaveBlock`)."""
+        With ``first_block`` (fp32 on CPU), ``x`` is the waveform ``[B, 1, 1, S]`` and this
+        block convolves ``first_block``'s activation of it, computed piece by piece
+        (:class:`~.wave_block.WaveBlock`); ``first_block``'s output never exists whole."""
         if first_block is not None:
             first = WaveBlock(x.flatten(1), first_block.conv.weight, first_block.conv.bias,
                               first_block.stride, first_block.norm)
@@ -322,15 +322,20 @@ class Wav2Vec2FeatureEncoder(Encoder):
         # convolution's output is kept for backward. The row path runs eagerly even where
         # trainer.compile compiled the blocks: compiled, the stack's forward + backward took
         # 1.7 x as long (docs/benchmarks.md). Compiled blocks run in bf16 and on GPUs.
-        # At fp32 inference on CPU the first block is handed to the second whole: it reads
-        # the first block's activation from the waveform piece by piece (WaveBlock).
+        # The first block is handed to the second whole where its activation is a function
+        # of the waveform's windows alone (no dropout, no statistics over valid frames):
+        # the second block reads it piece by piece (WaveBlock). In training (a GroupNorm
+        # first block) only the waveform and the norm's statistics are kept for backward.
         rows = channels_last and not computes_in_bf16(x)
         trains = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
         defer = rows and trains
+        first = self.conv_layers[0]
+        hand_over = rows and not exclude and len(self.conv_layers) > 1 \
+            and not (first.training and first.dropout.p > 0) \
+            and (not trains or (first.norm_kind == "group" and not x.requires_grad))
         pending: dict = {}                            # what the next block applies to x
         for i, block in enumerate(self.conv_layers):
-            if i == 0 and rows and not trains and not exclude and len(self.conv_layers) > 1 \
-                    and not (block.training and block.dropout.p > 0):
+            if i == 0 and hand_over:
                 pending = {"first_block": block}
                 continue
             valid = None

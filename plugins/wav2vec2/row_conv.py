@@ -123,20 +123,56 @@ def _taps_last(weight: Tensor) -> Tensor:
     return weight.permute(0, 2, 1).reshape(weight.shape[0], -1)
 
 
+def _groups(kernel: int, stride: int, width: int) -> list[tuple[int, int]]:
+    """:func:`_tap_groups`, or one group of all taps where they are too narrow to split."""
+    return _tap_groups(kernel, stride, width) if _splits_taps(width, stride) \
+        else [(0, kernel * width)]
+
+
 def _convolved(x: Tensor, flat: Tensor, kernel: int, stride: int, steps: int,
                act: Activation | WaveBlock | None, width: int) -> Tensor:
     """``[B, steps, C_out]``: the convolution with ``flat`` ``[k * width, C_out]`` of ``x``
     ``[B, T, width]``, or of ``act``'s ``width``-channel activation of ``x``, piece by
-    piece (:func:`_pieces`); a product per tap group, one group of all taps where they are
-    too narrow to split (:func:`_splits_taps`)."""
+    piece (:func:`_pieces`); a product per tap group (:func:`_groups`)."""
     out = x.new_empty(x.shape[0], steps, flat.shape[1])
-    groups = _tap_groups(kernel, stride, width) if _splits_taps(width, stride) \
-        else [(0, kernel * width)]
+    groups = _groups(kernel, stride, width)
     for b, start, stop, rows in _pieces(x, kernel, stride, steps, act, width):
         for j, (lo, hi) in enumerate(groups):
             out[b, start:stop].addmm_(_group_view(rows, j, stride, stop - start, hi - lo),
                                       flat[lo:hi], beta=0 if j == 0 else 1)
     return out
+
+
+def _weight_grad(grad: Tensor, x: Tensor, kernel: int, stride: int,
+                 act: Activation | WaveBlock | None, width: int) -> Tensor:
+    """The taps-last weight's gradient ``[C_out, k * width]`` for the output's ``grad``
+    ``[B, steps, C_out]``, from the input (or its activation) rebuilt piece by piece as in
+    :func:`_convolved`, a product per tap group (:func:`_groups`)."""
+    steps = grad.shape[1]
+    grad_w = grad.new_zeros(grad.shape[-1], kernel * width)
+    groups = _groups(kernel, stride, width)
+    for b, start, stop, rows in _pieces(x, kernel, stride, steps, act, width):
+        part = grad[b, start:stop].t()
+        for j, (lo, hi) in enumerate(groups):
+            grad_w[:, lo:hi].addmm_(part, _group_view(rows, j, stride, stop - start, hi - lo))
+    return grad_w
+
+
+def _input_grad(grad: Tensor, flat: Tensor, kernel: int, stride: int, length: int) -> Tensor:
+    """The input's gradient ``[B, length, C]`` for the output's ``grad`` ``[B, steps,
+    C_out]`` and the taps-last weight ``flat`` ``[C_out, k * C]``, written through the tap
+    groups' strided views: group 0 covers rows ``[0, steps * stride)`` whole (unless the
+    kernel is shorter than the stride) and overwrites them; the other groups add."""
+    B, steps, _ = grad.shape
+    channels = flat.shape[1] // kernel
+    covers = kernel >= stride
+    grad_x = grad.new_empty(B, length, channels)
+    (grad_x[:, steps * stride:] if covers else grad_x).zero_()
+    for b in range(B):
+        for j, (lo, hi) in enumerate(_tap_groups(kernel, stride, channels)):
+            _group_view(grad_x[b], j, stride, steps, hi - lo).addmm_(
+                grad[b], flat[:, lo:hi], beta=0 if j == 0 and covers else 1)
+    return grad_x
 
 
 class _RowConv(torch.autograd.Function):
@@ -179,24 +215,10 @@ class _RowConv(torch.autograd.Function):
                     grad_x[:, j:j + stride * (steps - 1) + 1:stride] += \
                         grad @ flat[:, j * C:(j + 1) * C]
         else:
-            groups = _tap_groups(kernel, stride, C)
             if ctx.needs_input_grad[1]:
-                grad_w = grad.new_zeros(c_out, kernel * C)
-                for b, start, stop, rows in _pieces(x, kernel, stride, steps, act):
-                    part = grad[b, start:stop].t()
-                    for j, (lo, hi) in enumerate(groups):
-                        grad_w[:, lo:hi].addmm_(
-                            part, _group_view(rows, j, stride, stop - start, hi - lo))
+                grad_w = _weight_grad(grad, x, kernel, stride, act, C)
             if needs_x:
-                # group 0 covers rows [0, steps * stride) whole, unless the kernel is
-                # shorter than the stride, and overwrites them; the other groups add
-                covers = kernel >= stride
-                grad_x = x.new_empty(B, T, C)
-                (grad_x[:, steps * stride:] if covers else grad_x).zero_()
-                for b in range(B):
-                    for j, (lo, hi) in enumerate(groups):
-                        _group_view(grad_x[b], j, stride, steps, hi - lo).addmm_(
-                            grad[b], flat[:, lo:hi], beta=0 if j == 0 and covers else 1)
+                grad_x = _input_grad(grad, flat, kernel, stride, T)
         if grad_w is not None:
             grad_w = grad_w.view(c_out, kernel, C).permute(0, 2, 1).to(weight.dtype)
         grad_norm = (None, None)
@@ -218,14 +240,53 @@ def row_conv(x: Tensor, weight: Tensor, stride: int, *, gelu: bool = False,
     return _RowConv.apply(x.contiguous(), weight, stride, gelu, norm_weight, norm_bias, eps)
 
 
-@torch.no_grad()
-def row_conv_of(act: WaveBlock, weight: Tensor, stride: int) -> Tensor:
-    """:func:`row_conv` of ``act``'s activation ``[B, T, C_in]`` of ``act.windows``, without
-    gradients and without the activation whole: each piece of at most ``CHUNK_BYTES`` is
-    computed, convolved and dropped (:class:`~.wave_block.WaveBlock`: the conv stack's
-    first block at inference)."""
+class _WaveRowConv(torch.autograd.Function):
+    """:func:`row_conv_of` with gradients: keeps no activation, only the waveform's
+    :class:`~.wave_block.WaveBlock` (its windows and statistics)."""
+
+    @staticmethod
+    @torch.amp.custom_fwd(device_type="cpu")
+    def forward(ctx, act: WaveBlock, weight: Tensor, stride: int, *params: Tensor | None
+                ) -> Tensor:
+        ctx.save_for_backward(weight, *(p for p in params if p is not None))  # version checks
+        ctx.act, ctx.stride = act, stride
+        return _wave_convolved(act, weight, stride)
+
+    @staticmethod
+    @torch.amp.custom_bwd(device_type="cpu")
+    def backward(ctx, grad: Tensor):
+        weight = ctx.saved_tensors[0]
+        act, stride = ctx.act, ctx.stride
+        c_out, width, kernel = weight.shape
+        grad = grad.contiguous()
+        grad_w = None
+        if ctx.needs_input_grad[1]:
+            grad_w = _weight_grad(grad, act.windows, kernel, stride, act, width) \
+                .view(c_out, kernel, width).permute(0, 2, 1)
+        first = (None,) * 4
+        if any(ctx.needs_input_grad[3:]):
+            flat = _taps_last(weight).to(grad.dtype)
+            first = act.backward_(_input_grad(grad, flat, kernel, stride, act.windows.shape[1]))
+        return None, grad_w, None, *first
+
+
+def _wave_convolved(act: WaveBlock, weight: Tensor, stride: int) -> Tensor:
     rows = act.windows
     kernel = weight.shape[-1]
     steps = (rows.shape[1] - kernel) // stride + 1
     flat = _taps_last(weight).to(rows.dtype).t()                           # [k * C, C_out]
     return _convolved(rows, flat, kernel, stride, steps, act, act.width)
+
+
+def row_conv_of(act: WaveBlock, weight: Tensor, stride: int) -> Tensor:
+    """:func:`row_conv` of ``act``'s activation ``[B, T, C_in]`` of ``act.windows``, without
+    that activation whole: each piece of at most ``CHUNK_BYTES`` is computed, convolved and
+    dropped (:class:`~.wave_block.WaveBlock`: the conv stack's first block, from the
+    waveform). With gradients (a GroupNorm first block), backward rebuilds the pieces and
+    gives the gradients of ``weight`` and of the first block's parameters."""
+    params = act.parameters()
+    if torch.is_grad_enabled() and any(p is not None and p.requires_grad
+                                       for p in (weight, *params)):
+        return _WaveRowConv.apply(act, weight, stride, *params)
+    with torch.no_grad():
+        return _wave_convolved(act, weight, stride)

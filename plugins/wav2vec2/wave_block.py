@@ -22,6 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+#: frames per piece of the backward's pass over the gradient
+CHUNK_FRAMES = 1024
+
 
 class WaveBlock:
     """``GELU(norm(conv(wave) + bias))`` of a one-channel first conv block in eval mode,
@@ -31,35 +34,47 @@ class WaveBlock:
     utterance's time), a ``LayerNorm(C)`` (over channels) or None. :attr:`windows`
     ``[B, T, k]`` (a view, ``T = (S - k) // stride + 1``) are the rows it activates:
     ``self(b, windows[b, i:j])`` is rows ``i:j`` of utterance ``b``'s activation ``[j - i, C]``.
+    With a GroupNorm, :meth:`backward_` gives the gradients of the block's parameters.
     """
 
+    @torch.no_grad()
     def __init__(self, wave: Tensor, weight: Tensor, bias: Tensor | None, stride: int,
                  norm: nn.Module | None) -> None:
+        self._parameters = (weight, bias, getattr(norm, "weight", None),
+                            getattr(norm, "bias", None))
         channels, _, kernel = weight.shape
         self.windows = wave.unfold(-1, kernel, stride)                       # [B, T, k]
         self.width = channels
-        flat = weight.reshape(channels, kernel)                              # [C, k]
+        self.flat = weight.reshape(channels, kernel)                         # [C, k]
+        self.has_bias = bias is not None
         self.layer_norm = norm if isinstance(norm, nn.LayerNorm) else None
-        if isinstance(norm, nn.GroupNorm):
-            scale, shift = self._group_norm(flat, norm)                      # [B, C] each
-            self.weight = (flat.t()[None] * scale[:, None]).to(wave.dtype)   # [B, k, C]
-            self.shift = shift.to(wave.dtype)
+        self.group_norm = norm if isinstance(norm, nn.GroupNorm) else None
+        if self.group_norm is not None:
+            self._moments()
+            scale = self.rstd * self.group_norm.weight.double()              # [B, C]
+            self.weight = (self.flat.t()[None] * scale[:, None]).to(wave.dtype)  # [B, k, C]
+            self.shift = (self.group_norm.bias.double() - self.mean * scale).to(wave.dtype)
         else:
-            self.weight = flat.t().expand(len(wave), kernel, channels)
-            self.shift = (bias if bias is not None else flat.new_zeros(channels)) \
+            self.weight = self.flat.t().expand(len(wave), kernel, channels)
+            self.shift = (bias if bias is not None else self.flat.new_zeros(channels)) \
                 .expand(len(wave), channels)
 
-    def _group_norm(self, flat: Tensor, norm: nn.GroupNorm) -> tuple[Tensor, Tensor]:
-        """Per utterance and channel, ``scale`` and ``shift`` ``[B, C]`` (fp64) with
-        ``norm(conv(w) + bias) = (flat @ w) * scale + shift`` for every window ``w``."""
+    def parameters(self) -> tuple[Tensor | None, ...]:
+        """The conv's weight and bias and the norm's weight and bias (None where absent)."""
+        return self._parameters
+
+    def _moments(self) -> None:
+        """fp64 statistics of the convolution without its bias, ``flat @ w``, over each
+        utterance's windows ``w``: the windows' mean ``[B, k]`` and covariance ``[B, k, k]``,
+        and per channel the mean and ``1 / sqrt(var + eps)`` ``[B, C]``."""
         windows = self.windows.double()
-        mean = windows.mean(1)                                               # [B, k]
-        centred = windows - mean[:, None]
-        covariance = centred.transpose(1, 2) @ centred / windows.shape[1]    # [B, k, k]
-        w = flat.double()
-        variance = ((covariance @ w.t()) * w.t()).sum(1)                     # [B, C]
-        scale = (variance + norm.eps).rsqrt() * norm.weight.double()
-        return scale, norm.bias.double() - (mean @ w.t()) * scale
+        self.window_mean = windows.mean(1)                                   # [B, k]
+        centred = windows - self.window_mean[:, None]
+        self.covariance = centred.transpose(1, 2) @ centred / windows.shape[1]
+        w = self.flat.double().t()                                           # [k, C]
+        variance = ((self.covariance @ w) * w).sum(1)                        # [B, C]
+        self.mean = self.window_mean @ w
+        self.rstd = (variance + self.group_norm.eps).rsqrt()
 
     def __call__(self, b: int, rows: Tensor) -> Tensor:
         """The activation ``[n, C]`` of utterance ``b``'s windows ``rows`` ``[n, k]``."""
@@ -68,3 +83,44 @@ class WaveBlock:
             norm = self.layer_norm
             out = F.layer_norm(out, out.shape[-1:], norm.weight, norm.bias, norm.eps)
         return torch.ops.aten.gelu_(out)
+
+    def backward_(self, grad: Tensor) -> tuple[Tensor, Tensor | None, Tensor, Tensor]:
+        """The gradients of the conv's weight ``[C, 1, k]`` and bias, and of the GroupNorm's
+        weight and bias ``[C]``, from ``grad`` ``[B, T, C]`` at the activation (overwritten).
+
+        One pass over ``grad``, ``CHUNK_FRAMES`` frames at a time, rebuilding the normalised
+        output ``x̂`` from the windows: sums over time of ``g`` (the gradient at the norm),
+        ``g · x̂`` and ``g (w - mean(w))ᵀ``. The norm's backward,
+        ``dy = rstd · γ · (g - mean_t(g) - x̂ · mean_t(g · x̂))``, summed against the windows,
+        then needs only those sums and the windows' covariance (``Σ_t x̂_t (w_t - m)ᵀ`` is
+        ``rstd · (flat @ covariance) · T``). The conv bias cancels in the norm: its gradient
+        is zero."""
+        if self.group_norm is None:
+            raise NotImplementedError("WaveBlock trains only a GroupNorm first block")
+        batch, steps, channels = grad.shape
+        dtype = grad.dtype
+        gamma, beta = self.group_norm.weight.to(dtype), self.group_norm.bias.to(dtype)
+        unit = self.flat.t().to(dtype)[None] * self.rstd.to(dtype)[:, None]  # [B, k, C]
+        unit_shift = (-self.mean * self.rstd).to(dtype)                     # [B, C]
+        g_sum = torch.zeros(batch, channels, dtype=torch.float64)
+        gx_sum = torch.zeros_like(g_sum)
+        g_windows = torch.zeros(batch, channels, self.flat.shape[1], dtype=torch.float64)
+        for b in range(batch):
+            g_w = grad.new_zeros(channels, self.flat.shape[1])               # [C, k]
+            mean_w = self.window_mean[b].to(dtype)
+            for lo in range(0, steps, CHUNK_FRAMES):
+                rows = self.windows[b, lo:lo + CHUNK_FRAMES]
+                x_hat = torch.addmm(unit_shift[b], rows, unit[b])            # [n, C]
+                z = torch.addcmul(beta, x_hat, gamma)
+                gs = grad[b, lo:lo + CHUNK_FRAMES]
+                torch.ops.aten.gelu_backward.grad_input(gs, z, grad_input=gs)   # at the norm
+                g_sum[b] += gs.sum(0)
+                gx_sum[b] += torch.mul(gs, x_hat, out=z).sum(0)
+                g_w.addmm_(gs.t(), rows - mean_w)
+            g_windows[b] = g_w
+        scale = self.rstd * self.group_norm.weight.double()                  # [B, C]
+        through_stats = (gx_sum * self.rstd)[..., None] * (self.flat.double()[None] @ self.covariance)
+        grad_weight = (scale[..., None] * (g_windows - through_stats)).sum(0)    # [C, k]
+        grad_bias = torch.zeros(channels, dtype=dtype) if self.has_bias else None
+        return (grad_weight.to(dtype).view(channels, 1, -1), grad_bias,
+                gx_sum.sum(0).to(dtype), g_sum.sum(0).to(dtype))

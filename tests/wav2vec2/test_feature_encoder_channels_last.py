@@ -108,9 +108,11 @@ def test_fp32_without_gradients_uses_row_conv_and_equals_the_plain_path(monkeypa
 
 
 def test_fp32_training_hands_the_first_blocks_norm_and_gelu_to_the_next_row_conv(monkeypatch):
-    """Block 0's GroupNorm and GELU run inside block 1's row_conv, so that of block 0 only
-    its convolution's output is kept for backward (not the activation as well)."""
-    enc = encoder(mode="group_norm")
+    """With dropout on block 0's output (so that block 1 cannot compute block 0 from the
+    waveform, test_wave_block.py), block 0's GroupNorm and GELU run inside block 1's
+    row_conv, so that of block 0 only its convolution's output is kept for backward (not
+    the activation as well)."""
+    enc = encoder(mode="group_norm", dropout=0.1)
     wave = torch.randn(2, 1600)
     calls, real = [], feature_encoder.row_conv
     monkeypatch.setattr(feature_encoder, "row_conv",

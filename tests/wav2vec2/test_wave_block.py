@@ -11,6 +11,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from w2v.interfaces import waveform_signal
 from w2v.plugins.wav2vec2 import row_conv as row_conv_module
+from w2v.plugins.wav2vec2 import wave_block
 from w2v.plugins.wav2vec2.feature_encoder import (Wav2Vec2FeatureEncoder,
                                                    Wav2Vec2FeatureEncoderConfig)
 from w2v.plugins.wav2vec2.row_conv import row_conv, row_conv_of
@@ -80,6 +81,55 @@ def test_row_conv_of_equals_row_conv_of_the_whole_activation(kernel, stride, spl
         whole = row_conv(plain_activation(wave, conv, layer), weight, stride)
     act = WaveBlock(wave, conv.weight, conv.bias, conv.stride[0], layer)
     torch.testing.assert_close(row_conv_of(act, weight, stride), whole, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_gradients_are_exact_in_float64(bias, monkeypatch):
+    """Through the second block's weight and the first block's conv and GroupNorm, the
+    statistics included; pieces of a few rows each."""
+    monkeypatch.setattr(row_conv_module, "CHUNK_BYTES", 9 * 6 * 8)
+    monkeypatch.setattr(wave_block, "CHUNK_FRAMES", 7)
+    conv, norm = first_block("group", bias)
+    g = torch.Generator().manual_seed(5)
+    wave = torch.randn(2, 213, dtype=torch.float64, generator=g) + 0.3
+    weight = torch.randn(4, 6, 3, dtype=torch.float64, generator=g, requires_grad=True)
+    params = [conv.weight, norm.weight, norm.bias] + ([conv.bias] if bias else [])
+
+    def second_block(weight, *params):
+        first, gamma, beta, *rest = params
+        layer = nn.GroupNorm(6, 6).double()
+        del layer.weight, layer.bias
+        layer.weight, layer.bias = gamma, beta
+        act = WaveBlock(wave, first, rest[0] if rest else None, 5, layer)
+        return row_conv_of(act, weight, 2)
+
+    assert torch.autograd.gradcheck(second_block, (weight, *params))
+
+
+def test_training_keeps_only_the_waveform_and_statistics():
+    """No tensor the size of the first block's output is saved for backward, and its
+    parameters get the gradients of the block computed whole."""
+    conv, norm = first_block("group", bias=False, channels=16, dtype=torch.float32)
+    wave = torch.randn(2, 4000, generator=torch.Generator().manual_seed(6))
+    weight = torch.randn(8, 16, 3, generator=torch.Generator().manual_seed(7),
+                         requires_grad=True)
+    first_size = 2 * 16 * ((4000 - 10) // 5 + 1)
+    saved = []
+
+    def pack(t):
+        saved.append(t.numel())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        out = row_conv_of(WaveBlock(wave, conv.weight, None, 5, norm), weight, 2)
+    assert saved and max(saved) < first_size
+    probe = torch.randn(out.shape, generator=torch.Generator().manual_seed(8))
+    params = [weight, conv.weight, norm.weight, norm.bias]
+    ours = torch.autograd.grad((out * probe).sum(), params)
+    whole = row_conv(plain_activation(wave, conv, norm), weight, 2)
+    theirs = torch.autograd.grad((whole * probe).sum(), params)
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
 class Shapes(TorchDispatchMode):
