@@ -175,6 +175,27 @@ def _input_grad(grad: Tensor, flat: Tensor, kernel: int, stride: int, length: in
     return grad_x
 
 
+def _input_grad_rows(grad: Tensor, flat: Tensor, kernel: int, stride: int, lo: int,
+                     hi: int) -> Tensor:
+    """Rows ``lo:hi`` ``[hi - lo, C]`` of :func:`_input_grad` for one utterance's ``grad``
+    ``[steps, C_out]``, from the output steps whose windows reach them (rows beyond the
+    last window get zeros)."""
+    steps = grad.shape[0]
+    first = max(0, -(-(lo - kernel + 1) // stride))
+    stop = min(steps, (hi - 1) // stride + 1)
+    if first >= stop:
+        return grad.new_zeros(hi - lo, flat.shape[1] // kernel)
+    base = first * stride
+    local = _input_grad(grad[None, first:stop], flat, kernel, stride,
+                        (stop - 1 - first) * stride + kernel)[0]
+    if base <= lo and hi <= base + len(local):
+        return local[lo - base:hi - base]
+    rows = grad.new_zeros(hi - lo, local.shape[1])
+    start, end = max(lo, base), min(hi, base + len(local))
+    rows[start - lo:end - lo] = local[start - base:end - base]
+    return rows
+
+
 class _RowConv(torch.autograd.Function):
     @staticmethod
     @torch.amp.custom_fwd(device_type="cpu")
@@ -266,7 +287,8 @@ class _WaveRowConv(torch.autograd.Function):
         first = (None,) * 4
         if any(ctx.needs_input_grad[3:]):
             flat = _taps_last(weight).to(grad.dtype)
-            first = act.backward_(_input_grad(grad, flat, kernel, stride, act.windows.shape[1]))
+            first = act.backward_(lambda b, lo, hi: _input_grad_rows(grad[b], flat, kernel,
+                                                                     stride, lo, hi))
         return None, grad_w, None, *first
 
 

@@ -18,12 +18,14 @@ product's bias. The bias of the convolution cancels in the norm.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-#: frames per piece of the backward's pass over the gradient
-CHUNK_FRAMES = 1024
+#: frames per piece of the backward's pass over the gradient (16 MiB at 512 fp32 channels)
+CHUNK_FRAMES = 8192
 
 
 class WaveBlock:
@@ -84,35 +86,39 @@ class WaveBlock:
             out = F.layer_norm(out, out.shape[-1:], norm.weight, norm.bias, norm.eps)
         return torch.ops.aten.gelu_(out)
 
-    def backward_(self, grad: Tensor) -> tuple[Tensor, Tensor | None, Tensor, Tensor]:
+    def backward_(self, grad_rows: Callable[[int, int, int], Tensor]
+                  ) -> tuple[Tensor, Tensor | None, Tensor, Tensor]:
         """The gradients of the conv's weight ``[C, 1, k]`` and bias, and of the GroupNorm's
-        weight and bias ``[C]``, from ``grad`` ``[B, T, C]`` at the activation (overwritten).
+        weight and bias ``[C]``, from the gradient at the activation, which
+        ``grad_rows(b, lo, hi)`` gives as a new ``[hi - lo, C]`` tensor for rows ``lo:hi`` of
+        utterance ``b`` (it is overwritten): the whole gradient never exists either.
 
-        One pass over ``grad``, ``CHUNK_FRAMES`` frames at a time, rebuilding the normalised
-        output ``x̂`` from the windows: sums over time of ``g`` (the gradient at the norm),
-        ``g · x̂`` and ``g (w - mean(w))ᵀ``. The norm's backward,
+        One pass, ``CHUNK_FRAMES`` frames at a time, rebuilding the normalised output ``x̂``
+        from the windows: sums over time of ``g`` (the gradient at the norm), ``g · x̂`` and
+        ``g (w - mean(w))ᵀ``. The norm's backward,
         ``dy = rstd · γ · (g - mean_t(g) - x̂ · mean_t(g · x̂))``, summed against the windows,
         then needs only those sums and the windows' covariance (``Σ_t x̂_t (w_t - m)ᵀ`` is
         ``rstd · (flat @ covariance) · T``). The conv bias cancels in the norm: its gradient
         is zero."""
         if self.group_norm is None:
             raise NotImplementedError("WaveBlock trains only a GroupNorm first block")
-        batch, steps, channels = grad.shape
-        dtype = grad.dtype
+        batch, steps, kernel = self.windows.shape
+        channels, dtype = self.width, self.windows.dtype
         gamma, beta = self.group_norm.weight.to(dtype), self.group_norm.bias.to(dtype)
         unit = self.flat.t().to(dtype)[None] * self.rstd.to(dtype)[:, None]  # [B, k, C]
         unit_shift = (-self.mean * self.rstd).to(dtype)                     # [B, C]
         g_sum = torch.zeros(batch, channels, dtype=torch.float64)
         gx_sum = torch.zeros_like(g_sum)
-        g_windows = torch.zeros(batch, channels, self.flat.shape[1], dtype=torch.float64)
+        g_windows = torch.zeros(batch, channels, kernel, dtype=torch.float64)
         for b in range(batch):
-            g_w = grad.new_zeros(channels, self.flat.shape[1])               # [C, k]
+            g_w = self.windows.new_zeros(channels, kernel)                   # [C, k]
             mean_w = self.window_mean[b].to(dtype)
             for lo in range(0, steps, CHUNK_FRAMES):
-                rows = self.windows[b, lo:lo + CHUNK_FRAMES]
+                hi = min(lo + CHUNK_FRAMES, steps)
+                rows = self.windows[b, lo:hi]
                 x_hat = torch.addmm(unit_shift[b], rows, unit[b])            # [n, C]
                 z = torch.addcmul(beta, x_hat, gamma)
-                gs = grad[b, lo:lo + CHUNK_FRAMES]
+                gs = grad_rows(b, lo, hi)
                 torch.ops.aten.gelu_backward.grad_input(gs, z, grad_input=gs)   # at the norm
                 g_sum[b] += gs.sum(0)
                 gx_sum[b] += torch.mul(gs, x_hat, out=z).sum(0)

@@ -132,6 +132,21 @@ def test_training_keeps_only_the_waveform_and_statistics():
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("kernel,stride", [(3, 2), (2, 2), (4, 3), (1, 3), (10, 5)])
+def test_the_input_gradient_by_rows_equals_the_whole_one(kernel, stride):
+    """Any rows of the gradient at the second block's input, from the output steps that
+    reach them, including the rows past the last window (zero)."""
+    g = torch.Generator().manual_seed(9)
+    length, width = 53, 4
+    steps = (length - kernel) // stride + 1
+    grad = torch.randn(1, steps, 6, generator=g, dtype=torch.float64)
+    flat = torch.randn(6, kernel * width, generator=g, dtype=torch.float64)
+    whole = row_conv_module._input_grad(grad, flat, kernel, stride, length)[0]
+    for lo, hi in [(0, length), (0, 1), (5, 12), (7, 8), (length - 5, length), (20, 47)]:
+        rows = row_conv_module._input_grad_rows(grad[0], flat, kernel, stride, lo, hi)
+        torch.testing.assert_close(rows, whole[lo:hi], rtol=1e-12, atol=1e-12)
+
+
 class Shapes(TorchDispatchMode):
     """The sizes of every tensor the operations return."""
 
