@@ -26,6 +26,10 @@ and ``[B, C]`` statistics. The activation is computed, in forward and again for 
 weight's gradient, in pieces of at most 16 MiB, which the process's heap serves again (a
 larger tensor is fresh memory from the kernel whose pages fault in on first touch), and
 its backward runs in place on the input's gradient.
+
+:func:`row_conv_of` convolves an activation that exists only in pieces: the conv stack's
+first block, computed from the waveform (:class:`~.wave_block.WaveBlock`). Its backward
+builds the input's gradient piece by piece too, from the output steps that reach each piece.
 """
 
 from __future__ import annotations

@@ -1,13 +1,15 @@
-"""The conv encoder's first block at inference, computed from the waveform piece by piece.
+"""The conv encoder's first block, computed from the waveform piece by piece (fp32, CPU).
 
 The first block of wav2vec 2.0's conv stack turns the one-channel waveform into C channels
-at a fifth of the sample rate: 64 MB per 10 s of audio at BASE, the largest tensor of
-feature extraction. At inference on CPU the second block's :func:`~.row_conv.row_conv_of`
-reads that block's activation through a :class:`WaveBlock` instead: each piece of rows it
-convolves (at most 16 MiB) is one product of the waveform's windows ``[n, k]`` with the
-block's weight, then the block's norm and GELU. The whole output is never written, so the
-process takes no fresh pages from the kernel for it either (on the virtual machines
-measured, first-touch page faults cost about 15 ms per 64 MB, more than the product).
+at a fifth of the sample rate: 64 MB per 10 s of audio at BASE, the largest tensor of the
+encoder. The second block's :func:`~.row_conv.row_conv_of` reads that block's activation
+through a :class:`WaveBlock` instead: each piece of rows it convolves (at most 16 MiB) is
+one product of the waveform's windows ``[n, k]`` with the block's weight, then the block's
+norm and GELU. The whole output is never written, so the process takes no fresh pages from
+the kernel for it either (on the virtual machines measured, first-touch page faults cost
+about 15 ms per 64 MB, more than the product). In training only the waveform's windows (a
+view) and ``[B, C]`` statistics are kept for backward, and the gradient at the activation
+also comes in pieces (:meth:`WaveBlock.backward_`).
 
 A GroupNorm over time needs no pass over the output for its statistics: the convolution is
 linear in the windows, so each channel's mean is its weight row times the windows' mean,
@@ -29,7 +31,7 @@ CHUNK_FRAMES = 8192
 
 
 class WaveBlock:
-    """``GELU(norm(conv(wave) + bias))`` of a one-channel first conv block in eval mode,
+    """``GELU(norm(conv(wave) + bias))`` of a one-channel first conv block without dropout,
     as :func:`~.row_conv.row_conv_of`'s activation of the waveform's windows.
 
     ``wave`` ``[B, S]``; ``weight`` ``[C, 1, k]``; ``norm`` a ``GroupNorm(C, C)`` (over each
