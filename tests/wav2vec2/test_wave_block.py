@@ -1,5 +1,5 @@
 """WaveBlock and row_conv_of: the conv stack's first block, computed from the waveform piece
-by piece at inference, inside the second block's convolution."""
+by piece inside the second block's convolution, at inference and in training."""
 
 from __future__ import annotations
 
@@ -130,6 +130,14 @@ def test_training_keeps_only_the_waveform_and_statistics():
     theirs = torch.autograd.grad((whole * probe).sum(), params)
     for a, b in zip(ours, theirs):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("norm", ["layer", None])
+def test_training_refuses_a_first_block_without_group_norm(norm):
+    conv, layer = first_block(norm, bias=True, dtype=torch.float32)
+    act = WaveBlock(torch.randn(1, 400), conv.weight, conv.bias, 5, layer)
+    with pytest.raises(ValueError, match="GroupNorm"):
+        row_conv_of(act, torch.randn(4, 6, 3), 2)
 
 
 @pytest.mark.parametrize("kernel,stride", [(3, 2), (2, 2), (4, 3), (1, 3), (10, 5)])
