@@ -324,15 +324,15 @@ class Wav2Vec2FeatureEncoder(Encoder):
         # 1.7 x as long (docs/benchmarks.md). Compiled blocks run in bf16 and on GPUs.
         # The first block is handed to the second whole where its activation is a function
         # of the waveform's windows alone (no dropout, no statistics over valid frames):
-        # the second block reads it piece by piece (WaveBlock). In training (a GroupNorm
-        # first block) only the waveform and the norm's statistics are kept for backward.
+        # the second block reads it piece by piece (WaveBlock). In training (a first block
+        # with a norm) only the waveform and the norm's statistics are kept for backward.
         rows = channels_last and not computes_in_bf16(x)
         trains = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
         defer = rows and trains
         first = self.conv_layers[0]
         hand_over = rows and not exclude and len(self.conv_layers) > 1 \
             and not (first.training and first.dropout.p > 0) \
-            and (not trains or (first.norm_kind == "group" and not x.requires_grad))
+            and (not trains or (first.norm is not None and not x.requires_grad))
         pending: dict = {}                            # what the next block applies to x
         for i, block in enumerate(self.conv_layers):
             if i == 0 and hand_over:

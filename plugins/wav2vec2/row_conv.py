@@ -308,14 +308,14 @@ def row_conv_of(act: WaveBlock, weight: Tensor, stride: int) -> Tensor:
     """:func:`row_conv` of ``act``'s activation ``[B, T, C_in]`` of ``act.windows``, without
     that activation whole: each piece of at most ``CHUNK_BYTES`` is computed, convolved and
     dropped (:class:`~.wave_block.WaveBlock`: the conv stack's first block, from the
-    waveform). With gradients (a GroupNorm first block only), backward rebuilds the pieces
-    and gives the gradients of ``weight`` and of the first block's parameters."""
+    waveform). With gradients (a first block with a norm), backward rebuilds the pieces and
+    gives the gradients of ``weight`` and of the first block's parameters."""
     params = act.parameters()
     if torch.is_grad_enabled() and any(p is not None and p.requires_grad
                                        for p in (weight, *params)):
-        if act.group_norm is None:
-            raise ValueError("row_conv_of trains only a first block with a GroupNorm; "
-                             "compute other first blocks whole in training")
+        if act.group_norm is None and act.layer_norm is None:
+            raise ValueError("row_conv_of trains only a first block with a norm; compute "
+                             "a first block without one whole in training")
         return _WaveRowConv.apply(act, weight, stride, *params)
     with torch.no_grad():
         return _wave_convolved(act, weight, stride)

@@ -38,7 +38,7 @@ class WaveBlock:
     utterance's time), a ``LayerNorm(C)`` (over channels) or None. :attr:`windows`
     ``[B, T, k]`` (a view, ``T = (S - k) // stride + 1``) are the rows it activates:
     ``self(b, windows[b, i:j])`` is rows ``i:j`` of utterance ``b``'s activation ``[j - i, C]``.
-    With a GroupNorm, :meth:`backward_` gives the gradients of the block's parameters.
+    With a norm, :meth:`backward_` gives the gradients of the block's parameters.
     """
 
     @torch.no_grad()
@@ -90,20 +90,55 @@ class WaveBlock:
 
     def backward_(self, grad_rows: Callable[[int, int, int], Tensor]
                   ) -> tuple[Tensor, Tensor | None, Tensor, Tensor]:
-        """The gradients of the conv's weight ``[C, 1, k]`` and bias, and of the GroupNorm's
+        """The gradients of the conv's weight ``[C, 1, k]`` and bias, and of the norm's
         weight and bias ``[C]``, from the gradient at the activation, which
         ``grad_rows(b, lo, hi)`` gives as a new ``[hi - lo, C]`` tensor for rows ``lo:hi`` of
-        utterance ``b`` (it is overwritten): the whole gradient never exists either.
+        utterance ``b`` (it is overwritten): the whole gradient never exists either. One
+        pass, ``CHUNK_FRAMES`` frames at a time, rebuilding the norm's output from the
+        windows. Needs a norm (a GroupNorm or an affine LayerNorm)."""
+        if self.group_norm is not None:
+            return self._group_norm_backward(grad_rows)
+        if self.layer_norm is not None:
+            return self._layer_norm_backward(grad_rows)
+        raise NotImplementedError("WaveBlock trains only a first block with a norm")
 
-        One pass, ``CHUNK_FRAMES`` frames at a time, rebuilding the normalised output ``x̂``
-        from the windows: sums over time of ``g`` (the gradient at the norm), ``g · x̂`` and
+    def _layer_norm_backward(self, grad_rows: Callable[[int, int, int], Tensor]
+                             ) -> tuple[Tensor, Tensor | None, Tensor, Tensor]:
+        """Frame by frame: the LayerNorm's backward over channels, then the conv's weight
+        gradient as the product with the windows."""
+        batch, steps, kernel = self.windows.shape
+        norm = self.layer_norm
+        grad_w = self.windows.new_zeros(self.width, kernel)
+        grad_b, grad_gamma, grad_beta = (self.windows.new_zeros(self.width) for _ in range(3))
+        for b in range(batch):
+            for lo in range(0, steps, CHUNK_FRAMES):
+                rows = self.windows[b, lo:lo + CHUNK_FRAMES]
+                y = torch.addmm(self.shift[b], rows, self.weight[b])          # [n, C]
+                var, mean = torch.var_mean(y, -1, correction=0, keepdim=True)
+                rstd = (var + norm.eps).rsqrt_()
+                x_hat = y.sub_(mean).mul_(rstd)
+                gs = grad_rows(b, lo, lo + len(rows))
+                z = torch.addcmul(norm.bias, x_hat, norm.weight)
+                torch.ops.aten.gelu_backward.grad_input(gs, z, grad_input=gs)   # at the norm
+                grad_beta += gs.sum(0)
+                grad_gamma += torch.mul(gs, x_hat, out=z).sum(0)
+                d = gs.mul_(norm.weight)                                      # at x̂
+                # dy = rstd (d - mean_c(d) - x̂ mean_c(d x̂)), per frame
+                dots = torch.mul(d, x_hat, out=z).mean(-1, keepdim=True)
+                dy = d.sub_(d.mean(-1, keepdim=True)).sub_(x_hat.mul_(dots)).mul_(rstd)
+                grad_w.addmm_(dy.t(), rows)
+                grad_b += dy.sum(0)
+        return (grad_w.view(self.width, 1, kernel), grad_b if self.has_bias else None,
+                grad_gamma, grad_beta)
+
+    def _group_norm_backward(self, grad_rows: Callable[[int, int, int], Tensor]
+                             ) -> tuple[Tensor, Tensor | None, Tensor, Tensor]:
+        """Sums over time of ``g`` (the gradient at the norm), ``g · x̂`` and
         ``g (w - mean(w))ᵀ``. The norm's backward,
         ``dy = rstd · γ · (g - mean_t(g) - x̂ · mean_t(g · x̂))``, summed against the windows,
         then needs only those sums and the windows' covariance (``Σ_t x̂_t (w_t - m)ᵀ`` is
         ``rstd · (flat @ covariance) · T``). The conv bias cancels in the norm: its gradient
         is zero."""
-        if self.group_norm is None:
-            raise NotImplementedError("WaveBlock trains only a GroupNorm first block")
         batch, steps, kernel = self.windows.shape
         channels, dtype = self.width, self.windows.dtype
         gamma, beta = self.group_norm.weight.to(dtype), self.group_norm.bias.to(dtype)

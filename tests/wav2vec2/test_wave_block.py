@@ -83,33 +83,35 @@ def test_row_conv_of_equals_row_conv_of_the_whole_activation(kernel, stride, spl
     torch.testing.assert_close(row_conv_of(act, weight, stride), whole, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("norm", ["group", "layer"])
 @pytest.mark.parametrize("bias", [False, True])
-def test_gradients_are_exact_in_float64(bias, monkeypatch):
-    """Through the second block's weight and the first block's conv and GroupNorm, the
-    statistics included; pieces of a few rows each."""
+def test_gradients_are_exact_in_float64(norm, bias, monkeypatch):
+    """Through the second block's weight and the first block's conv and norm (a GroupNorm's
+    statistics included); pieces of a few rows each."""
     monkeypatch.setattr(row_conv_module, "CHUNK_BYTES", 9 * 6 * 8)
     monkeypatch.setattr(wave_block, "CHUNK_FRAMES", 7)
-    conv, norm = first_block("group", bias)
+    conv, layer = first_block(norm, bias)
     g = torch.Generator().manual_seed(5)
     wave = torch.randn(2, 213, dtype=torch.float64, generator=g) + 0.3
     weight = torch.randn(4, 6, 3, dtype=torch.float64, generator=g, requires_grad=True)
-    params = [conv.weight, norm.weight, norm.bias] + ([conv.bias] if bias else [])
+    params = [conv.weight, layer.weight, layer.bias] + ([conv.bias] if bias else [])
 
     def second_block(weight, *params):
         first, gamma, beta, *rest = params
-        layer = nn.GroupNorm(6, 6).double()
-        del layer.weight, layer.bias
-        layer.weight, layer.bias = gamma, beta
-        act = WaveBlock(wave, first, rest[0] if rest else None, 5, layer)
+        norm_layer = (nn.GroupNorm(6, 6) if norm == "group" else nn.LayerNorm(6)).double()
+        del norm_layer.weight, norm_layer.bias
+        norm_layer.weight, norm_layer.bias = gamma, beta
+        act = WaveBlock(wave, first, rest[0] if rest else None, 5, norm_layer)
         return row_conv_of(act, weight, 2)
 
     assert torch.autograd.gradcheck(second_block, (weight, *params))
 
 
-def test_training_keeps_only_the_waveform_and_statistics():
+@pytest.mark.parametrize("kind", ["group", "layer"])
+def test_training_keeps_only_the_waveform_and_statistics(kind):
     """No tensor the size of the first block's output is saved for backward, and its
     parameters get the gradients of the block computed whole."""
-    conv, norm = first_block("group", bias=False, channels=16, dtype=torch.float32)
+    conv, norm = first_block(kind, bias=kind == "layer", channels=16, dtype=torch.float32)
     wave = torch.randn(2, 4000, generator=torch.Generator().manual_seed(6))
     weight = torch.randn(8, 16, 3, generator=torch.Generator().manual_seed(7),
                          requires_grad=True)
@@ -121,10 +123,11 @@ def test_training_keeps_only_the_waveform_and_statistics():
         return t
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = row_conv_of(WaveBlock(wave, conv.weight, None, 5, norm), weight, 2)
+        out = row_conv_of(WaveBlock(wave, conv.weight, conv.bias, 5, norm), weight, 2)
     assert saved and max(saved) < first_size
     probe = torch.randn(out.shape, generator=torch.Generator().manual_seed(8))
-    params = [weight, conv.weight, norm.weight, norm.bias]
+    params = [weight, conv.weight, norm.weight, norm.bias] + \
+        ([conv.bias] if conv.bias is not None else [])
     ours = torch.autograd.grad((out * probe).sum(), params)
     whole = row_conv(plain_activation(wave, conv, norm), weight, 2)
     theirs = torch.autograd.grad((whole * probe).sum(), params)
@@ -132,11 +135,10 @@ def test_training_keeps_only_the_waveform_and_statistics():
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("norm", ["layer", None])
-def test_training_refuses_a_first_block_without_group_norm(norm):
-    conv, layer = first_block(norm, bias=True, dtype=torch.float32)
-    act = WaveBlock(torch.randn(1, 400), conv.weight, conv.bias, 5, layer)
-    with pytest.raises(ValueError, match="GroupNorm"):
+def test_training_refuses_a_first_block_without_a_norm():
+    conv, _ = first_block(None, bias=True, dtype=torch.float32)
+    act = WaveBlock(torch.randn(1, 400), conv.weight, conv.bias, 5, None)
+    with pytest.raises(ValueError, match="with a norm"):
         row_conv_of(act, torch.randn(4, 6, 3), 2)
 
 
