@@ -325,7 +325,7 @@ class Wav2Vec2FeatureEncoder(Encoder):
         # The first block is handed to the second whole where its activation is a function
         # of the waveform's windows alone (no dropout, no statistics over valid frames):
         # the second block reads it piece by piece (WaveBlock). In training (a first block
-        # with a norm) only the waveform and the norm's statistics are kept for backward.
+        # with a norm) only the waveform and a GroupNorm's statistics are kept for backward.
         rows = channels_last and not computes_in_bf16(x)
         trains = torch.is_grad_enabled() and any(p.requires_grad for p in self.parameters())
         defer = rows and trains

@@ -8,8 +8,8 @@ one product of the waveform's windows ``[n, k]`` with the block's weight, then t
 norm and GELU. The whole output is never written, so the process takes no fresh pages from
 the kernel for it either (on the virtual machines measured, first-touch page faults cost
 about 15 ms per 64 MB, more than the product). In training only the waveform's windows (a
-view) and ``[B, C]`` statistics are kept for backward, and the gradient at the activation
-also comes in pieces (:meth:`WaveBlock.backward_`).
+view) and, for a GroupNorm, ``[B, C]`` statistics are kept for backward, and the gradient
+at the activation also comes in pieces (:meth:`WaveBlock.backward_`).
 
 A GroupNorm over time needs no pass over the output for its statistics: the convolution is
 linear in the windows, so each channel's mean is its weight row times the windows' mean,
