@@ -162,7 +162,8 @@ class WaveBlock:
                 g_w.addmm_(gs.t(), rows - mean_w)
             g_windows[b] = g_w
         scale = self.rstd * self.group_norm.weight.double()                  # [B, C]
-        through_stats = (gx_sum * self.rstd)[..., None] * (self.flat.double()[None] @ self.covariance)
+        through_stats = (gx_sum * self.rstd)[..., None] \
+            * (self.flat.double()[None] @ self.covariance)                  # [B, C, k]
         grad_weight = (scale[..., None] * (g_windows - through_stats)).sum(0)    # [C, k]
         grad_bias = torch.zeros(channels, dtype=dtype) if self.has_bias else None
         return (grad_weight.to(dtype).view(channels, 1, -1), grad_bias,
