@@ -53,6 +53,19 @@ def test_memory_lines_come_from_runs_of_each_side_alone():
                      r"per round [\d.]+\.\.[\d.]+\)", out), out
 
 
+def test_feature_memory_lines_come_from_runs_of_each_side_alone():
+    out = _run("bench_wav2vec2.py", "--small", "--no-train", "--no-fx", "--no-memory",
+               "--no-bf16", "--fx-memory", "--fx-seconds", "2", "--memory-runs", "1",
+               "--wait-quiet", "0", "--seconds", "1")
+    runs = re.findall(r"^\s+(w2v|torchaudio|hf)\s+peak\s+[\d.]+ MB .*extraction memory "
+                      r"(-?\d+) MB", out, re.M)
+    assert [side for side, _ in runs] == ["w2v", "torchaudio", "hf"], out
+    assert all(int(mb) > 0 for _, mb in runs), out
+    for den in ("torchaudio", "hf"):
+        assert re.search(rf"features memory w2v / {den}: [\d.]+ \(medians; per round "
+                         r"[\d.]+\.\.[\d.]+\)", out), out
+
+
 def _gpu_pretrain_cpu(side: str, precision: str) -> dict:
     proc = subprocess.run([sys.executable, str(SCRIPTS / "bench_gpu_pretrain.py"),
                            "--device", "cpu", "--side", side, "--precision", precision,

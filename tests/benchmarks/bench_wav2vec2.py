@@ -21,7 +21,9 @@ Three measurements, each A/B interleaved in one process with the same threads:
    ``trainer.activation_checkpointing``: the Transformer blocks and the conv encoder recomputed).
 
 Feature extraction with ``--fx-batch`` above 1 runs a padded batch (lengths from the full
-``--fx-seconds`` down to 60 % of it) and compares the valid frames.
+``--fx-seconds`` down to 60 % of it) and compares the valid frames. ``--fx-memory`` adds its
+peak RSS per side (w2v, torchaudio, HF), each extractor built alone in a run of this script
+(``--only-fx SIDE``) as for training below.
 
 Peak RSS per side comes from separate runs of this script (``--only SIDE``, spawned by
 the main run). Each builds its own side alone: w2v from the same architecture, with no HF
@@ -34,6 +36,7 @@ is written to disk.
     python tests/benchmarks/bench_wav2vec2.py                 # BASE, 2 x 5 s, 2 threads
     python tests/benchmarks/bench_wav2vec2.py --small         # quick check, narrow model
     python tests/benchmarks/bench_wav2vec2.py --only w2v      # one side: step times, peak RSS
+    python tests/benchmarks/bench_wav2vec2.py --no-train --no-memory --fx-memory --fx-seconds 60
     python tests/benchmarks/bench_wav2vec2.py --profile w2v   # torch.profiler table of one step
     python tests/benchmarks/bench_wav2vec2.py --flops         # FLOPs per update, compute floor
     python tests/benchmarks/bench_wav2vec2.py --trajectory 8  # bf16 vs fp32 loss, seeded updates
@@ -528,6 +531,51 @@ def run_only(args) -> None:
     print("ONLY_JSON " + json.dumps(report), flush=True)
 
 
+FX_SIDES = ("w2v", "torchaudio", "hf")
+
+
+def run_only_fx(args) -> None:
+    """``--only-fx SIDE``: that side's feature extractor built alone, then two extractions
+    of the ``--fx-batch`` x ``--fx-seconds`` input under ``inference_mode``; a JSON line with
+    the RSS after building and the extractions' peak RSS (from a reset after building).
+    torchaudio's model is imported from HF's ``Wav2Vec2Model``, which is freed first."""
+    side = args.only_fx
+    if side == "w2v":
+        model = build_w2v_alone(args).w2v.eval()
+        extract = model.extract_features
+    else:
+        from transformers import Wav2Vec2Model
+
+        torch.manual_seed(args.seed)
+        model = Wav2Vec2Model(hf_config(args)).eval()
+        if side == "torchaudio":
+            from torchaudio.models.wav2vec2.utils import import_huggingface_model
+
+            logging.getLogger("torchaudio").setLevel(logging.ERROR)
+            hf_model, model = model, import_huggingface_model(model).eval()
+            del hf_model
+            extract = model
+        else:
+            def extract(wave, lengths):
+                mask = None if lengths is None else \
+                    torch.arange(wave.shape[1])[None, :] < lengths[:, None]
+                return model(wave, attention_mask=mask)
+    wave, lengths, _ = fx_inputs(args)
+    gc.collect()
+    after_build = rss_mb()
+    reset = reset_peak_rss()
+    def call() -> float:
+        with torch.inference_mode():
+            extract(wave, lengths)
+        return 0.0
+
+    walls = [timed(call).wall for _ in range(2)]
+    report = {"side": side, "rss_after_build_mb": round(after_build, 1),
+              "peak_rss_mb": round(vm_hwm_mb() if reset else peak_rss_mb(), 1),
+              "peak_from_reset": reset, "step_s": [round(w, 3) for w in walls]}
+    print("ONLY_JSON " + json.dumps(report), flush=True)
+
+
 def step_memory_mb(run: dict) -> float:
     """A ``--only`` run's step memory: its peak RSS over the RSS of the built model."""
     return run["peak_rss_mb"] - run["rss_after_build_mb"]
@@ -539,11 +587,13 @@ def median_run(runs: list[dict]) -> dict:
     return sorted(runs, key=step_memory_mb)[len(runs) // 2]
 
 
-def spawn_only(args, side: str) -> dict:
-    argv = [sys.executable, os.path.abspath(__file__), "--only", side,
+def spawn_only(args, side: str, flag: str = "--only") -> dict:
+    """A run of this script for one side alone: ``--only`` (training) or ``--only-fx``."""
+    argv = [sys.executable, os.path.abspath(__file__), flag, side,
             "--threads", str(args.threads), "--batch", str(args.batch),
             "--seconds", str(args.seconds), "--seed", str(args.seed), "--hf-attn", args.hf_attn,
-            "--warmup", str(args.warmup)]
+            "--warmup", str(args.warmup), "--fx-batch", str(args.fx_batch),
+            "--fx-seconds", str(args.fx_seconds)]
     argv += ["--small"] if args.small else []
     argv += ["--no-dropout"] if args.no_dropout else []
     wait_quiet(args.wait_quiet, args.quiet, f"memory {side}")
@@ -551,7 +601,35 @@ def spawn_only(args, side: str) -> dict:
     for line in proc.stdout.splitlines():
         if line.startswith("ONLY_JSON "):
             return json.loads(line[len("ONLY_JSON "):])
-    raise SystemExit(f"--only {side} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+    raise SystemExit(f"{flag} {side} failed (exit {proc.returncode}):\n{proc.stderr[-3000:]}")
+
+
+def feature_memory(args) -> list[tuple[str, str]]:
+    """``--fx-memory``: each side's feature extraction alone (``--only-fx``), sides taking
+    turns, ``--memory-runs`` runs each; the median run per side and w2v's ratios."""
+    print(f"\nFeature extraction's peak RSS, one side per process (--only-fx), "
+          f"{args.memory_runs} run(s) per side, interleaved:", flush=True)
+    runs: dict[str, list[dict]] = {side: [] for side in FX_SIDES}
+    for _ in range(args.memory_runs):
+        for side, done in runs.items():
+            done.append(r := spawn_only(args, side, "--only-fx"))
+            print(f"  {side:10s} peak {r['peak_rss_mb']:8.1f} MB  (after build "
+                  f"{r['rss_after_build_mb']:.1f} MB, extraction memory {step_memory_mb(r):.0f} "
+                  f"MB; extractions {r['step_s']})", flush=True)
+    rows = []
+    for side, done in runs.items():
+        rows.append((f"features memory {side}", f"+{step_memory_mb(median_run(done)):.0f} MB "
+                     f"over the built model (runs "
+                     f"{', '.join(f'{step_memory_mb(x):.0f}' for x in done)})"))
+    ours = step_memory_mb(median_run(runs["w2v"]))
+    for den in ("torchaudio", "hf"):
+        rounds = [step_memory_mb(x) / max(step_memory_mb(y), 1e-9)
+                  for x, y in zip(runs["w2v"], runs[den])]
+        text = (f"{ours / max(step_memory_mb(median_run(runs[den])), 1e-9):.3f} (medians; "
+                f"per round {min(rounds):.3f}..{max(rounds):.3f})")
+        print(f"  features memory w2v / {den}: {text}")
+        rows.append((f"ratio features memory w2v / {den}", text))
+    return rows
 
 
 # ------------------------------------------------------------------- profiling
@@ -639,6 +717,21 @@ def run_flops(args) -> None:
 
 
 # ------------------------------------------------------------- feature extraction
+def fx_inputs(args) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """The feature extraction batch ``[B, S]``, its lengths and HF's attention mask (None
+    for one utterance). A batch is padded: the first utterance full length, the last 60 %
+    of it."""
+    g = torch.Generator().manual_seed(args.seed + 1)
+    B, S = args.fx_batch, int(round(args.fx_seconds * 16000))
+    wave = torch.randn(B, S, generator=g)
+    lengths = attention = None
+    if B > 1:
+        lengths = torch.linspace(S, 0.6 * S, B).round().long()
+        attention = torch.arange(S)[None, :] < lengths[:, None]
+        wave = wave * attention
+    return wave, lengths, attention
+
+
 def feature_extraction(args, sides: Sides) -> dict:
     """w2v extract_features vs torchaudio wav2vec2_model (and HF Wav2Vec2Model), same weights."""
     from torchaudio.models.wav2vec2.utils import import_huggingface_model
@@ -647,14 +740,7 @@ def feature_extraction(args, sides: Sides) -> dict:
     hf_base = sides.hf.wav2vec2.eval()
     ta = import_huggingface_model(hf_base).eval()
     model = sides.w2v.eval()
-    g = torch.Generator().manual_seed(args.seed + 1)
-    B, S = args.fx_batch, int(round(args.fx_seconds * 16000))
-    wave = torch.randn(B, S, generator=g)
-    lengths = attention = None
-    if B > 1:      # a padded batch: the first utterance full length, the last 60 % of it
-        lengths = torch.linspace(S, 0.6 * S, B).round().long()
-        attention = torch.arange(S)[None, :] < lengths[:, None]
-        wave = wave * attention
+    wave, lengths, attention = fx_inputs(args)
     with torch.inference_mode():
         out = model.extract_features(wave, lengths)
         ours = out.output
@@ -800,6 +886,11 @@ def main() -> None:
     ap.add_argument("--memory-runs", type=int, default=3,
                     help="--only runs per side for the peak RSS lines, interleaved; the median "
                          "run is reported (default 3)")
+    ap.add_argument("--fx-memory", action="store_true",
+                    help="also the peak RSS of feature extraction, one side per process "
+                         "(w2v, torchaudio, HF; --memory-runs runs each)")
+    ap.add_argument("--only-fx", choices=FX_SIDES, help="extract features with one side alone "
+                    "and print its peak RSS (what --fx-memory spawns)")
     ap.add_argument("--only", choices=SIDES, help="run one side alone and print its peak RSS "
                     "(used by the main run for the memory line)")
     ap.add_argument("--profile", choices=SIDES, help="profile one update of a side and exit")
@@ -815,6 +906,8 @@ def main() -> None:
                  f"found {args.memory_runs}")
     if args.only:
         return run_only(args)
+    if args.only_fx:
+        return run_only_fx(args)
     if args.profile:
         return run_profile(args)
     if args.flops:
@@ -868,6 +961,8 @@ def main() -> None:
             r = ratio(ft, "w2v", den)
             print(f"  ratio w2v / {den:10s} {r}")
             rows.append((f"ratio features w2v / {den}", str(r)))
+    if args.fx_memory:
+        rows += feature_memory(args)
 
     names = ["hf", "w2v"]
     if bf16_ok:
