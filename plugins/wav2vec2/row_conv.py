@@ -297,6 +297,7 @@ class _WaveRowConv(torch.autograd.Function):
 
 
 def _wave_convolved(act: WaveBlock, weight: Tensor, stride: int) -> Tensor:
+    """:func:`_convolved` of ``act``'s activation of its windows."""
     rows = act.windows
     kernel = weight.shape[-1]
     steps = (rows.shape[1] - kernel) // stride + 1

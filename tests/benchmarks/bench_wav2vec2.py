@@ -519,11 +519,18 @@ def run_only(args) -> None:
     sides = build_w2v_alone(args) if side.startswith("w2v") else build_sides(args, "hf")
     inputs = make_inputs(args, sides.cfg, args.batch, args.seconds, args.seed)
     step = update_steps(sides, inputs, [side])[side]   # (compiles nothing until the first call)
+    report_alone(side, step, max(2, args.warmup) + 1)
+
+
+def report_alone(side: str, call: Callable[[], float], times: int) -> None:
+    """Runs ``call`` ``times`` times on the built side, then prints the JSON line that
+    :func:`spawn_only` reads: the RSS after building, the peak RSS of the calls (measured
+    from a reset after building) and their walls."""
     gc.collect()
     after_build = rss_mb()
     peak_build = peak_rss_mb()
     reset = reset_peak_rss()
-    walls = [timed(step).wall for _ in range(max(2, args.warmup) + 1)]
+    walls = [timed(call).wall for _ in range(times)]
     report = {"side": side, "rss_after_build_mb": round(after_build, 1),
               "peak_rss_build_mb": round(peak_build, 1),
               "peak_rss_mb": round(vm_hwm_mb() if reset else peak_rss_mb(), 1),
@@ -552,8 +559,7 @@ def run_only_fx(args) -> None:
             from torchaudio.models.wav2vec2.utils import import_huggingface_model
 
             logging.getLogger("torchaudio").setLevel(logging.ERROR)
-            hf_model, model = model, import_huggingface_model(model).eval()
-            del hf_model
+            model = import_huggingface_model(model).eval()      # (HF's model is freed)
             extract = model
         else:
             def extract(wave, lengths):
@@ -561,19 +567,13 @@ def run_only_fx(args) -> None:
                     torch.arange(wave.shape[1])[None, :] < lengths[:, None]
                 return model(wave, attention_mask=mask)
     wave, lengths, _ = fx_inputs(args)
-    gc.collect()
-    after_build = rss_mb()
-    reset = reset_peak_rss()
+
     def call() -> float:
         with torch.inference_mode():
             extract(wave, lengths)
         return 0.0
 
-    walls = [timed(call).wall for _ in range(2)]
-    report = {"side": side, "rss_after_build_mb": round(after_build, 1),
-              "peak_rss_mb": round(vm_hwm_mb() if reset else peak_rss_mb(), 1),
-              "peak_from_reset": reset, "step_s": [round(w, 3) for w in walls]}
-    print("ONLY_JSON " + json.dumps(report), flush=True)
+    report_alone(side, call, 2)
 
 
 def step_memory_mb(run: dict) -> float:
